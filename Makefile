@@ -1,0 +1,32 @@
+# `make demo` and `make test` set everything up on a fresh machine.
+# TORCH_SPEC picks the PyTorch build installed first; the default is the CPU build
+# (set e.g. TORCH_SPEC="torch==2.13.0 --index-url <your CUDA index>" for a GPU).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python tutorials/quickstart.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+lint: $(STAMP)
+	$(BIN)/ruff check ppl inference models tests tutorials benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

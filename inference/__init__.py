@@ -1,0 +1,17 @@
+"""``inference``: strategies that turn programs into trainable estimators.
+
+    >>> from inference import VI, Importance, ELBO, IWAE, VIS, RWS, Renyi, Adam
+"""
+
+from .estimators import Enum, Estimator, Gumbel, Reparam, Score
+from .importance import Importance, ImportanceResult
+from .objectives import ELBO, IWAE, RWS, VIS, Objective, Renyi
+from .optim import SGD, Adam, AdamW
+from .vi import VI
+from .weights import NonFiniteError
+
+__all__ = [
+    "Adam", "AdamW", "ELBO", "Enum", "Estimator", "Gumbel", "IWAE", "Importance",
+    "ImportanceResult", "NonFiniteError", "Objective", "RWS", "Renyi", "Reparam", "SGD", "Score",
+    "VI", "VIS",
+]

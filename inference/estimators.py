@@ -1,0 +1,131 @@
+"""Per-site gradient estimators: how a guide's latent site is drawn and differentiated.
+
+Choose one per site with ``VI(..., estimators={"z": "score"})`` or the site's
+``infer={"estimator": ...}``; by default a site is reparameterised when its
+distribution allows it and uses the score function otherwise.
+
+    >>> resolve_estimator("score", "z")
+    Score(baseline='running')
+    >>> resolve_estimator("gumbel", "c")
+    Gumbel(temperature=1.0, straight_through=False)
+"""
+
+import math
+
+
+class Estimator:
+    name = None
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Reparam(Estimator):
+    """Pathwise gradient through ``rsample``."""
+
+    name = "reparam"
+
+    def draw(self, backend, msg, step):
+        if not msg["fn"].has_rsample:
+            raise ValueError(
+                f"site {msg['name']!r}: estimator 'reparam' needs a reparameterisable "
+                f"distribution, but {type(msg['fn']).__name__} has no rsample; use 'score', "
+                "'enum' or 'gumbel'")
+        backend.draw_reparam(msg)
+
+
+class Score(Estimator):
+    """Score-function (REINFORCE) gradient with a baseline: ``"running"`` (an exponential
+    moving average of the learning signal, ``decay``), ``"learned"`` (a scalar fitted by
+    least squares) or ``None``."""
+
+    name = "score"
+
+    def __init__(self, baseline="running", decay=0.9):
+        if baseline not in ("running", "learned", None):
+            raise ValueError(f"Score: baseline must be 'running', 'learned' or None, got {baseline!r}")
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"Score: decay must lie in [0, 1), got {decay!r}")
+        self.baseline = baseline
+        self.decay = decay
+
+    def __repr__(self):
+        return f"Score(baseline={self.baseline!r})"
+
+    def draw(self, backend, msg, step):
+        backend.draw_detached(msg)
+
+
+class Enum(Estimator):
+    """Exact sum over the site's finite support (for objectives linear in the log-weights,
+    i.e. the ELBO). The support is laid out on a fresh batch dimension left of the
+    particle and plate dimensions."""
+
+    name = "enum"
+
+    def draw(self, backend, msg, step):
+        fn = msg["fn"]
+        if not getattr(fn, "has_enumerate_support", False):
+            raise ValueError(
+                f"site {msg['name']!r}: estimator 'enum' needs a distribution with finite "
+                f"support, but {type(fn).__name__} has none")
+        dim = msg["_enum_dim"]
+        support = fn.enumerate_support(expand=False)
+        event_shape = tuple(fn.event_shape)
+        msg["value"] = support.reshape((support.shape[0],) + (1,) * (-dim - 1) + event_shape)
+
+
+class Gumbel(Estimator):
+    """Gumbel-softmax / Concrete relaxation (Jang et al. 2017; Maddison et al. 2017) for
+    ``OneHotCategorical`` and ``Bernoulli`` sites.
+
+    ``temperature``: a number, or a function of the step number such as
+    ``lambda t: max(0.5, math.exp(-1e-4 * t))``. Without ``straight_through`` the site's
+    guide and model densities are replaced by their relaxed versions; with it the value is
+    the hard sample and gradients flow through the relaxed one.
+    """
+
+    name = "gumbel"
+
+    def __init__(self, temperature=1.0, straight_through=False):
+        if not callable(temperature) and not temperature > 0:
+            raise ValueError(f"Gumbel: temperature must be positive, got {temperature!r}")
+        self.temperature = temperature
+        self.straight_through = straight_through
+
+    def __repr__(self):
+        return f"Gumbel(temperature={self.temperature}, straight_through={self.straight_through})"
+
+    def temperature_at(self, step):
+        tau = self.temperature(step) if callable(self.temperature) else self.temperature
+        if not tau > 0 or not math.isfinite(tau):
+            raise ValueError(f"Gumbel: temperature at step {step} is {tau!r}; it must be positive")
+        return tau
+
+    def draw(self, backend, msg, step):
+        relaxed = backend.relaxed(msg["name"], msg["fn"], self.temperature_at(step))
+        soft = relaxed.rsample()
+        if self.straight_through:
+            msg["value"] = backend.straight_through(msg["fn"], soft)
+        else:
+            msg["fn"] = relaxed
+            msg["value"] = soft
+
+    def relax_model_site(self, backend, msg, step):
+        """In the model, score the relaxed value under the relaxed prior (no-op when straight-through)."""
+        if not self.straight_through:
+            msg["fn"] = backend.relaxed(msg["name"], msg["fn"], self.temperature_at(step))
+
+
+ESTIMATORS = {"reparam": Reparam, "score": Score, "enum": Enum, "gumbel": Gumbel}
+
+
+def resolve_estimator(spec, site):
+    """An :class:`Estimator` from a name or an instance; ``site`` names the site in errors."""
+    if isinstance(spec, Estimator):
+        return spec
+    if isinstance(spec, str) and spec in ESTIMATORS:
+        return ESTIMATORS[spec]()
+    raise ValueError(
+        f"site {site!r}: unknown estimator {spec!r}; expected one of {sorted(ESTIMATORS)} "
+        "or an Estimator instance")

@@ -1,0 +1,189 @@
+"""Importance sampling: vectorised particles, log evidence, effective sample size, resampling.
+
+    >>> import torch, ppl, ppl.distributions as dist
+    >>> from inference import Importance
+    >>> def model(x):
+    ...     mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    ...     with ppl.plate("data", len(x)):
+    ...         ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
+    >>> result = Importance(model, num_particles=20000).run(torch.tensor([1.0, 2.0]))
+    >>> abs(result.mean("mu") - 1.0) < 0.05   # the posterior mean is 1.0
+    True
+"""
+
+import math
+
+from ppl.backend import backend_of
+
+from .program import dry_run, plate_nesting, squeeze_particles, value_shapes
+from .trainer import run_steps
+from .weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
+
+
+class ImportanceResult:
+    """Weighted particles: ``log_weights`` (shape ``[K]``) and site ``samples`` (``[K, ...]``)."""
+
+    def __init__(self, ops, log_weights, samples):
+        self.ops = ops
+        self.log_weights = log_weights
+        self.samples = samples
+        self.num_particles = log_weights.shape[0]
+
+    @property
+    def log_evidence(self):
+        """log (1/K) sum_k w_k, an estimate of log p(x) (biased low by about var/2)."""
+        ops = self.ops
+        return ops.item(ops.logsumexp(self.log_weights, 0)) - math.log(self.num_particles)
+
+    @property
+    def normalized_weights(self):
+        return self.ops.softmax(self.log_weights, 0)
+
+    @property
+    def effective_sample_size(self):
+        """(sum_k w_k)^2 / sum_k w_k^2."""
+        ops = self.ops
+        return math.exp(2 * ops.item(ops.logsumexp(self.log_weights, 0))
+                        - ops.item(ops.logsumexp(2 * self.log_weights, 0)))
+
+    @property
+    def log_evidence_stderr(self):
+        """Delta-method standard error of :attr:`log_evidence`: sqrt((K / ESS - 1) / K)."""
+        K = self.num_particles
+        return math.sqrt(max(K / self.effective_sample_size - 1.0, 0.0) / K)
+
+    def _site(self, site):
+        try:
+            return self.samples[site]
+        except KeyError:
+            raise KeyError(f"no site {site!r}; sites: {sorted(self.samples)}") from None
+
+    def expectation(self, site, fn=None):
+        """Self-normalised estimate of E[fn(site)] under the posterior (fn defaults to identity)."""
+        value = self._site(site)
+        if fn is not None:
+            value = fn(value)
+        w = self.normalized_weights
+        w = self.ops.reshape(w, tuple(w.shape) + (1,) * (self.ops.ndim(value) - 1))
+        return self.ops.sum(w * value, 0)
+
+    def mean(self, site):
+        """Posterior mean of a site, as a float for scalar sites."""
+        value = self.expectation(site)
+        return self.ops.item(value) if self.ops.numel(value) == 1 else value
+
+    def variance(self, site):
+        mean = self.expectation(site)
+        second = self.expectation(site, lambda v: v * v)
+        out = second - mean * mean
+        return self.ops.item(out) if self.ops.numel(out) == 1 else out
+
+    def resample(self, num_samples, rng=None):
+        """``num_samples`` equally weighted draws (multinomial resampling): site -> array."""
+        index = self.ops.categorical(self.normalized_weights, num_samples, rng)
+        return {name: value[index] for name, value in self.samples.items()}
+
+
+def _merge(ops, results):
+    if len(results) == 1:
+        return results[0]
+    log_weights = ops.concatenate([r.log_weights for r in results], 0)
+    samples = {n: ops.concatenate([r.samples[n] for r in results], 0) for n in results[0].samples}
+    return ImportanceResult(ops, log_weights, samples)
+
+
+class Importance:
+    """Importance sampling from ``proposal`` (the prior when None, else a guide).
+
+    ``num_particles`` are drawn at once on a particle plate; ``run(num_steps=n)`` pools n
+    such batches. Weights are over whole traces, so the samples are joint posterior draws.
+    """
+
+    def __init__(self, model, proposal=None, num_particles=1000, *, max_plate_nesting=None,
+                 rng_seed=0):
+        if (not isinstance(num_particles, int) or isinstance(num_particles, bool)
+                or num_particles < 1):
+            raise ValueError(f"Importance: num_particles must be a positive integer, got {num_particles!r}")
+        self.model = model
+        self.proposal = proposal
+        self.num_particles = num_particles
+        self.backend = backend_of(model)
+        self.ops = self.backend.ops
+        self.max_plate_nesting = max_plate_nesting
+        self._rng = self.backend.make_rng(rng_seed)
+        self._ready = False
+
+    def _next_rng(self):
+        if self._rng is None:
+            return None
+        self._rng, key = self.backend.split_rng(self._rng)
+        return key
+
+    def _draw(self, msg):
+        self.backend.draw_reparam(msg)
+
+    def _setup(self, args, kwargs):
+        guide_tr, model_tr = dry_run(self.backend, self.model, self.proposal, args, kwargs,
+                                     self._draw, rng=self._next_rng())
+        if guide_tr is not None:
+            for name in model_tr.latent:
+                if name not in guide_tr.latent:
+                    raise ValueError(f"the proposal is missing latent site {name!r} of the model")
+            for name in guide_tr.latent:
+                if name not in model_tr.latent:
+                    raise ValueError(f"the proposal has site {name!r} that the model lacks as a "
+                                     f"latent site (model sites: {sorted(model_tr.sites)})")
+        P = self.max_plate_nesting
+        if P is None:
+            P = plate_nesting([model_tr, guide_tr])
+        self._plates = P
+        self._layout = WeightLayout(P, True)
+        self._shapes = value_shapes(model_tr)
+        self._ready = True
+
+    def step(self, *args, **kwargs):
+        """One batch of ``num_particles`` weighted particles."""
+        if not self._ready:
+            self._setup(args, kwargs)
+        backend, ops, layout = self.backend, self.ops, self._layout
+        K = self.num_particles
+        particles = (K, -(self._plates + 1))
+        with backend.no_grad():
+            values = None
+            log_q = 0.0
+            if self.proposal is not None:
+                guide_tr = backend.run(self.proposal, args, kwargs, draw=self._draw,
+                                       particles=particles, rng=self._next_rng())
+                values = {n: s.value for n, s in guide_tr.latent.items()}
+                log_q = total_log_weight(ops, layout, guide_tr.latent.values())
+            model_tr = backend.run(self.model, args, kwargs, replay=values, draw=self._draw,
+                                   particles=particles, rng=self._next_rng())
+            # with the prior as proposal, log p(z) cancels: weight by the observed sites only
+            scored = model_tr.sites.values() if self.proposal is not None else model_tr.observed.values()
+            log_w = total_log_weight(ops, layout, scored) - log_q
+            log_w = ops.broadcast_to(log_w, (K,))
+        if ops.isnan(log_w):
+            culprit = find_non_finite(ops, [("model", model_tr)])
+            raise NonFiniteError(f"importance weights are NaN: {culprit or 'no single site is NaN'}")
+        samples = squeeze_particles(ops, model_tr.values(), self._shapes, K)
+        samples = {n: v for n, v in samples.items() if n in model_tr.latent or n in model_tr.deterministics}
+        return ImportanceResult(ops, log_w, samples)
+
+    def run(self, *args, num_steps=1, progress=False, **kwargs):
+        """Pool ``num_steps`` batches of particles into one :class:`ImportanceResult`."""
+        results = []
+
+        def one_batch(*a, **k):
+            results.append(self.step(*a, **k))
+            return -results[-1].log_evidence
+
+        run_steps(one_batch, args, kwargs, num_steps, progress, "importance")
+        return _merge(self.ops, results)
+
+    def evaluate(self, *args, num_steps=1, **kwargs):
+        """Estimate of log p(x)."""
+        return self.run(*args, num_steps=num_steps, **kwargs).log_evidence
+
+    def posterior(self, *args, num_samples=1000, **kwargs):
+        """``num_samples`` resampled posterior draws: site -> array ``[num_samples, ...]``."""
+        return self.run(*args, **kwargs).resample(num_samples, self._next_rng())

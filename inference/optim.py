@@ -1,0 +1,72 @@
+"""Optimisers named once for both backends.
+
+``Adam(lr=1e-2)`` becomes ``torch.optim.Adam`` on torch and ``optax.adam`` on JAX. A
+``torch.optim.Optimizer`` class (or any callable taking the parameter list), or an
+``optax.GradientTransformation``, is accepted as well.
+
+    >>> import torch
+    >>> opt = Adam(lr=0.1).torch([torch.zeros(2, requires_grad=True)])
+    >>> type(opt).__name__, opt.defaults["lr"]
+    ('Adam', 0.1)
+"""
+
+
+class OptimizerSpec:
+    def __init__(self, name, lr, **options):
+        if not lr > 0:
+            raise ValueError(f"{name}: learning rate must be positive, got {lr!r}")
+        self.name = name
+        self.lr = lr
+        self.options = options
+
+    def __repr__(self):
+        extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"{self.name}(lr={self.lr}{extra})"
+
+    def torch(self, params):
+        import torch
+
+        cls = {"Adam": torch.optim.Adam, "SGD": torch.optim.SGD, "AdamW": torch.optim.AdamW}
+        return cls[self.name](params, lr=self.lr, **self.options)
+
+    def optax(self):
+        import optax
+
+        make = {"Adam": optax.adam, "SGD": optax.sgd, "AdamW": optax.adamw}[self.name]
+        options = dict(self.options)
+        if "betas" in options:
+            options["b1"], options["b2"] = options.pop("betas")
+        return make(self.lr, **options)
+
+
+def Adam(lr=1e-2, **options):
+    """Adam with learning rate ``lr`` (options: ``betas``, ``eps``, ``weight_decay`` on torch)."""
+    return OptimizerSpec("Adam", lr, **options)
+
+
+def AdamW(lr=1e-2, **options):
+    """Adam with decoupled weight decay."""
+    return OptimizerSpec("AdamW", lr, **options)
+
+
+def SGD(lr=1e-2, **options):
+    """Stochastic gradient descent (``momentum`` on torch)."""
+    return OptimizerSpec("SGD", lr, **options)
+
+
+def make_torch_optimizer(spec, params):
+    """A ``torch.optim.Optimizer`` over ``params`` from a spec, class or factory."""
+    if isinstance(spec, OptimizerSpec):
+        return spec.torch(params)
+    if callable(spec):
+        return spec(params)
+    raise TypeError(f"optimizer must be an OptimizerSpec (e.g. Adam(lr=1e-2)) or a factory, got {spec!r}")
+
+
+def make_optax(spec):
+    """An ``optax.GradientTransformation`` from a spec, or the transformation itself."""
+    if isinstance(spec, OptimizerSpec):
+        return spec.optax()
+    if hasattr(spec, "init") and hasattr(spec, "update"):
+        return spec
+    raise TypeError(f"on JAX, optimizer must be an OptimizerSpec or an optax transformation, got {spec!r}")

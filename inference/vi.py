@@ -1,0 +1,363 @@
+"""Variational inference: a model, a guide, an objective and an optimiser.
+
+    >>> import torch, ppl, ppl.distributions as dist
+    >>> from inference import VI, ELBO, Adam
+    >>> def model(x):
+    ...     mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    ...     with ppl.plate("data", len(x)):
+    ...         ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
+    >>> def guide(x):
+    ...     loc = ppl.param("loc", torch.tensor(0.0))
+    ...     ppl.sample("mu", dist.Normal(loc, 0.5))
+    >>> vi = VI(model, guide, ELBO(), Adam(lr=0.05))
+    >>> history = vi.run(torch.full((4,), 2.0), num_steps=300, progress=False)
+    >>> 1.2 < float(ppl.param("loc")) < 2.0   # the posterior mean is 1.6
+    True
+"""
+
+import math
+
+from ppl.backend import backend_of
+
+from .baselines import LearnedBaseline, RunningBaseline
+from .estimators import Enum, Estimator, Gumbel, Score, resolve_estimator
+from .objectives import ELBO
+from .optim import Adam
+from .program import common_plate, dry_run, plate_nesting, squeeze_particles, value_shapes
+from .trainer import run_steps
+from .weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
+
+
+class _Detached(Estimator):
+    """Draw without reparameterisation; the objective supplies the proposal gradient."""
+
+    name = "detached"
+
+    def draw(self, backend, msg, step):
+        backend.draw_detached(msg)
+
+
+class _Plain(Estimator):
+    """Draw the way the distribution draws by default (used to set up and to sample)."""
+
+    name = "plain"
+
+    def draw(self, backend, msg, step):
+        backend.draw_reparam(msg)
+
+
+class VI:
+    """Fit a guide (and the model's parameters) by stochastic optimisation of ``objective``.
+
+    Arguments:
+        model, guide: programs written with ``ppl`` (or the backend's own) primitives and
+            taking the same arguments; either may be a ``torch.nn.Module``.
+        objective: ``ELBO()`` (default), ``IWAE(K)``, ``Renyi(alpha, K)``, ``VIS(K)``, ``RWS(K)``.
+        optimizer: ``Adam(lr=1e-2)`` (default) or another spec from :mod:`inference.optim`.
+        estimators: site name -> ``"reparam" | "score" | "enum" | "gumbel"`` or an
+            :class:`~inference.estimators.Estimator`; a site's ``infer={"estimator": ...}``
+            does the same. Default: reparameterise where possible, else score function.
+        independent_plate: with ``K > 1`` particles, the plate whose elements get their own
+            importance weights (a per-datapoint bound, as in the IWAE paper). ``"auto"``
+            takes the plate every latent site lies in; ``None`` weights whole traces
+            (Pyro's ``RenyiELBO`` convention).
+        max_plate_nesting: plate dimensions the programs use (found by a dry run if omitted).
+    """
+
+    def __init__(self, model, guide, objective=None, optimizer=None, *, estimators=None,
+                 independent_plate="auto", max_plate_nesting=None):
+        self.model = model
+        self.guide = guide
+        self.objective = objective if objective is not None else ELBO()
+        self.backend = backend_of(model)
+        self.ops = self.backend.ops
+        self.estimator_config = {name: resolve_estimator(spec, name)
+                                 for name, spec in (estimators or {}).items()}
+        self.independent_plate = independent_plate
+        self.max_plate_nesting = max_plate_nesting
+        self.engine = self.backend.make_engine(optimizer if optimizer is not None else Adam(),
+                                               owners=(model, guide))
+        self.history = []
+        self.step_count = 0
+        self._ready = False
+
+    # ----------------------------------------------------------------- set-up
+    def _setup(self, args, kwargs):
+        """One dry run (random state preserved) to learn sites, plates and estimators."""
+        guide_tr, model_tr = dry_run(self.backend, self.model, self.guide, args, kwargs,
+                                     self._draw_plain, **self._functional_inputs())
+        self._check_sites(model_tr, guide_tr)
+        P = self.max_plate_nesting
+        if P is None:
+            P = plate_nesting([model_tr, guide_tr])
+        K = self.objective.num_particles
+        keep = self._independent_plate(model_tr, guide_tr)
+        self._keep = keep
+        self._plates = P
+        self._single_shapes = value_shapes(guide_tr)
+        self._estimators = {}
+        self._enum_dims = {}
+        self._baselines = {}
+        for name, site in guide_tr.latent.items():
+            self._estimators[name] = self._choose_estimator(name, site.fn, site.infer)
+        self._layout = WeightLayout(P, K > 1, keep if K > 1 else None, {})
+        first_enum_dim = -(P + (1 if K > 1 else 0) + 1)
+        for name, est in self._estimators.items():
+            if isinstance(est, Enum):
+                self._enum_dims[name] = first_enum_dim - len(self._enum_dims)
+        self._gumbel = {n: e for n, e in self._estimators.items() if isinstance(e, Gumbel)}
+        self._ready = True
+
+    def _independent_plate(self, model_tr, guide_tr):
+        latent = list(guide_tr.latent.values()) + list(model_tr.latent.values())
+        if self.independent_plate is None:
+            return None
+        if self.independent_plate == "auto":
+            plate = common_plate(latent)
+            return None if plate is None else (plate.name, plate.dim)
+        for site in latent:
+            for plate in site.plates:
+                if plate.name == self.independent_plate:
+                    if not all(plate in s.plates for s in latent):
+                        outside = [s.name for s in latent if plate not in s.plates]
+                        raise ValueError(
+                            f"independent_plate={self.independent_plate!r}: latent sites "
+                            f"{outside} lie outside it, so weights cannot be per element")
+                    return plate.name, plate.dim
+        raise ValueError(f"independent_plate={self.independent_plate!r}: no latent site lies in "
+                         "a plate of that name")
+
+    def _check_sites(self, model_tr, guide_tr):
+        model_latent = set(model_tr.latent)
+        guide_latent = set(guide_tr.latent)
+        for name in model_tr.latent:
+            if name not in guide_latent:
+                raise ValueError(
+                    f"the guide is missing latent site {name!r} of the model; every latent "
+                    f"site needs a guide site (guide sites: {sorted(guide_latent)})")
+        for name in guide_tr.latent:
+            if name not in model_tr.sites:
+                raise ValueError(
+                    f"the guide has site {name!r} that the model lacks (model sites: "
+                    f"{sorted(model_tr.sites)})")
+            if name not in model_latent:
+                raise ValueError(f"site {name!r} is observed in the model, so the guide may not sample it")
+        for name in self.estimator_config:
+            if name not in guide_latent:
+                raise ValueError(
+                    f"estimators: the guide has no latent site {name!r} (its sites: "
+                    f"{sorted(guide_latent)})")
+
+    def _choose_estimator(self, name, fn, infer):
+        spec = self.estimator_config.get(name) or infer.get("estimator")
+        if spec is None and infer.get("enumerate") == "parallel":
+            spec = "enum"
+        objective = self.objective
+        if objective.detached_samples:
+            if spec is not None and not isinstance(resolve_estimator(spec, name), Score):
+                raise ValueError(
+                    f"site {name!r}: {type(objective).__name__} samples the guide without "
+                    f"reparameterisation and supplies its own proposal gradient, so estimator "
+                    f"{spec!r} does not apply")
+            return _Detached()
+        if spec is None:
+            spec = "reparam" if fn.has_rsample else "score"
+        est = resolve_estimator(spec, name)
+        if isinstance(est, Enum) and not objective.supports_enum:
+            raise ValueError(f"site {name!r}: estimator 'enum' needs an objective linear in the "
+                             f"log-weights (ELBO), not {objective!r}")
+        if isinstance(est, Score) and est.baseline is not None:
+            self._baselines[name] = est
+        return est
+
+    # ------------------------------------------------------------------ drawing
+    def _draw_plain(self, msg):
+        self.backend.draw_reparam(msg)
+
+    def _draw(self, msg):
+        name = msg["name"]
+        est = self._estimators.get(name)
+        if est is None:  # a site the dry run did not visit (dynamic structure)
+            est = self._estimators[name] = self._choose_estimator(name, msg["fn"], msg["infer"])
+        if name in self._enum_dims:
+            msg["_enum_dim"] = self._enum_dims[name]
+        est.draw(self.backend, msg, self.step_count)
+
+    def _relax_model_site(self, msg):
+        est = self._gumbel.get(msg["name"])
+        if est is not None:
+            est.relax_model_site(self.backend, msg, self.step_count)
+
+    # ------------------------------------------------------------------- losses
+    def _baseline_for(self, name, like):
+        est = self._baselines[name]
+        key = ("baseline", name)
+        if key not in self.__dict__.setdefault("_baseline_state", {}):
+            if est.baseline == "running":
+                baseline = RunningBaseline(self.ops, est.decay)
+            else:
+                baseline = LearnedBaseline(self.ops, like)
+            saved = getattr(self, "_pending_baselines", {})
+            if name in saved:
+                baseline.load(saved[name])
+            self._baseline_state[key] = baseline
+        return self._baseline_state[key]
+
+    def baseline_parameters(self):
+        """Learned baselines' parameters, by name (for the optimiser)."""
+        return {f"_baseline.{k[1]}": b.param for k, b in getattr(self, "_baseline_state", {}).items()
+                if isinstance(b, LearnedBaseline)}
+
+    def _traces(self, args, kwargs, params=None, rng=None):
+        backend = self.backend
+        layout = self._layout
+        particles = (self.objective.num_particles, -(self._plates + 1)) if layout.vectorised else None
+        rng_guide, rng_model = (None, None) if rng is None else backend.split_rng(rng)
+        guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw, particles=particles,
+                               params=params, rng=rng_guide)
+        values = {name: s.value for name, s in guide_tr.latent.items()}
+        model_tr = backend.run(self.model, args, kwargs, replay=values,
+                               adjust=self._relax_model_site if self._gumbel else None,
+                               particles=particles, params=params, rng=rng_model)
+        if self._enum_dims:
+            layout.enum = {name: (dim, self.ops.exp(guide_tr[name].fn.log_prob(guide_tr[name].value)))
+                           for name, dim in self._enum_dims.items()}
+        return guide_tr, model_tr
+
+    def _surrogate(self, args, kwargs, params=None, rng=None):
+        """(surrogate loss, bound value, guide trace, model trace) for one step."""
+        ops = self.ops
+        layout = self._layout
+        guide_tr, model_tr = self._traces(args, kwargs, params, rng)
+        log_q = total_log_weight(ops, layout, guide_tr.latent.values())
+        log_p = total_log_weight(ops, layout, model_tr.sites.values())
+        score_log_q, baselines = {}, {}
+        for name, est in self._estimators.items():
+            if isinstance(est, Score) and name in guide_tr.sites:
+                site = guide_tr[name]
+                if any(ops.ndim(site.log_prob) >= -d and site.log_prob.shape[d] > 1
+                       for d in self._enum_dims.values()):
+                    raise NotImplementedError(
+                        f"site {name!r}: a score-function site that depends on an enumerated "
+                        "site is not supported; reparameterise it or enumerate it too")
+                score_log_q[name] = layout.reduce(ops, site)
+                if name in self._baselines:
+                    baselines[name] = self._baseline_for(name, site.log_prob)
+        surrogate, value = self.objective.loss(ops, log_p, log_q, score_log_q, baselines)
+        if self.objective.sleep:
+            surrogate = surrogate + self.objective.sleep * self._sleep_loss(args, kwargs)
+        return surrogate, value, guide_tr, model_tr
+
+    def _sleep_loss(self, args, kwargs):
+        """-log q(z | x) on (z, x) drawn from the model (reweighted wake-sleep's sleep phase)."""
+        backend = self.backend
+        layout = self._layout
+        particles = (self.objective.num_particles, -(self._plates + 1)) if layout.vectorised else None
+        with backend.no_grad():
+            dream = backend.run(backend.handlers.uncondition(self.model), args, kwargs,
+                                draw=backend.draw_detached, particles=particles)
+        guide_args, guide_kwargs = args, kwargs
+        if self.objective.sleep_inputs is not None:
+            observed = {n: s.value for n, s in dream.sites.items() if n not in self._estimators}
+            guide_args, guide_kwargs = self.objective.sleep_inputs(observed, args, kwargs)
+        values = {n: dream[n].value for n in self._estimators if n in dream.sites}
+        guide_tr = backend.run(self.guide, guide_args, guide_kwargs, replay=values, particles=particles)
+        log_q = total_log_weight(self.ops, layout, guide_tr.latent.values())
+        return -self.ops.sum(self.ops.mean(log_q, 0))
+
+    def loss(self, *args, **kwargs):
+        """The objective's loss (negative bound) on one fresh draw, without a gradient step."""
+        if not self._ready:
+            self._setup(args, kwargs)
+        with self.backend.no_grad():
+            _, value, _, _ = self._surrogate(args, kwargs, *self.engine.loss_inputs())
+        return -self.ops.item(value)
+
+    def differentiable_loss(self, *args, **kwargs):
+        """The surrogate loss whose gradient is the estimator's (torch: call ``.backward()``)."""
+        if not self._ready:
+            self._setup(args, kwargs)
+        return self._surrogate(args, kwargs)[0]
+
+    # ------------------------------------------------------------------- verbs
+    def step(self, *args, **kwargs):
+        """One optimisation step; returns the loss (the negative bound) before the step."""
+        if not self._ready:
+            self._setup(args, kwargs)
+        value = self.engine.step(self, args, kwargs)
+        if not math.isfinite(value):
+            self._raise_non_finite(value, args, kwargs)
+        self.step_count += 1
+        self.history.append(value)
+        return value
+
+    def _raise_non_finite(self, value, args, kwargs):
+        with self.backend.no_grad():
+            guide_tr, model_tr = self._traces(args, kwargs, *self.engine.loss_inputs())
+        culprit = find_non_finite(self.ops, [("guide", guide_tr), ("model", model_tr)])
+        raise NonFiniteError(
+            f"loss is {value} at step {self.step_count}: "
+            f"{culprit or 'no single site is non-finite; the objective overflowed'}")
+
+    def run(self, *args, num_steps=1000, progress=True, **kwargs):
+        """``num_steps`` steps with a progress bar; returns the loss history of this run."""
+        return run_steps(self.step, args, kwargs, num_steps, progress, type(self.objective).__name__)
+
+    def evaluate(self, *args, num_particles=1000, batch_particles=None, **kwargs):
+        """IWAE bound log (1/K) sum_k p(x, z_k) / q(z_k) with ``num_particles`` guide draws
+        (per element of the independent plate, summed), computed in batches."""
+        if not self._ready:
+            self._setup(args, kwargs)
+        backend, ops = self.backend, self.ops
+        batch = batch_particles or num_particles
+        layout = WeightLayout(self._plates, True, self._keep)
+        chunks = []
+        with backend.no_grad():
+            for start in range(0, num_particles, batch):
+                k = min(batch, num_particles - start)
+                particles = (k, -(self._plates + 1))
+                guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw_plain,
+                                       particles=particles, **self._functional_inputs())
+                values = {name: s.value for name, s in guide_tr.latent.items()}
+                model_tr = backend.run(self.model, args, kwargs, replay=values,
+                                       particles=particles, **self._functional_inputs())
+                log_w = (total_log_weight(ops, layout, model_tr.sites.values())
+                         - total_log_weight(ops, layout, guide_tr.latent.values()))
+                chunks.append(ops.logsumexp(log_w, 0))
+        combined = ops.logsumexp(ops.stack(chunks), 0) - math.log(num_particles)
+        return ops.item(ops.sum(combined))
+
+    def _functional_inputs(self):
+        params, rng = self.engine.loss_inputs()
+        return {"params": params, "rng": rng}
+
+    def posterior(self, *args, num_samples=1000, **kwargs):
+        """``num_samples`` joint draws from the guide: site name -> array ``[num_samples, ...]``."""
+        if not self._ready:
+            self._setup(args, kwargs)
+        backend = self.backend
+        with backend.no_grad():
+            guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw_plain,
+                                   particles=(num_samples, -(self._plates + 1)),
+                                   **self._functional_inputs())
+        return squeeze_particles(self.ops, guide_tr.values(), self._single_shapes, num_samples)
+
+    # ------------------------------------------------------------- checkpoints
+    def state_dict(self):
+        baselines = {k[1]: b.state() for k, b in getattr(self, "_baseline_state", {}).items()}
+        return {"engine": self.engine.state_dict(), "step": self.step_count,
+                "history": list(self.history), "baselines": baselines}
+
+    def load_state_dict(self, state):
+        self.engine.load_state_dict(state["engine"])
+        self.step_count = state["step"]
+        self.history = list(state["history"])
+        self._pending_baselines = state["baselines"]
+
+    def save(self, path):
+        """Write parameters, optimiser state, baselines and random state to ``path``."""
+        self.backend.save(self.state_dict(), path)
+
+    def load(self, path):
+        """Restore a :meth:`save`: the next :meth:`step` continues the saved run exactly."""
+        self.load_state_dict(self.backend.load(path))

@@ -1,0 +1,107 @@
+"""From traces to per-particle log-weights: the shared reduction used by VI and Importance.
+
+A site's log density is laid out right-aligned as ``[enum dims..., particles, plates...]``.
+:class:`WeightLayout` sums the plate dimensions away, except the plate whose elements
+carry independent importance weights, and returns arrays of shape ``[K]`` or ``[K, N]``.
+"""
+
+from dataclasses import dataclass, field
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or log-weight is NaN or infinite; the message names the site responsible."""
+
+
+@dataclass
+class WeightLayout:
+    """Where the particle, plate and enumeration dimensions lie.
+
+    ``plate_dims``: the model's plate nesting P (plates use dims -1 .. -P);
+    ``vectorised``: whether a particle plate sits at dim -(P + 1);
+    ``keep``: (name, dim) of the plate with independent weights, or None;
+    ``enum``: site name -> (dim, probability array) for enumerated guide sites.
+    """
+
+    plate_dims: int
+    vectorised: bool
+    keep: tuple = None
+    enum: dict = field(default_factory=dict)
+
+    def reduce(self, ops, site, log_prob=None):
+        """The site's log density summed over plates: shape ``[K or 1]`` or ``[K or 1, N]``."""
+        lp = site.log_prob if log_prob is None else log_prob
+        if self.enum:
+            lp = self._sum_enumerated(ops, lp)
+        P = self.plate_dims
+        keep_dim = None
+        if self.keep is not None and any(p.name == self.keep[0] for p in site.plates):
+            keep_dim = self.keep[1]
+        if not self.vectorised:
+            total = ops.sum(lp)
+            return ops.reshape(total, (1, 1) if self.keep is not None else (1,))
+        if ops.ndim(lp) <= P:  # the site does not vary over particles
+            lp = ops.reshape(lp, (1,) * (P + 1 - ops.ndim(lp)) + tuple(lp.shape))
+        dims = tuple(d for d in range(-P, 0) if d != keep_dim)
+        out = ops.sum(lp, dims) if dims else lp
+        if self.keep is None:
+            return out
+        if keep_dim is None:
+            if out.shape[0] > 1:
+                self._refuse_outside_keep(site)
+            return ops.reshape(out, (out.shape[0], 1))
+        return out
+
+    def _refuse_outside_keep(self, site):
+        raise ValueError(
+            f"site {site.name!r} lies outside plate {self.keep[0]!r} but its log density varies "
+            f"across particles, so the weights do not factorise over {self.keep[0]!r}; pass "
+            "independent_plate=None to weight whole traces")
+
+    def _sum_enumerated(self, ops, lp):
+        involved = [name for name, (dim, _) in self.enum.items()
+                    if ops.ndim(lp) >= -dim and lp.shape[dim] > 1]
+        if not involved:
+            return lp
+        # a guide site's probabilities may depend on another enumerated site: include it too
+        changed = True
+        while changed:
+            changed = False
+            for name, (dim, _) in self.enum.items():
+                if name in involved:
+                    continue
+                for other in list(involved):
+                    probs = self.enum[other][1]
+                    if ops.ndim(probs) >= -dim and probs.shape[dim] > 1:
+                        involved.append(name)
+                        changed = True
+                        break
+        for name in involved:
+            lp = lp * self.enum[name][1]
+        return ops.sum(lp, tuple(sorted(self.enum[name][0] for name in involved)))
+
+
+def total_log_weight(ops, layout, sites):
+    """Sum of ``layout.reduce`` over sites (0.0 when there are none)."""
+    total = 0.0
+    for site in sites:
+        total = total + layout.reduce(ops, site)
+    return total
+
+
+def find_non_finite(ops, traces):
+    """A sentence naming the first site whose value or log density is not finite, or None."""
+    for role, trace in traces:
+        for site in trace:
+            try:
+                if not ops.isfinite(site.value):
+                    kind = "observed value" if site.observed else "value"
+                    return f"site {site.name!r} in the {role} has a non-finite {kind}"
+            except TypeError:
+                pass
+            if not ops.isfinite(site.log_prob):
+                return (f"site {site.name!r} in the {role} has a non-finite log density "
+                        f"under {type(site.fn).__name__}")
+        for name, value in trace.params.items():
+            if not ops.isfinite(value):
+                return f"parameter {name!r} in the {role} is not finite"
+    return None

@@ -1,0 +1,22 @@
+"""``ppl``: the language. Primitives, handlers and the common trace view, on PyTorch (Pyro)
+or JAX (NumPyro).
+
+    >>> import ppl, ppl.distributions as dist
+    >>> def model():
+    ...     z = ppl.sample("z", dist.Normal(0.0, 1.0))
+    ...     return ppl.sample("x", dist.Normal(z, 1.0), obs=0.5)
+    >>> sorted(ppl.trace(model)().latent)
+    ['z']
+"""
+
+from . import distributions
+from .backend import backend, get_backend, set_backend
+from .handlers import block, condition, mask, replay, scale, seed, trace
+from .primitives import deterministic, factor, module, param, plate, sample
+from .trace_view import PlateInfo, Site, Trace
+
+__all__ = [
+    "backend", "block", "condition", "deterministic", "distributions", "factor", "get_backend",
+    "mask", "module", "param", "plate", "replay", "sample", "scale", "seed", "set_backend",
+    "trace", "PlateInfo", "Site", "Trace",
+]

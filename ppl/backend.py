@@ -1,0 +1,59 @@
+"""Which backend (PyTorch through Pyro, or JAX through NumPyro) the primitives resolve to.
+
+Example::
+
+    >>> import ppl
+    >>> ppl.get_backend().name
+    'torch'
+    >>> with ppl.backend("jax"):
+    ...     ppl.get_backend().name
+    'jax'
+"""
+
+import contextlib
+import importlib
+
+_BACKEND_MODULES = {"torch": "ppl.backends.torch", "jax": "ppl.backends.jax"}
+_loaded = {}
+_active = ["torch"]
+
+
+def _load(name):
+    if name not in _BACKEND_MODULES:
+        raise ValueError(f"unknown backend {name!r}; expected one of {sorted(_BACKEND_MODULES)}")
+    if name not in _loaded:
+        try:
+            module = importlib.import_module(_BACKEND_MODULES[name])
+        except ImportError as error:  # the JAX extra is optional
+            raise ImportError(
+                f"backend {name!r} needs its extra: pip install 'ppl-extension[{name}]' ({error})"
+            ) from error
+        _loaded[name] = module.BACKEND
+    return _loaded[name]
+
+
+def get_backend(name=None):
+    """The active backend object, or the one called ``name``."""
+    return _load(name or _active[-1])
+
+
+def set_backend(name):
+    """Make ``name`` ("torch" or "jax") the backend that ``ppl`` primitives resolve to."""
+    _load(name)
+    _active[-1] = name
+
+
+@contextlib.contextmanager
+def backend(name):
+    """Context manager that switches the active backend for its body."""
+    _load(name)
+    _active.append(name)
+    try:
+        yield get_backend(name)
+    finally:
+        _active.pop()
+
+
+def backend_of(fn):
+    """The backend a program is written for: ``fn._ppl_backend`` if set, else the active one."""
+    return get_backend(getattr(fn, "_ppl_backend", None))

@@ -1,0 +1,251 @@
+"""The JAX backend: NumPyro's primitives and handlers plus the same protocol as the torch one.
+
+Randomness is explicit: ``run`` threads a PRNG key (a fresh one from a module-level
+stream when none is given), and parameters are passed in rather than stored.
+"""
+
+import contextlib
+import pickle
+import types
+
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions
+from jax.scipy.special import logsumexp as _logsumexp
+from numpyro import handlers as nh
+from numpyro.primitives import Messenger
+
+from ..trace_view import PlateInfo, Site, Trace
+
+PARTICLE_PLATE = "_particles"
+
+
+def _module(name, nn_module, **kwargs):
+    raise NotImplementedError(
+        f"ppl.module({name!r}) on JAX: register flax/haiku modules with "
+        "numpyro.contrib.module (flax_module / haiku_module) for now")
+
+
+primitives = types.SimpleNamespace(
+    sample=numpyro.sample,
+    param=numpyro.param,
+    plate=numpyro.plate,
+    deterministic=numpyro.deterministic,
+    factor=numpyro.factor,
+    module=_module,
+)
+distributions = numpyro.distributions
+
+
+class Recorder(Messenger):
+    """Records sample, deterministic and param sites (see the torch ``Recorder``)."""
+
+    def __init__(self, replay=None, draw=None, adjust=None):
+        super().__init__()
+        self.replay = replay
+        self.draw = draw
+        self.adjust = adjust
+        self.sites = {}
+        self.params = {}
+        self.param_constraints = {}
+        self.deterministics = {}
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or msg["is_observed"]:
+            return
+        if self.replay is not None and msg["name"] in self.replay:
+            msg["value"] = self.replay[msg["name"]]
+            if self.adjust is not None:
+                self.adjust(msg)
+        elif self.draw is not None:
+            self.draw(msg)
+
+    def postprocess_message(self, msg):
+        kind, name = msg["type"], msg["name"]
+        if kind == "sample":
+            if name in self.sites:
+                raise ValueError(f"sample site {name!r} appears twice in one run; site names must be unique")
+            self.sites[name] = msg
+        elif kind == "deterministic":
+            self.deterministics[name] = msg["value"]
+        elif kind == "param":
+            self.params[name] = msg["value"]
+            self.param_constraints[name] = msg["kwargs"].get(
+                "constraint", numpyro.distributions.constraints.real)
+
+
+def _site_log_prob(site):
+    lp = site.fn.log_prob(site.value)
+    return lp if site.scale is None else lp * site.scale
+
+
+def to_trace(recorder, return_value=None):
+    sites = {
+        name: Site(
+            name=name,
+            value=msg["value"],
+            fn=msg["fn"],
+            observed=msg["is_observed"],
+            plates=tuple(PlateInfo(f.name, f.dim, f.size) for f in msg["cond_indep_stack"]),
+            infer=msg.get("infer") or {},
+            scale=msg.get("scale"),
+            mask=None,  # numpyro's mask handler wraps the distribution itself
+            _log_prob_fn=_site_log_prob,
+        )
+        for name, msg in recorder.sites.items()
+    }
+    trace = Trace(sites, recorder.params, recorder.deterministics, return_value, BACKEND)
+    trace.param_constraints = recorder.param_constraints
+    return trace
+
+
+def _replay(fn=None, values=None):
+    entries = {name: {"type": "sample", "value": v} for name, v in values.items()}
+    return nh.replay(fn, trace=entries)
+
+
+handlers = types.SimpleNamespace(
+    replay=_replay,
+    condition=lambda fn=None, data=None: nh.condition(fn, data=data),
+    block=lambda fn=None, hide=None, expose=None, hide_fn=None: nh.block(
+        fn, hide_fn=hide_fn, hide=hide, expose=expose),
+    scale=lambda fn=None, scale=1.0: nh.scale(fn, scale=scale),
+    mask=lambda fn=None, mask=True: nh.mask(fn, mask=mask),
+    seed=lambda fn=None, rng_seed=0: nh.seed(fn, rng_seed=rng_seed),
+    do=lambda fn=None, data=None: nh.do(fn, data=data),
+)
+
+
+class _Ops:
+    """Array operations the objectives need, on JAX arrays."""
+
+    stop_gradient = staticmethod(jax.lax.stop_gradient)
+    exp = staticmethod(jnp.exp)
+    log = staticmethod(jnp.log)
+    where = staticmethod(jnp.where)
+    square = staticmethod(jnp.square)
+    stack = staticmethod(jnp.stack)
+    reshape = staticmethod(jnp.reshape)
+    concatenate = staticmethod(jnp.concatenate)
+
+    @staticmethod
+    def logsumexp(x, dim):
+        return _logsumexp(x, axis=dim)
+
+    @staticmethod
+    def softmax(x, dim):
+        return jax.nn.softmax(x, axis=dim)
+
+    @staticmethod
+    def sum(x, dim=None):
+        return jnp.sum(x, axis=dim)
+
+    @staticmethod
+    def mean(x, dim=None):
+        return jnp.mean(x, axis=dim)
+
+    @staticmethod
+    def ndim(x):
+        return jnp.ndim(x)
+
+    @staticmethod
+    def numel(x):
+        return jnp.size(x)
+
+    @staticmethod
+    def broadcast_to(x, shape):
+        return jnp.broadcast_to(x, shape)
+
+    @staticmethod
+    def isfinite(x):
+        return bool(jnp.all(jnp.isfinite(x)))
+
+    @staticmethod
+    def isnan(x):
+        return bool(jnp.any(jnp.isnan(x)))
+
+    @staticmethod
+    def item(x):
+        return float(x)
+
+    @staticmethod
+    def asarray(x, like=None):
+        return jnp.asarray(x) if like is None else jnp.asarray(x, dtype=like.dtype)
+
+    @staticmethod
+    def categorical(probs, num, rng):
+        return jax.random.choice(rng, probs.shape[0], (num,), p=probs)
+
+
+class JaxBackend:
+    """The backend protocol on JAX (see DESIGN.md, "Backend protocol")."""
+
+    name = "jax"
+    primitives = primitives
+    distributions = distributions
+    handlers = handlers
+    ops = _Ops
+    Recorder = Recorder
+    to_trace = staticmethod(to_trace)
+
+    def __init__(self):
+        self._stream = jax.random.PRNGKey(0)
+
+    def _fresh_key(self):
+        self._stream, key = jax.random.split(self._stream)
+        return key
+
+    def make_rng(self, seed):
+        return jax.random.PRNGKey(seed)
+
+    def split_rng(self, rng):
+        return tuple(jax.random.split(rng))
+
+    def run(self, fn, args=(), kwargs=None, replay=None, draw=None, adjust=None, particles=None,
+            params=None, rng=None):
+        """Run ``fn`` under a :class:`Recorder`, seeded with ``rng`` and with ``params`` substituted."""
+        recorder = Recorder(replay, draw, adjust)
+        key = self._fresh_key() if rng is None else rng
+        with recorder, nh.seed(rng_seed=key), nh.substitute(data=params or {}):
+            if particles is None:
+                value = fn(*args, **(kwargs or {}))
+            else:
+                with numpyro.plate(PARTICLE_PLATE, particles[0], dim=particles[1]):
+                    value = fn(*args, **(kwargs or {}))
+        return to_trace(recorder, value)
+
+    def draw_reparam(self, msg):
+        pass  # numpyro's default draw is differentiable where the distribution allows it
+
+    def draw_detached(self, msg):
+        value, intermediates = msg["fn"](*msg["args"], sample_intermediates=True, **msg["kwargs"])
+        msg["value"] = jax.lax.stop_gradient(value)
+        msg["intermediates"] = intermediates
+
+    def relaxed(self, name, fn, temperature):
+        raise NotImplementedError(f"site {name!r}: the 'gumbel' estimator is torch-only for now")
+
+    def make_engine(self, optimizer, owners=()):
+        from inference.engine_jax import JaxEngine
+
+        return JaxEngine(optimizer)
+
+    def save(self, state, path):
+        with open(path, "wb") as f:
+            pickle.dump(jax.device_get(state), f)
+
+    def load(self, path):
+        with open(path, "rb") as f:
+            return pickle.load(f)
+
+    @contextlib.contextmanager
+    def no_grad(self):
+        yield
+
+    @contextlib.contextmanager
+    def preserved_rng(self):
+        yield  # keys are explicit: nothing global to preserve
+
+
+BACKEND = JaxBackend()

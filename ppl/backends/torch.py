@@ -1,0 +1,410 @@
+"""The PyTorch backend: Pyro's primitives and handlers, plus the protocol inference is written against.
+
+One Messenger, :class:`Recorder`, records a run, replays values into it and lets an
+inference strategy choose how each latent site is drawn; because it is a Pyro
+Messenger it stacks with every ``pyro.poutine`` handler.
+"""
+
+import contextlib
+import types
+
+import pyro
+import pyro.distributions
+import pyro.poutine as poutine
+import torch
+from pyro.distributions.util import scale_and_mask
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.indep_messenger import IndepMessenger
+from pyro.poutine.plate_messenger import PlateMessenger
+from pyro.poutine.runtime import _PYRO_STACK
+from pyro.poutine.subsample_messenger import SubsampleMessenger, _Subsample
+from pyro.distributions.torch_distribution import TorchDistributionMixin
+
+from ..trace_view import PlateInfo, Site, Trace
+
+PARTICLE_PLATE = "_particles"
+
+
+class Plate(PlateMessenger):
+    """``pyro.plate`` without the subsample site when nothing is subsampled.
+
+    Pyro's plate always runs a ``_Subsample`` site through the effect stack to draw its
+    indices; with no subsampling those are ``arange(size)``, so this plate makes them
+    lazily. Subsampled plates behave exactly as ``pyro.plate``.
+    """
+
+    def __init__(self, name, size=None, subsample_size=None, subsample=None, dim=None,
+                 use_cuda=None, device=None):
+        if size is None or subsample is not None or subsample_size not in (None, size):
+            super().__init__(name, size, subsample_size, subsample, dim, use_cuda, device)
+            return
+        IndepMessenger.__init__(self, name, size, dim, device)
+        self.subsample_size = size
+        self._indices = None
+
+    def __enter__(self):
+        super().__enter__()
+        if not self._vectorized:
+            return None
+        if self._indices is None:
+            self._indices = _arange(self.size, self.device)
+        return self._indices
+
+    def _process_message(self, msg):
+        SubsampleMessenger._process_message(self, msg)
+        if msg["type"] == "sample" and not msg["done"]:
+            _broadcast(msg)
+
+
+def _broadcast(msg):
+    """Pyro's plate broadcasting, skipping ``expand`` when the batch shape already fits."""
+    fn = msg["fn"]
+    if not isinstance(fn, TorchDistributionMixin):
+        return
+    actual = tuple(fn.batch_shape)
+    target = [None if size == 1 else size for size in actual]
+    for f in msg["cond_indep_stack"]:
+        if f.dim is None or f.size == -1:
+            continue
+        if -f.dim > len(target):
+            target = [None] * (-f.dim - len(target)) + target
+        if target[f.dim] is not None and target[f.dim] != f.size:
+            raise ValueError(
+                f"Shape mismatch inside plate({f.name!r}) at site {msg['name']!r} dim {f.dim}: "
+                f"the plate has size {f.size} but the distribution's batch shape has "
+                f"{target[f.dim]}")
+        target[f.dim] = f.size
+    n = len(target)
+    for i in range(n):
+        if target[i] is None:
+            j = i - n
+            target[i] = actual[j] if len(actual) >= -j else 1
+    if tuple(target) != actual:
+        msg["fn"] = fn.expand(target)
+        if msg["fn"].has_rsample != fn.has_rsample:
+            msg["fn"].has_rsample = fn.has_rsample
+
+
+_ARANGES = {}
+
+
+def _arange(size, device):
+    """Cached ``arange(size)``: a plate's indices when nothing is subsampled."""
+    key = (size, str(device))
+    if key not in _ARANGES:
+        _ARANGES[key] = torch.arange(size, device=device)
+    return _ARANGES[key]
+
+
+_registered_modules = {}  # name -> (module, a param-store key, its (name, parameter) pairs)
+
+
+def _module(name, nn_module, update_module_params=True):
+    """``pyro.module``, skipped once registered when only ``Recorder``s and plates listen.
+
+    Registering a module emits one ``param`` message per parameter on every call; inside
+    a strategy's own run nothing but its ``Recorder`` reads them, so the recorder is
+    handed the cached parameters directly.
+    """
+    cached = _registered_modules.get(name)
+    if cached is not None and cached[0] is nn_module and _only_recorders_listen():
+        if cached[1] in pyro.get_param_store()._params:
+            for frame in _PYRO_STACK:
+                if type(frame) is Recorder:
+                    frame.params.update(cached[2])
+            return nn_module
+    # update_module_params: a module whose parameters were loaded into the param store
+    # (a checkpoint) takes them, so that a resumed run continues exactly
+    out = pyro.module(name, nn_module, update_module_params=update_module_params)
+    pairs = [(f"{name}$$${n}", p) for n, p in nn_module.named_parameters() if p.requires_grad]
+    if pairs:
+        _registered_modules[name] = (nn_module, pairs[0][0], pairs)
+    return out
+
+
+def _only_recorders_listen():
+    return bool(_PYRO_STACK) and all(type(f) in _PARAM_BLIND for f in _PYRO_STACK)
+
+
+primitives = types.SimpleNamespace(
+    sample=pyro.sample,
+    param=pyro.param,
+    plate=Plate,
+    deterministic=pyro.deterministic,
+    factor=pyro.factor,
+    module=_module,
+)
+distributions = pyro.distributions
+
+
+class Recorder(Messenger):
+    """Records sample, deterministic and param sites of one run.
+
+    ``replay``: values (by site name) that latent sites take instead of being drawn.
+    ``draw``: ``draw(msg)`` called for each latent site that is not replayed; it may set
+    ``msg["value"]`` (and change ``msg["fn"]``) to choose how the site is sampled.
+    ``adjust``: ``adjust(msg)`` called for each replayed site (e.g. to relax its distribution).
+    """
+
+    def __init__(self, replay=None, draw=None, adjust=None):
+        super().__init__()
+        self.replay = replay
+        self.draw = draw
+        self.adjust = adjust
+        self.sites = {}
+        self.params = {}
+        self.deterministics = {}
+
+    def _pyro_sample(self, msg):
+        if msg["is_observed"] or type(msg["fn"]) is _Subsample:
+            return
+        replay = self.replay
+        if replay is not None and msg["name"] in replay:
+            msg["value"] = replay[msg["name"]]
+            if self.adjust is not None:
+                self.adjust(msg)
+        elif self.draw is not None:
+            self.draw(msg)
+
+    def _pyro_post_sample(self, msg):
+        name = msg["name"]
+        if type(msg["fn"]) is _Subsample:  # a plate's own subsample site, not a random variable
+            return
+        if msg["infer"].get("_deterministic"):
+            self.deterministics[name] = msg["value"]
+            return
+        if name in self.sites:
+            raise ValueError(f"sample site {name!r} appears twice in one run; site names must be unique")
+        self.sites[name] = msg
+
+    def _pyro_post_param(self, msg):
+        self.params[msg["name"]] = msg["value"]
+
+
+_PARAM_BLIND = (Recorder, Plate, pyro.plate)
+
+
+def _site_log_prob(site):
+    try:
+        log_prob = site.fn.log_prob(site.value)
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(_shape_error(site, error)) from error
+    return scale_and_mask(log_prob, site.scale, site.mask)
+
+
+def _shape_error(site, error):
+    value_shape = tuple(getattr(site.value, "shape", ()))
+    expected = tuple(site.fn.batch_shape) + tuple(site.fn.event_shape)
+    plates = ", ".join(f"{p.name!r} (dim {p.dim}, size {p.size})" for p in site.plates) or "none"
+    return (f"site {site.name!r}: cannot score a value of shape {value_shape} under "
+            f"{type(site.fn).__name__} with batch + event shape {expected}; plates: {plates}. "
+            f"({error})")
+
+
+def _plates(msg):
+    return tuple(PlateInfo(f.name, f.dim, f.size) for f in msg["cond_indep_stack"])
+
+
+def to_trace(recorder, return_value=None):
+    """The common :class:`Trace` view of what a :class:`Recorder` saw."""
+    sites = {
+        name: Site(
+            name=name,
+            value=msg["value"],
+            fn=msg["fn"],
+            observed=msg["is_observed"],
+            plates=_plates(msg),
+            infer=msg["infer"],
+            scale=msg["scale"],
+            mask=msg["mask"],
+            _log_prob_fn=_site_log_prob,
+        )
+        for name, msg in recorder.sites.items()
+    }
+    return Trace(sites, recorder.params, recorder.deterministics, return_value, BACKEND)
+
+
+class _ReplayValues(Messenger):
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def _pyro_sample(self, msg):
+        if not msg["is_observed"] and msg["name"] in self.values:
+            msg["value"] = self.values[msg["name"]]
+
+
+class _Seed(Messenger):
+    """Seeds torch's (and Pyro's) random number generators on entry."""
+
+    def __init__(self, rng_seed):
+        super().__init__()
+        self.rng_seed = rng_seed
+
+    def __enter__(self):
+        pyro.set_rng_seed(self.rng_seed)
+        return super().__enter__()
+
+
+handlers = types.SimpleNamespace(
+    replay=lambda fn=None, values=None: _ReplayValues(values)(fn) if fn else _ReplayValues(values),
+    condition=poutine.condition,
+    block=poutine.block,
+    scale=poutine.scale,
+    mask=poutine.mask,
+    seed=lambda fn=None, rng_seed=0: _Seed(rng_seed)(fn) if fn else _Seed(rng_seed),
+    do=poutine.do,
+    uncondition=poutine.uncondition,
+)
+
+
+class _Ops:
+    """Array operations the objectives need, on torch tensors."""
+
+    logsumexp = staticmethod(torch.logsumexp)
+    stop_gradient = staticmethod(torch.Tensor.detach)
+    exp = staticmethod(torch.exp)
+    log = staticmethod(torch.log)
+    where = staticmethod(torch.where)
+    softmax = staticmethod(lambda x, dim: torch.softmax(x, dim))
+    square = staticmethod(torch.square)
+
+    @staticmethod
+    def sum(x, dim=None):
+        return x.sum() if dim is None else x.sum(dim)
+
+    @staticmethod
+    def mean(x, dim=None):
+        return x.mean() if dim is None else x.mean(dim)
+
+    stack = staticmethod(torch.stack)
+    concatenate = staticmethod(torch.cat)
+
+    @staticmethod
+    def broadcast_to(x, shape):
+        return torch.as_tensor(x).expand(shape)
+
+    @staticmethod
+    def isnan(x):
+        return bool(torch.isnan(x).any())
+
+    @staticmethod
+    def categorical(probs, num, rng=None):
+        return torch.multinomial(probs, num, replacement=True)
+
+    @staticmethod
+    def numel(x):
+        return x.numel()
+
+    @staticmethod
+    def reshape(x, shape):
+        return x.reshape(shape)
+
+    @staticmethod
+    def ndim(x):
+        return x.dim()
+
+    @staticmethod
+    def isfinite(x):
+        return bool(torch.isfinite(x).all())
+
+    @staticmethod
+    def item(x):
+        return x.detach().item() if isinstance(x, torch.Tensor) else float(x)
+
+    @staticmethod
+    def asarray(x, like=None):
+        if like is not None:
+            return torch.as_tensor(x, dtype=like.dtype, device=like.device)
+        return torch.as_tensor(x)
+
+
+class TorchBackend:
+    """The backend protocol on PyTorch (see DESIGN.md, "Backend protocol")."""
+
+    name = "torch"
+    primitives = primitives
+    distributions = distributions
+    handlers = handlers
+    ops = _Ops
+    Recorder = Recorder
+    to_trace = staticmethod(to_trace)
+
+    def run(self, fn, args=(), kwargs=None, replay=None, draw=None, adjust=None, particles=None,
+            params=None, rng=None):
+        """Run ``fn`` under a :class:`Recorder` and return its :class:`Trace` view.
+
+        ``particles``: ``(num, dim)`` to vectorise the run over a particle plate.
+        ``params`` and ``rng`` are for functional backends; on torch parameters live in
+        Pyro's param store and randomness in torch's global generator.
+        """
+        recorder = Recorder(replay, draw, adjust)
+        with recorder:
+            if particles is None:
+                value = fn(*args, **(kwargs or {}))
+            else:
+                with Plate(PARTICLE_PLATE, particles[0], dim=particles[1]):
+                    value = fn(*args, **(kwargs or {}))
+        return to_trace(recorder, value)
+
+    def make_rng(self, seed):
+        return None  # torch draws from its global generator (seed it with ppl.seed)
+
+    def split_rng(self, rng):
+        return None, None
+
+    def make_engine(self, optimizer, owners=()):
+        from inference.engine_torch import TorchEngine
+
+        return TorchEngine(optimizer, owners)
+
+    def save(self, state, path):
+        torch.save(state, path)
+
+    def load(self, path):
+        return torch.load(path, weights_only=False)
+
+    def draw_reparam(self, msg):
+        fn = msg["fn"]
+        msg["value"] = fn.rsample() if fn.has_rsample else fn.sample()
+
+    def draw_detached(self, msg):
+        msg["value"] = msg["fn"].sample()
+
+    def relaxed(self, name, fn, temperature):
+        """The Concrete relaxation of a OneHotCategorical or Bernoulli site (through ``to_event``)."""
+        if isinstance(fn, pyro.distributions.Independent):
+            base = self.relaxed(name, fn.base_dist, temperature)
+            return base.to_event(fn.reinterpreted_batch_ndims)
+        tau = torch.tensor(float(temperature), dtype=fn.logits.dtype, device=fn.logits.device)
+        if isinstance(fn, pyro.distributions.OneHotCategorical):
+            return pyro.distributions.RelaxedOneHotCategorical(tau, logits=fn.logits)
+        if isinstance(fn, pyro.distributions.Bernoulli):
+            return pyro.distributions.RelaxedBernoulli(tau, logits=fn.logits)
+        raise ValueError(
+            f"site {name!r}: estimator 'gumbel' relaxes OneHotCategorical and Bernoulli sites, "
+            f"not {type(fn).__name__}; write a Categorical site as OneHotCategorical")
+
+    def straight_through(self, fn, soft):
+        """The hard sample in the forward pass, the relaxed sample's gradient in the backward."""
+        base = fn.base_dist if isinstance(fn, pyro.distributions.Independent) else fn
+        if isinstance(base, pyro.distributions.OneHotCategorical):
+            hard = torch.nn.functional.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+        else:
+            hard = (soft > 0.5).to(soft.dtype)
+        return hard + (soft - soft.detach())
+
+    @contextlib.contextmanager
+    def no_grad(self):
+        with torch.no_grad():
+            yield
+
+    @contextlib.contextmanager
+    def preserved_rng(self):
+        """Run a block without changing the random stream seen by the code after it."""
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=devices):
+            yield
+
+
+BACKEND = TorchBackend()

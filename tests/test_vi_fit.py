@@ -1,0 +1,228 @@
+"""VI against analytic answers: posteriors, evidence bounds, mixture weights."""
+
+import math
+
+import pyro
+import pytest
+import torch
+
+import ppl
+import ppl.distributions as dist
+from inference import ELBO, IWAE, RWS, VI, VIS, Adam, Gumbel, Renyi
+
+# ----------------------------------------------------- full-rank Normal-Normal
+PRIOR_COV = torch.tensor([[1.0, 0.8], [0.8, 1.0]])
+X2 = torch.tensor([[0.5, 1.5], [1.0, 0.7], [1.6, 1.1]])
+
+
+def mvn_model(x):
+    mu = ppl.sample("mu", dist.MultivariateNormal(torch.zeros(2), PRIOR_COV))
+    with ppl.plate("data", len(x)):
+        ppl.sample("x", dist.MultivariateNormal(mu, torch.eye(2)), obs=x)
+
+
+def full_rank_guide(x):
+    loc = ppl.param("loc", torch.zeros(2))
+    tril = ppl.param("tril", torch.eye(2), constraint=dist.constraints.lower_cholesky)
+    ppl.sample("mu", dist.MultivariateNormal(loc, scale_tril=tril))
+
+
+def test_full_rank_guide_recovers_analytic_posterior():
+    precision = torch.linalg.inv(PRIOR_COV) + len(X2) * torch.eye(2)
+    post_cov = torch.linalg.inv(precision)
+    post_mean = post_cov @ X2.sum(0)
+    VI(mvn_model, full_rank_guide, ELBO(num_particles=32), Adam(lr=0.02)).run(
+        X2, num_steps=1000, progress=False)
+    # a second, slower phase continues from the param store's values
+    VI(mvn_model, full_rank_guide, ELBO(num_particles=128), Adam(lr=0.002)).run(
+        X2, num_steps=1000, progress=False)
+    loc = pyro.param("loc").detach()
+    tril = pyro.param("tril").detach()
+    cov = tril @ tril.T
+    post_sd = post_cov.diag().sqrt()
+    # the family contains the posterior, so only optimiser noise remains: with 128
+    # particles and lr 0.002 it is well under a tenth of a posterior (co)variance scale
+    assert torch.all((loc - post_mean).abs() < 0.1 * post_sd), (loc, post_mean)
+    assert torch.allclose(cov, post_cov, atol=0.1 * float(post_cov.diag().min())), (cov, post_cov)
+
+
+# ------------------------------------------------------ IWAE bound against K
+X1 = torch.tensor([0.8, 1.9, 1.2, 0.4, 1.6])
+
+
+def nn_model(x):
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    with ppl.plate("data", len(x)):
+        ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+
+def poor_guide(x):
+    ppl.sample("mu", dist.Normal(0.5, 0.8))
+
+
+def exact_log_evidence(x):
+    n = len(x)
+    cov = torch.eye(n) + torch.ones(n, n)
+    return float(torch.distributions.MultivariateNormal(torch.zeros(n), cov).log_prob(x))
+
+
+def test_iwae_bound_increases_with_k_and_approaches_log_evidence():
+    vi = VI(nn_model, poor_guide, IWAE(10))
+    repeats = 300
+    stats = {}
+    for k in (1, 10, 100, 1000):
+        draws = torch.tensor([vi.evaluate(X1, num_particles=k) for _ in range(repeats)])
+        stats[k] = (float(draws.mean()), float(draws.std()) / math.sqrt(repeats))
+    exact = exact_log_evidence(X1)
+    ks = sorted(stats)
+    for small, large in zip(ks, ks[1:]):
+        gap = stats[large][0] - stats[small][0]
+        se = math.hypot(stats[large][1], stats[small][1])
+        assert gap > -3 * se, (small, large, stats)
+    assert stats[10][0] - stats[1][0] > 3 * math.hypot(stats[10][1], stats[1][1])
+    # the bound is below log p(x) and within three standard errors of it at K = 1000
+    assert stats[1000][0] < exact + 3 * stats[1000][1]
+    assert abs(stats[1000][0] - exact) < 3 * stats[1000][1] + 0.01, (stats[1000], exact)
+
+
+def test_renyi_lies_between_elbo_and_iwae():
+    elbo = VI(nn_model, poor_guide, ELBO(200), independent_plate=None)
+    renyi = VI(nn_model, poor_guide, Renyi(alpha=0.5, num_particles=200))
+    iwae = VI(nn_model, poor_guide, IWAE(200))
+    values = {}
+    for name, vi in (("elbo", elbo), ("renyi", renyi), ("iwae", iwae)):
+        draws = torch.tensor([-vi.loss(X1) for _ in range(200)])
+        values[name] = (float(draws.mean()), float(draws.std()) / math.sqrt(200))
+    for lower, upper in (("elbo", "renyi"), ("renyi", "iwae")):
+        gap = values[upper][0] - values[lower][0]
+        assert gap > 3 * math.hypot(values[upper][1], values[lower][1]), values
+
+
+# ---------------------------------------------------------- mixture weights
+MEANS = torch.tensor([-4.0, 0.0, 4.0])
+TRUE_WEIGHTS = torch.tensor([0.2, 0.3, 0.5])
+
+
+def mixture_data(n=600, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    c = torch.multinomial(TRUE_WEIGHTS, n, replacement=True, generator=g)
+    return MEANS[c] + torch.randn(n, generator=g)
+
+
+def mixture_model(y):
+    weights = ppl.param("weights", torch.ones(3) / 3, constraint=dist.constraints.simplex)
+    with ppl.plate("data", len(y)):
+        c = ppl.sample("c", dist.Categorical(weights))
+        ppl.sample("y", dist.Normal(MEANS[c], 1.0), obs=y)
+
+
+def mixture_guide(y):
+    logits = ppl.param("assignment_logits", torch.zeros(len(y), 3))
+    with ppl.plate("data", len(y)):
+        ppl.sample("c", dist.Categorical(logits=logits))
+
+
+def em_weights(y, iterations=500):
+    w = torch.ones(3) / 3
+    lik = torch.distributions.Normal(MEANS, 1.0).log_prob(y[:, None]).exp()
+    for _ in range(iterations):
+        resp = w * lik
+        resp = resp / resp.sum(-1, keepdim=True)
+        w = resp.mean(0)
+    return w
+
+
+@pytest.mark.parametrize("objective", [VIS(num_particles=20), RWS(num_particles=20)])
+def test_importance_objectives_recover_mixture_weights(objective):
+    y = mixture_data()
+    vi = VI(mixture_model, mixture_guide, objective, Adam(lr=0.05))
+    vi.run(y, num_steps=600, progress=False)
+    weights = pyro.param("weights").detach()
+    mle = em_weights(y)
+    se = (mle * (1 - mle) / len(y)).sqrt()
+    # VIS / RWS maximise log p_hat(x), whose optimum is the MLE: the fit must be closer
+    # to the MLE than the MLE's own sampling error
+    assert torch.all((weights - mle).abs() < se), (weights, mle, se)
+
+
+# ------------------------------------------------------------- Gumbel-softmax
+ONE_HOT_MEANS = torch.tensor([-1.0, 0.0, 2.0])
+
+
+def categorical_model(y):
+    c = ppl.sample("c", dist.OneHotCategorical(torch.tensor([0.3, 0.4, 0.3])))
+    ppl.sample("y", dist.Normal((c * ONE_HOT_MEANS).sum(-1), 1.0), obs=y)
+
+
+def categorical_guide(y):
+    logits = ppl.param("q_logits", torch.zeros(3))
+    ppl.sample("c", dist.OneHotCategorical(logits=logits))
+
+
+def exact_discrete_elbo(logits, y):
+    log_q = logits.log_softmax(-1)
+    log_joint = torch.tensor([0.3, 0.4, 0.3]).log() + torch.distributions.Normal(ONE_HOT_MEANS, 1.0).log_prob(y)
+    return float((log_q.exp() * (log_joint - log_q)).sum())
+
+
+def hand_written_gumbel_loss(logits, y, tau, straight_through, num_particles):
+    """The same estimator written directly in torch (the oracle for our wiring)."""
+    relaxed_q = torch.distributions.RelaxedOneHotCategorical(torch.tensor(tau), logits=logits)
+    soft = relaxed_q.rsample((num_particles,))
+    prior = torch.tensor([0.3, 0.4, 0.3])
+    if straight_through:
+        hard = torch.nn.functional.one_hot(soft.argmax(-1), 3).to(soft.dtype)
+        c = hard + (soft - soft.detach())
+        log_q = torch.distributions.OneHotCategorical(logits=logits).log_prob(c)
+        log_prior = torch.distributions.OneHotCategorical(prior).log_prob(c)
+    else:
+        c = soft
+        log_q = relaxed_q.log_prob(c)
+        log_prior = torch.distributions.RelaxedOneHotCategorical(torch.tensor(tau), probs=prior).log_prob(c)
+    log_lik = torch.distributions.Normal((c * ONE_HOT_MEANS).sum(-1), 1.0).log_prob(y)
+    return -(log_prior + log_lik - log_q).mean()
+
+
+@pytest.mark.parametrize("straight_through", [False, True])
+def test_gumbel_softmax_equals_hand_written_estimator(straight_through):
+    y = torch.tensor(1.5)
+    vi = VI(categorical_model, categorical_guide, ELBO(num_particles=64),
+            estimators={"c": Gumbel(temperature=0.5, straight_through=straight_through)})
+    vi.loss(y)
+    logits = pyro.param("q_logits")
+    with torch.no_grad():
+        logits.copy_(torch.tensor([0.2, -0.4, 0.1]))
+    torch.manual_seed(11)
+    ours = vi.differentiable_loss(y)
+    (ours_grad,) = torch.autograd.grad(ours, [logits])
+    torch.manual_seed(11)
+    theirs = hand_written_gumbel_loss(logits, y, 0.5, straight_through, 64)
+    (their_grad,) = torch.autograd.grad(theirs, [logits])
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert torch.allclose(ours_grad, their_grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("straight_through", [False, True])
+def test_gumbel_softmax_training_improves_exact_elbo(straight_through):
+    """Both relaxations are biased (the relaxed optimum is not the posterior), so the
+    check is the discrete ELBO, computed exactly, against the initial uniform guide."""
+    y = torch.tensor(1.5)
+    vi = VI(categorical_model, categorical_guide, ELBO(num_particles=64), Adam(lr=0.05),
+            estimators={"c": Gumbel(temperature=1.0, straight_through=straight_through)})
+    initial = exact_discrete_elbo(torch.zeros(3), y)
+    vi.run(y, num_steps=400, progress=False)
+    fitted = pyro.param("q_logits").detach()
+    exact_posterior = (torch.tensor([0.3, 0.4, 0.3]).log()
+                       + torch.distributions.Normal(ONE_HOT_MEANS, 1.0).log_prob(y))
+    assert fitted.argmax() == exact_posterior.argmax()
+    assert exact_discrete_elbo(fitted, y) > initial + 0.1
+
+
+def test_gumbel_straight_through_values_are_one_hot():
+    vi = VI(categorical_model, categorical_guide, ELBO(num_particles=5),
+            estimators={"c": Gumbel(straight_through=True)})
+    vi.loss(torch.tensor(0.0))
+    guide_tr, _ = vi._traces((torch.tensor(0.0),), {})
+    value = guide_tr["c"].value
+    assert torch.all((value == 0) | (value == 1)) and torch.all(value.sum(-1) == 1)
+    assert value.requires_grad
