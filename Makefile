@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/python tutorials/quickstart.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --doctest-modules ppl inference models tests
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -31,6 +31,10 @@ class JaxEngine:
             return None
         return {name: self.transforms[name](u) for name, u in params.items()}
 
+    def trained_params(self):
+        """Constrained parameter values by name."""
+        return dict(self.constrained() or {})
+
     def loss_inputs(self):
         return self.constrained(), self._next_key()
 

@@ -73,6 +73,12 @@ class TorchEngine:
             self.optimizer.load_state_dict(self._pending_state["optimizer"])
             self._pending_state = None
 
+    def trained_params(self):
+        """Constrained parameter values by name."""
+        store = pyro.get_param_store()
+        return {name: (store[name] if name in store._params else leaf).detach()
+                for name, leaf in self.leaves.items()}
+
     def loss_inputs(self):
         """(params, rng) for a loss evaluation: torch keeps both as global state."""
         return None, None

@@ -97,10 +97,12 @@ class Importance:
 
     ``num_particles`` are drawn at once on a particle plate; ``run(num_steps=n)`` pools n
     such batches. Weights are over whole traces, so the samples are joint posterior draws.
+    On JAX, pass a fitted guide's parameters as ``params=vi.params`` (on torch they live
+    in Pyro's param store already).
     """
 
     def __init__(self, model, proposal=None, num_particles=1000, *, max_plate_nesting=None,
-                 rng_seed=0):
+                 rng_seed=0, params=None):
         if (not isinstance(num_particles, int) or isinstance(num_particles, bool)
                 or num_particles < 1):
             raise ValueError(f"Importance: num_particles must be a positive integer, got {num_particles!r}")
@@ -110,6 +112,10 @@ class Importance:
         self.backend = backend_of(model)
         self.ops = self.backend.ops
         self.max_plate_nesting = max_plate_nesting
+        if params is not None and self.backend.name == "torch":
+            raise ValueError("Importance(params=...) is for the JAX backend; on torch the "
+                             "guide reads its parameters from Pyro's param store")
+        self.params = params
         self._rng = self.backend.make_rng(rng_seed)
         self._ready = False
 
@@ -124,7 +130,7 @@ class Importance:
 
     def _setup(self, args, kwargs):
         guide_tr, model_tr = dry_run(self.backend, self.model, self.proposal, args, kwargs,
-                                     self._draw, rng=self._next_rng())
+                                     self._draw, rng=self._next_rng(), params=self.params)
         if guide_tr is not None:
             for name in model_tr.latent:
                 if name not in guide_tr.latent:
@@ -153,11 +159,12 @@ class Importance:
             log_q = 0.0
             if self.proposal is not None:
                 guide_tr = backend.run(self.proposal, args, kwargs, draw=self._draw,
-                                       particles=particles, rng=self._next_rng())
+                                       particles=particles, rng=self._next_rng(),
+                                       params=self.params)
                 values = {n: s.value for n, s in guide_tr.latent.items()}
                 log_q = total_log_weight(ops, layout, guide_tr.latent.values())
             model_tr = backend.run(self.model, args, kwargs, replay=values, draw=self._draw,
-                                   particles=particles, rng=self._next_rng())
+                                   particles=particles, rng=self._next_rng(), params=self.params)
             # with the prior as proposal, log p(z) cancels: weight by the observed sites only
             scored = model_tr.sites.values() if self.proposal is not None else model_tr.observed.values()
             log_w = total_log_weight(ops, layout, scored) - log_q

@@ -26,8 +26,18 @@ class OptimizerSpec:
     def torch(self, params):
         import torch
 
-        cls = {"Adam": torch.optim.Adam, "SGD": torch.optim.SGD, "AdamW": torch.optim.AdamW}
-        return cls[self.name](params, lr=self.lr, **self.options)
+        cls = {"Adam": torch.optim.Adam, "SGD": torch.optim.SGD, "AdamW": torch.optim.AdamW}[self.name]
+        options = dict(self.options)
+        params = list(params)
+        if self.name in ("Adam", "AdamW") and "fused" not in options and "foreach" not in options:
+            # the fused kernel does the same arithmetic in one pass (about 3x faster on
+            # CPU for a VAE); fall back where it is unsupported (dtype, device)
+            if all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
+                try:
+                    return cls(params, lr=self.lr, fused=True, **options)
+                except (RuntimeError, ValueError):
+                    pass
+        return cls(params, lr=self.lr, **options)
 
     def optax(self):
         import optax
@@ -40,7 +50,10 @@ class OptimizerSpec:
 
 
 def Adam(lr=1e-2, **options):
-    """Adam with learning rate ``lr`` (options: ``betas``, ``eps``, ``weight_decay`` on torch)."""
+    """Adam with learning rate ``lr`` (options: ``betas``, ``eps``, ``weight_decay`` on torch).
+
+    On torch the fused implementation is used where the parameters allow it; pass
+    ``fused=False`` for the reference one."""
     return OptimizerSpec("Adam", lr, **options)
 
 

@@ -342,6 +342,11 @@ class VI:
                                    **self._functional_inputs())
         return squeeze_particles(self.ops, guide_tr.values(), self._single_shapes, num_samples)
 
+    @property
+    def params(self):
+        """The trained parameters (constrained values) by name, on either backend."""
+        return self.engine.trained_params()
+
     # ------------------------------------------------------------- checkpoints
     def state_dict(self):
         baselines = {k[1]: b.state() for k, b in getattr(self, "_baseline_state", {}).items()}

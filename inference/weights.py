@@ -37,8 +37,7 @@ class WeightLayout:
         if self.keep is not None and any(p.name == self.keep[0] for p in site.plates):
             keep_dim = self.keep[1]
         if not self.vectorised:
-            total = ops.sum(lp)
-            return ops.reshape(total, (1, 1) if self.keep is not None else (1,))
+            return ops.sum(lp)  # a scalar: total_log_weight lays it out once
         if ops.ndim(lp) <= P:  # the site does not vary over particles
             lp = ops.reshape(lp, (1,) * (P + 1 - ops.ndim(lp)) + tuple(lp.shape))
         dims = tuple(d for d in range(-P, 0) if d != keep_dim)
@@ -81,10 +80,13 @@ class WeightLayout:
 
 
 def total_log_weight(ops, layout, sites):
-    """Sum of ``layout.reduce`` over sites (0.0 when there are none)."""
+    """Sum of ``layout.reduce`` over sites, shaped ``[K]`` or ``[K, N]`` (K = 1 when the
+    run is not vectorised); 0.0 when there are no sites."""
     total = 0.0
     for site in sites:
         total = total + layout.reduce(ops, site)
+    if not layout.vectorised and not isinstance(total, float):
+        total = ops.reshape(total, (1, 1) if layout.keep is not None else (1,))
     return total
 
 

@@ -54,6 +54,22 @@ def backend(name):
         _active.pop()
 
 
+class activated:
+    """Make a loaded backend active while a strategy runs a program with it (cheaper than
+    :func:`backend`, which validates the name)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        _active.append(self.name)
+
+    def __exit__(self, *exc):
+        _active.pop()
+
+
 def backend_of(fn):
     """The backend a program is written for: ``fn._ppl_backend`` if set, else the active one."""
     return get_backend(getattr(fn, "_ppl_backend", None))

@@ -16,6 +16,7 @@ from jax.scipy.special import logsumexp as _logsumexp
 from numpyro import handlers as nh
 from numpyro.primitives import Messenger
 
+from ..backend import activated
 from ..trace_view import PlateInfo, Site, Trace
 
 PARTICLE_PLATE = "_particles"
@@ -207,7 +208,7 @@ class JaxBackend:
         """Run ``fn`` under a :class:`Recorder`, seeded with ``rng`` and with ``params`` substituted."""
         recorder = Recorder(replay, draw, adjust)
         key = self._fresh_key() if rng is None else rng
-        with recorder, nh.seed(rng_seed=key), nh.substitute(data=params or {}):
+        with activated(self.name), recorder, nh.seed(rng_seed=key), nh.substitute(data=params or {}):
             if particles is None:
                 value = fn(*args, **(kwargs or {}))
             else:

@@ -20,6 +20,7 @@ from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.subsample_messenger import SubsampleMessenger, _Subsample
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 
+from ..backend import activated
 from ..trace_view import PlateInfo, Site, Trace
 
 PARTICLE_PLATE = "_particles"
@@ -114,12 +115,31 @@ def _module(name, nn_module, update_module_params=True):
                     frame.params.update(cached[2])
             return nn_module
     # update_module_params: a module whose parameters were loaded into the param store
-    # (a checkpoint) takes them, so that a resumed run continues exactly
+    # (a checkpoint) takes them, so that a resumed run continues exactly; parameters are
+    # global by name, as in Pyro, so a clash of shapes is an error rather than an adoption
+    _check_module_shapes(name, nn_module)
     out = pyro.module(name, nn_module, update_module_params=update_module_params)
     pairs = [(f"{name}$$${n}", p) for n, p in nn_module.named_parameters() if p.requires_grad]
     if pairs:
         _registered_modules[name] = (nn_module, pairs[0][0], pairs)
     return out
+
+
+def _check_module_shapes(name, nn_module):
+    store = pyro.get_param_store()._params
+    for param_name, p in nn_module.named_parameters():
+        stored = store.get(f"{name}$$${param_name}")
+        if stored is not None and stored.shape != p.shape:
+            raise ValueError(
+                f"ppl.module({name!r}): the param store holds {name}$$${param_name} with shape "
+                f"{tuple(stored.shape)}, but this module's parameter has shape {tuple(p.shape)}; "
+                "register it under another name or call pyro.clear_param_store()")
+
+
+def _param(name, init_value=None, *args, **kwargs):
+    if init_value is not None and not callable(init_value) and not isinstance(init_value, torch.Tensor):
+        init_value = torch.as_tensor(init_value, dtype=torch.get_default_dtype())
+    return pyro.param(name, init_value, *args, **kwargs)
 
 
 def _only_recorders_listen():
@@ -128,7 +148,7 @@ def _only_recorders_listen():
 
 primitives = types.SimpleNamespace(
     sample=pyro.sample,
-    param=pyro.param,
+    param=_param,
     plate=Plate,
     deterministic=pyro.deterministic,
     factor=pyro.factor,
@@ -188,8 +208,19 @@ def _site_log_prob(site):
     try:
         log_prob = site.fn.log_prob(site.value)
     except (ValueError, RuntimeError) as error:
+        if _broadcasts(site):
+            raise
         raise ValueError(_shape_error(site, error)) from error
     return scale_and_mask(log_prob, site.scale, site.mask)
+
+
+def _broadcasts(site):
+    value_shape = tuple(getattr(site.value, "shape", ()))
+    try:
+        torch.broadcast_shapes(value_shape, tuple(site.fn.batch_shape) + tuple(site.fn.event_shape))
+    except RuntimeError:
+        return False
+    return True
 
 
 def _shape_error(site, error):
@@ -339,7 +370,7 @@ class TorchBackend:
         Pyro's param store and randomness in torch's global generator.
         """
         recorder = Recorder(replay, draw, adjust)
-        with recorder:
+        with activated(self.name), recorder:
             if particles is None:
                 value = fn(*args, **(kwargs or {}))
             else:
