@@ -1,0 +1,78 @@
+"""Importance sampling: weights, ESS, resampling and expectations against closed forms."""
+
+import math
+
+import pytest
+import torch
+
+import ppl
+import ppl.distributions as dist
+from inference import ELBO, VI, Adam, Importance
+
+X = torch.tensor([0.8, 1.9, 1.2, 0.4, 1.6])
+POST_MEAN = float(X.sum()) / (len(X) + 1)
+POST_SD = (len(X) + 1) ** -0.5
+
+
+def model(x):
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    ppl.deterministic("mu_squared", mu * mu)
+    with ppl.plate("data", len(x)):
+        ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+
+def test_weights_ess_and_expectations():
+    result = Importance(model, num_particles=40_000).run(X)
+    w = result.normalized_weights
+    assert w.shape == (40_000,) and torch.isclose(w.sum(), torch.tensor(1.0))
+    ess = result.effective_sample_size
+    assert 1 < ess < 40_000
+    assert math.isclose(ess, float(1.0 / (w ** 2).sum()), rel_tol=1e-4)
+    # self-normalised estimates: standard error about sd / sqrt(ESS)
+    se = POST_SD / math.sqrt(ess)
+    assert abs(result.mean("mu") - POST_MEAN) < 4 * se
+    second_moment = POST_SD ** 2 + POST_MEAN ** 2
+    assert abs(result.mean("mu_squared") - second_moment) < 4 * 2 * POST_MEAN * se + 0.01
+    assert abs(result.variance("mu") - POST_SD ** 2) < 0.02
+
+
+def test_resampling_gives_posterior_draws():
+    result = Importance(model, num_particles=40_000).run(X, num_steps=2)
+    assert result.num_particles == 80_000
+    draws = result.resample(20_000)["mu"]
+    assert draws.shape == (20_000,)
+    # resampled draws: the mean's error combines the weights' ESS and the resample size
+    se = POST_SD * math.sqrt(1 / result.effective_sample_size + 1 / 20_000)
+    assert abs(float(draws.mean()) - POST_MEAN) < 4 * se
+    posterior = Importance(model, num_particles=20_000).posterior(X, num_samples=500)
+    assert posterior["mu"].shape == (500,)
+
+
+def test_missing_site_in_proposal():
+    def partial_guide(x):
+        pass
+
+    with pytest.raises(ValueError, match="proposal is missing latent site 'mu'"):
+        Importance(model, partial_guide, num_particles=10).run(X)
+
+
+class AmortisedGuide(torch.nn.Module):
+    """A guide that is itself a torch.nn.Module: VI finds its parameters without ppl.module."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(1, 2)
+
+    def forward(self, x):
+        out = self.net(x.mean().reshape(1))
+        ppl.sample("mu", dist.Normal(out[0], out[1].exp()))
+
+
+def test_module_guide_is_trained_and_used_as_proposal():
+    guide = AmortisedGuide()
+    before = [p.detach().clone() for p in guide.parameters()]
+    vi = VI(model, guide, ELBO(8), Adam(lr=0.05))
+    vi.run(X, num_steps=400, progress=False)
+    assert all(not torch.equal(a, b) for a, b in zip(before, guide.parameters()))
+    result = Importance(model, guide, num_particles=5000).run(X)
+    assert result.effective_sample_size > 0.8 * 5000
