@@ -88,8 +88,11 @@ class TorchEngine:
         surrogate, value, guide_tr, model_tr = strategy._surrogate(args, kwargs)
         self.discover((guide_tr, model_tr), strategy.baseline_parameters())
         loss = -value.item()
-        if not math.isfinite(loss) or not bool(torch.isfinite(surrogate)):
-            return math.nan if math.isfinite(loss) else loss
+        if not math.isfinite(loss):
+            return loss
+        # the surrogate differs from -value only through score-function or proposal terms
+        if strategy.surrogate_has_extra_terms and not bool(torch.isfinite(surrogate)):
+            return math.nan
         self.optimizer.zero_grad(set_to_none=True)
         surrogate.backward()
         self.optimizer.step()

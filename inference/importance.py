@@ -182,7 +182,7 @@ class Importance:
 
         def one_batch(*a, **k):
             results.append(self.step(*a, **k))
-            return -results[-1].log_evidence
+            return -results[-1].log_evidence if progress else None
 
         run_steps(one_batch, args, kwargs, num_steps, progress, "importance")
         return _merge(self.ops, results)

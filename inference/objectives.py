@@ -64,7 +64,8 @@ class ELBO(Objective):
 
     def loss(self, ops, log_p, log_q, score_log_q, baselines):
         log_w = log_p - log_q
-        value = ops.sum(ops.mean(log_w, 0))
+        # one particle: skip the mean over a length-one axis (one node less to differentiate)
+        value = ops.sum(log_w) if log_w.shape[0] == 1 else ops.sum(ops.mean(log_w, 0))
         surrogate = -value
         if score_log_q:
             surrogate = surrogate - _score_terms(

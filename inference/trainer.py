@@ -8,7 +8,7 @@ def run_steps(step, args, kwargs, num_steps, progress=True, label="loss"):
     if not isinstance(num_steps, int) or num_steps < 0:
         raise ValueError(f"num_steps must be a non-negative integer, got {num_steps!r}")
     losses = []
-    bar = tqdm(range(num_steps), desc=label, disable=not progress, leave=False)
+    bar = tqdm(range(num_steps), desc=label, leave=False) if progress else range(num_steps)
     every = max(1, num_steps // 100)
     for i in bar:
         losses.append(step(*args, **kwargs))

@@ -60,7 +60,7 @@ class VI:
         independent_plate: with ``K > 1`` particles, the plate whose elements get their own
             importance weights (a per-datapoint bound, as in the IWAE paper). ``"auto"``
             takes the plate every latent site lies in; ``None`` weights whole traces
-            (Pyro's ``RenyiELBO`` convention).
+            (one weight per particle for the whole mini-batch).
         max_plate_nesting: plate dimensions the programs use (found by a dry run if omitted).
     """
 
@@ -106,6 +106,9 @@ class VI:
             if isinstance(est, Enum):
                 self._enum_dims[name] = first_enum_dim - len(self._enum_dims)
         self._gumbel = {n: e for n, e in self._estimators.items() if isinstance(e, Gumbel)}
+        self.surrogate_has_extra_terms = bool(
+            self.objective.detached_samples or self.objective.sleep
+            or any(isinstance(e, Score) for e in self._estimators.values()))
         self._ready = True
 
     def _independent_plate(self, model_tr, guide_tr):
@@ -179,6 +182,7 @@ class VI:
         est = self._estimators.get(name)
         if est is None:  # a site the dry run did not visit (dynamic structure)
             est = self._estimators[name] = self._choose_estimator(name, msg["fn"], msg["infer"])
+            self.surrogate_has_extra_terms |= isinstance(est, Score)
         if name in self._enum_dims:
             msg["_enum_dim"] = self._enum_dims[name]
         est.draw(self.backend, msg, self.step_count)

@@ -29,6 +29,8 @@ class WeightLayout:
 
     def reduce(self, ops, site, log_prob=None):
         """The site's log density summed over plates: shape ``[K or 1]`` or ``[K or 1, N]``."""
+        if not self.vectorised and not self.enum and log_prob is None:
+            return ops.sum_log_prob(site)  # a scalar: total_log_weight lays it out once
         lp = site.log_prob if log_prob is None else log_prob
         if self.enum:
             lp = self._sum_enumerated(ops, lp)
@@ -37,7 +39,7 @@ class WeightLayout:
         if self.keep is not None and any(p.name == self.keep[0] for p in site.plates):
             keep_dim = self.keep[1]
         if not self.vectorised:
-            return ops.sum(lp)  # a scalar: total_log_weight lays it out once
+            return ops.sum(lp)
         if ops.ndim(lp) <= P:  # the site does not vary over particles
             lp = ops.reshape(lp, (1,) * (P + 1 - ops.ndim(lp)) + tuple(lp.shape))
         dims = tuple(d for d in range(-P, 0) if d != keep_dim)

@@ -11,12 +11,14 @@ or JAX (NumPyro).
 
 from . import distributions
 from .backend import backend, get_backend, set_backend
-from .handlers import block, condition, mask, replay, scale, seed, trace
+from .graph import graph
+from .identification import Identification, identify
+from .handlers import block, condition, do, mask, replay, scale, seed, trace
 from .primitives import deterministic, factor, module, param, plate, sample
 from .trace_view import PlateInfo, Site, Trace
 
 __all__ = [
-    "backend", "block", "condition", "deterministic", "distributions", "factor", "get_backend",
-    "mask", "module", "param", "plate", "replay", "sample", "scale", "seed", "set_backend",
+    "backend", "block", "condition", "deterministic", "do", "distributions", "factor", "get_backend",
+    "graph", "identify", "Identification", "mask", "module", "param", "plate", "replay", "sample", "scale", "seed", "set_backend",
     "trace", "PlateInfo", "Site", "Trace",
 ]

@@ -79,6 +79,13 @@ def condition(fn=None, data=None):
     return _dispatch("condition", fn, data=_values(data))
 
 
+def do(fn=None, interventions=None):
+    """Intervene on sites (hard values, distributions or shifts; see :mod:`ppl.interventions`)."""
+    if interventions is None:
+        raise ValueError("do needs interventions: a dict of site name -> value")
+    return _dispatch("do", fn, interventions=interventions)
+
+
 def block(fn=None, hide=None, expose=None, hide_fn=None):
     """Hide sites from handlers outside this one (all of them by default)."""
     return _dispatch("block", fn, hide=hide, expose=expose, hide_fn=hide_fn)

@@ -114,7 +114,7 @@ handlers = types.SimpleNamespace(
     scale=lambda fn=None, scale=1.0: nh.scale(fn, scale=scale),
     mask=lambda fn=None, mask=True: nh.mask(fn, mask=mask),
     seed=lambda fn=None, rng_seed=0: nh.seed(fn, rng_seed=rng_seed),
-    do=lambda fn=None, data=None: nh.do(fn, data=data),
+    do=lambda fn=None, interventions=None: nh.do(fn, data=interventions),
 )
 
 
@@ -161,6 +161,10 @@ class _Ops:
     @staticmethod
     def isfinite(x):
         return bool(jnp.all(jnp.isfinite(x)))
+
+    @staticmethod
+    def sum_log_prob(site):
+        return jnp.sum(site.log_prob)
 
     @staticmethod
     def isnan(x):
@@ -223,6 +227,14 @@ class JaxBackend:
         value, intermediates = msg["fn"](*msg["args"], sample_intermediates=True, **msg["kwargs"])
         msg["value"] = jax.lax.stop_gradient(value)
         msg["intermediates"] = intermediates
+
+    def dependencies(self, fn, args, kwargs):
+        """site -> the sites its distribution was computed from (NumPyro's provenance tracking)."""
+        from numpyro.infer.inspect import get_dependencies
+
+        with activated(self.name):
+            deps = get_dependencies(nh.seed(fn, rng_seed=0), args, kwargs)["prior_dependencies"]
+        return {name: set(parents) for name, parents in deps.items()}
 
     def relaxed(self, name, fn, temperature):
         raise NotImplementedError(f"site {name!r}: the 'gumbel' estimator is torch-only for now")

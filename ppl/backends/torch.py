@@ -13,6 +13,7 @@ import pyro.distributions
 import pyro.poutine as poutine
 import torch
 from pyro.distributions.util import scale_and_mask
+from pyro.ops.provenance import ProvenanceTensor, detach_provenance, get_provenance
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.indep_messenger import IndepMessenger
 from pyro.poutine.plate_messenger import PlateMessenger
@@ -57,8 +58,27 @@ class Plate(PlateMessenger):
             _broadcast(msg)
 
 
+def _log_prob_spans(msg, fn, target):
+    """Whether an observed value makes the log density span ``target`` without ``expand``.
+
+    Expanding the distribution of an observed site only to score it repeats the
+    parameter arithmetic over the whole plate (``[K, N]`` instead of ``[K, 1]``); when
+    the value already carries the plate dimensions the log density has the same shape.
+    """
+    value = msg["value"]
+    if not msg["is_observed"] or not torch.is_tensor(value):
+        return False
+    event_dim = len(fn.event_shape)
+    value_batch = value.shape[:value.dim() - event_dim]
+    try:
+        return tuple(torch.broadcast_shapes(value_batch, fn.batch_shape)) == tuple(target)
+    except RuntimeError:
+        return False
+
+
 def _broadcast(msg):
-    """Pyro's plate broadcasting, skipping ``expand`` when the batch shape already fits."""
+    """Pyro's plate broadcasting, skipping ``expand`` when the batch shape already fits
+    (or when an observed value supplies it)."""
     fn = msg["fn"]
     if not isinstance(fn, TorchDistributionMixin):
         return
@@ -80,7 +100,7 @@ def _broadcast(msg):
         if target[i] is None:
             j = i - n
             target[i] = actual[j] if len(actual) >= -j else 1
-    if tuple(target) != actual:
+    if tuple(target) != actual and not _log_prob_spans(msg, fn, target):
         msg["fn"] = fn.expand(target)
         if msg["fn"].has_rsample != fn.has_rsample:
             msg["fn"].has_rsample = fn.has_rsample
@@ -204,6 +224,10 @@ class Recorder(Messenger):
 _PARAM_BLIND = (Recorder, Plate, pyro.plate)
 
 
+def _is_one(scale):
+    return isinstance(scale, (int, float)) and scale == 1
+
+
 def _site_log_prob(site):
     try:
         log_prob = site.fn.log_prob(site.value)
@@ -255,6 +279,26 @@ def to_trace(recorder, return_value=None):
     return Trace(sites, recorder.params, recorder.deterministics, return_value, BACKEND)
 
 
+class _ProvenanceTracker(Messenger):
+    """Tags every sample site's value with its name and reads each site's parents off the
+    provenance of its log density."""
+
+    def __init__(self):
+        super().__init__()
+        self.parents = {}
+
+    def _pyro_post_sample(self, msg):
+        if type(msg["fn"]) is _Subsample or msg["infer"].get("_deterministic"):
+            return
+        name = msg["name"]
+        value = detach_provenance(msg["value"])
+        if not torch.is_tensor(value):
+            value = torch.as_tensor(value)
+        tagged = ProvenanceTensor(value, frozenset({name}))
+        self.parents[name] = set(get_provenance(msg["fn"].log_prob(tagged))) - {name}
+        msg["value"] = tagged
+
+
 class _ReplayValues(Messenger):
     def __init__(self, values):
         super().__init__()
@@ -277,14 +321,26 @@ class _Seed(Messenger):
         return super().__enter__()
 
 
+def _condition(fn=None, data=None):
+    from ..interventions import condition
+
+    return condition(fn, data=data)
+
+
+def _do(fn=None, interventions=None):
+    from ..interventions import do
+
+    return do(fn, interventions=interventions)
+
+
 handlers = types.SimpleNamespace(
     replay=lambda fn=None, values=None: _ReplayValues(values)(fn) if fn else _ReplayValues(values),
-    condition=poutine.condition,
+    condition=_condition,
     block=poutine.block,
     scale=poutine.scale,
     mask=poutine.mask,
     seed=lambda fn=None, rng_seed=0: _Seed(rng_seed)(fn) if fn else _Seed(rng_seed),
-    do=poutine.do,
+    do=_do,
     uncondition=poutine.uncondition,
 )
 
@@ -338,6 +394,20 @@ class _Ops:
     @staticmethod
     def isfinite(x):
         return bool(torch.isfinite(x).all())
+
+    @staticmethod
+    def sum_log_prob(site):
+        """The site's total log density; scores ``to_event`` sites through their base
+        distribution, since everything is summed anyway."""
+        fn = site.fn
+        if (type(fn) is pyro.distributions.Independent and site.mask is None
+                and site._log_prob is None):
+            try:
+                total = fn.base_dist.log_prob(site.value).sum()
+            except (ValueError, RuntimeError):
+                return site.log_prob.sum()
+            return total if _is_one(site.scale) else total * site.scale
+        return site.log_prob.sum()
 
     @staticmethod
     def item(x):
@@ -401,6 +471,18 @@ class TorchBackend:
 
     def draw_detached(self, msg):
         msg["value"] = msg["fn"].sample()
+
+    def dependencies(self, fn, args, kwargs):
+        """site -> the sites its distribution was computed from, by provenance tracking.
+
+        Unlike Pyro's ``get_dependencies``, observed and intervened sites are nodes with
+        children too, and ``deterministic`` sites pass their inputs' provenance through.
+        """
+        tracker = _ProvenanceTracker()
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), pyro.validation_enabled(False):
+            with activated(self.name), tracker:
+                fn(*args, **(kwargs or {}))
+        return tracker.parents
 
     def relaxed(self, name, fn, temperature):
         """The Concrete relaxation of a OneHotCategorical or Bernoulli site (through ``to_event``)."""
