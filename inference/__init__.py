@@ -3,6 +3,16 @@
     >>> from inference import VI, Importance, ELBO, IWAE, VIS, RWS, Renyi, Adam
 """
 
+from .causal import (
+    Estimate,
+    adjustment_formula,
+    average_treatment_effect,
+    counterfactual,
+    interventional,
+    probability_of_necessity,
+    probability_of_necessity_and_sufficiency,
+    probability_of_sufficiency,
+)
 from .estimators import Enum, Estimator, Gumbel, Reparam, Score
 from .importance import Importance, ImportanceResult
 from .objectives import ELBO, IWAE, RWS, VIS, Objective, Renyi
@@ -13,5 +23,7 @@ from .weights import NonFiniteError
 __all__ = [
     "Adam", "AdamW", "ELBO", "Enum", "Estimator", "Gumbel", "IWAE", "Importance",
     "ImportanceResult", "NonFiniteError", "Objective", "RWS", "Renyi", "Reparam", "SGD", "Score",
-    "VI", "VIS",
+    "VI", "VIS", "Estimate", "adjustment_formula", "average_treatment_effect", "counterfactual",
+    "interventional", "probability_of_necessity", "probability_of_necessity_and_sufficiency",
+    "probability_of_sufficiency",
 ]

@@ -21,7 +21,12 @@ from .weights import NonFiniteError, WeightLayout, find_non_finite, total_log_we
 
 
 class ImportanceResult:
-    """Weighted particles: ``log_weights`` (shape ``[K]``) and site ``samples`` (``[K, ...]``)."""
+    """Weighted particles: ``log_weights`` (shape ``[K]``) and site ``samples`` (``[K, ...]``:
+    latent and deterministic sites, and observed ones that vary over particles, such as
+    intervened or counterfactual values). ``trace``: the vectorised trace of a single batch
+    (None once batches are pooled)."""
+
+    trace = None
 
     def __init__(self, ops, log_weights, samples):
         self.ops = ops
@@ -82,6 +87,18 @@ class ImportanceResult:
         """``num_samples`` equally weighted draws (multinomial resampling): site -> array."""
         index = self.ops.categorical(self.normalized_weights, num_samples, rng)
         return {name: value[index] for name, value in self.samples.items()}
+
+
+def _varies_over_particles(trace, name, num):
+    site = trace.sites.get(name)
+    if site is None:
+        return False
+    particle_dim = next((p.dim for p in site.plates if p.name.startswith("_particles")), None)
+    value = site.value
+    if particle_dim is None or not hasattr(value, "shape"):
+        return False
+    dim = particle_dim - len(site.fn.event_shape)
+    return len(value.shape) >= -dim and value.shape[dim] == num
 
 
 def _merge(ops, results):
@@ -173,8 +190,11 @@ class Importance:
             culprit = find_non_finite(ops, [("model", model_tr)])
             raise NonFiniteError(f"importance weights are NaN: {culprit or 'no single site is NaN'}")
         samples = squeeze_particles(ops, model_tr.values(), self._shapes, K)
-        samples = {n: v for n, v in samples.items() if n in model_tr.latent or n in model_tr.deterministics}
-        return ImportanceResult(ops, log_w, samples)
+        samples = {n: v for n, v in samples.items() if n in model_tr.latent
+                   or n in model_tr.deterministics or _varies_over_particles(model_tr, n, K)}
+        result = ImportanceResult(ops, log_w, samples)
+        result.trace = model_tr
+        return result
 
     def run(self, *args, num_steps=1, progress=False, **kwargs):
         """Pool ``num_steps`` batches of particles into one :class:`ImportanceResult`."""

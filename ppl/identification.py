@@ -11,11 +11,12 @@ adjustment sets by d-separation (networkx), or an explanation of why not.
     ('frontdoor', [frozenset({'M'})])
 """
 
-import difflib
 import itertools
 from dataclasses import dataclass, field
 
 import networkx as nx
+
+from .interventions import closest_name
 
 MAX_CANDIDATES = 16  # subsets of more candidates than this are not enumerated
 
@@ -50,8 +51,8 @@ class Identification:
 
 def _check_node(g, node, role):
     if node not in g:
-        close = difflib.get_close_matches(str(node), [str(n) for n in g], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f" (nodes: {sorted(map(str, g))})"
+        close = closest_name(node, g)
+        hint = f"; did you mean {close!r}?" if close is not None else f" (nodes: {sorted(map(str, g))})"
         raise ValueError(f"identify: {role} {node!r} is not a node of the graph{hint}")
 
 
@@ -171,7 +172,7 @@ def _open_backdoor_path(g, treatment, outcome, z):
     """A path starting with an edge into ``treatment`` that ``z`` does not block."""
     undirected = g.to_undirected(as_view=True)
     ancestors_of_z = set(z).union(*(nx.ancestors(g, n) for n in z)) if z else set()
-    for path in nx.all_simple_paths(undirected, treatment, outcome):
+    for path in nx.shortest_simple_paths(nx.Graph(undirected), treatment, outcome):
         if not g.has_edge(path[1], path[0]):
             continue  # not a back-door path
         blocked = False

@@ -36,9 +36,16 @@ from pyro.poutine.runtime import apply_stack
 NATURAL_SUFFIX = "__natural"
 
 
+def closest_name(name, candidates):
+    """The candidate most like ``name`` (ignoring case), or None."""
+    by_lower = {str(c).lower(): c for c in candidates}
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1)
+    return by_lower[close[0]] if close else None
+
+
 def missing_site_error(kind, name, seen):
-    close = difflib.get_close_matches(name, list(seen), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f" (its sites: {sorted(seen)})"
+    close = closest_name(name, seen)
+    hint = f"; did you mean {close!r}?" if close is not None else f" (its sites: {sorted(seen)})"
     return ValueError(f"{kind}: the program has no sample site {name!r}{hint}")
 
 

@@ -1,0 +1,209 @@
+"""Causal queries: interventional and counterfactual distributions, effects, and adjustment.
+
+The conditioning step is done by exact enumeration (``method="exact"``: small discrete
+models, and counterfactuals whose noise the evidence fixes, as in linear-Gaussian SCMs) or
+by importance sampling (``method="importance"``, with ``num_particles``).
+
+    >>> import torch, ppl, ppl.distributions as dist
+    >>> def scm():
+    ...     stress = ppl.sample("stress", dist.Bernoulli(0.5))
+    ...     smoking = ppl.sample("smoking", dist.Bernoulli(0.2 + 0.6 * stress))
+    ...     table = torch.tensor([[0.1, 0.15], [0.8, 0.85]])
+    ...     return ppl.sample("cancer", dist.Bernoulli(table[stress.long(), smoking.long()]))
+    >>> round(interventional(scm, {"smoking": 1.0}, "cancer").mean, 4)
+    0.5
+    >>> round(interventional(scm, {}, "cancer", evidence={"smoking": 1.0}).mean, 4)  # seeing
+    0.71
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+import ppl
+from ppl.counterfactual import counterfactual as counterfactual_program
+from ppl.counterfactual import world_value
+
+from .exact import enumerate_program
+from .importance import Importance
+
+METHODS = ("exact", "importance")
+
+
+@dataclass
+class Estimate:
+    """An estimated expectation: ``mean``, its Monte Carlo ``stderr`` (0 when exact), the
+    ``distribution`` {value: probability} of a discrete target, and how it was found."""
+
+    mean: float
+    stderr: float = 0.0
+    distribution: dict = field(default=None)
+    method: str = "exact"
+    effective_sample_size: float = math.inf
+
+    def probability(self, value):
+        """P(target == value) for a discrete target."""
+        if self.distribution is None:
+            raise ValueError("this estimate has no distribution (the target is not discrete)")
+        return self.distribution.get(float(value), self.distribution.get(value, 0.0))
+
+    def __sub__(self, other):
+        return Estimate(self.mean - other.mean, math.hypot(self.stderr, other.stderr),
+                        method=self.method)
+
+    def __repr__(self):
+        se = f" ± {self.stderr:.4g}" if self.stderr else ""
+        return f"Estimate(mean={self.mean:.6g}{se}, method={self.method!r})"
+
+
+def _check_method(method):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=None, **kwargs):
+    """E[fn(trace)] under ``program`` (conditioned by its observed sites)."""
+    _check_method(method)
+    if method == "exact":
+        posterior = enumerate_program(program, *args, **kwargs)
+        distribution = posterior.distribution(fn) if discrete is not False else None
+        if discrete is None and distribution is not None and len(distribution) > 64:
+            distribution = None
+        return Estimate(posterior.expectation(fn), 0.0, distribution, "exact")
+    result = Importance(program, num_particles=num_particles).run(*args, **kwargs)
+    values = torch.as_tensor(fn(result.trace)).reshape(-1)
+    if values.numel() == 1:  # the same in every particle (e.g. fixed by the evidence)
+        values = values.expand(num_particles)
+    if values.numel() != num_particles:
+        raise ValueError("importance: the target must be one number per particle (a site "
+                         "outside plates)")
+    values = values.to(result.log_weights.dtype)
+    weights = result.normalized_weights
+    mean = float((weights * values).sum())
+    ess = result.effective_sample_size
+    sd = float((weights * (values - mean) ** 2).sum()) ** 0.5
+    distribution = None
+    if discrete is not False:
+        unique = torch.unique(values)
+        if len(unique) <= 64:
+            distribution = {v.item(): float(weights[values == v].sum()) for v in unique}
+    return Estimate(mean, sd / math.sqrt(ess), distribution, "importance", ess)
+
+
+def _site_value(target):
+    def read(trace):
+        return trace[target].value
+    return read
+
+
+def interventional(model, interventions, target, *args, evidence=None, method="exact",
+                   num_particles=10_000, **kwargs):
+    """The distribution of ``target`` under ``do(interventions)`` (and ``evidence``).
+
+    ``target``: a site name or a function of the trace. Returns an :class:`Estimate`.
+    """
+    program = ppl.do(model, interventions) if interventions else model
+    if evidence:
+        program = ppl.condition(program, data=evidence)
+    fn = _site_value(target) if isinstance(target, str) else target
+    return estimate(program, fn, *args, method=method, num_particles=num_particles, **kwargs)
+
+
+def counterfactual(model, evidence, interventions, target, *args, worlds="twin", world=1,
+                   method="exact", num_particles=10_000, **kwargs):
+    """The distribution of ``target`` in counterfactual ``world`` (1 = the first intervened
+    world) given ``evidence`` in the factual world. ``target``: a site name, or a function
+    of the trace (read worlds with :func:`ppl.counterfactual.world_value`)."""
+    _check_method(method)
+    program = counterfactual_program(model, evidence, interventions, worlds=worlds,
+                                     exact=method == "exact")
+    if isinstance(target, str):
+        def fn(trace):
+            return world_value(trace, target, world)
+    else:
+        fn = target
+    return estimate(program, fn, *args, method=method, num_particles=num_particles, **kwargs)
+
+
+def average_treatment_effect(model, treatment, outcome, *args, treated=1.0, control=0.0,
+                             method="exact", num_particles=10_000, **kwargs):
+    """E[outcome | do(treatment = treated)] - E[outcome | do(treatment = control)]."""
+    high = interventional(model, {treatment: treated}, outcome, *args, method=method,
+                          num_particles=num_particles, **kwargs)
+    low = interventional(model, {treatment: control}, outcome, *args, method=method,
+                         num_particles=num_particles, **kwargs)
+    return high - low
+
+
+def probability_of_necessity(model, treatment, outcome, *args, method="exact", **kwargs):
+    """PN = P(outcome would be 0 had treatment been 0 | treatment = 1, outcome = 1)."""
+    return counterfactual(model, {treatment: 1.0, outcome: 1.0}, {treatment: 0.0},
+                          lambda tr: (world_value(tr, outcome, 1) < 0.5).float(), *args,
+                          method=method, **kwargs)
+
+
+def probability_of_sufficiency(model, treatment, outcome, *args, method="exact", **kwargs):
+    """PS = P(outcome would be 1 had treatment been 1 | treatment = 0, outcome = 0)."""
+    return counterfactual(model, {treatment: 0.0, outcome: 0.0}, {treatment: 1.0},
+                          lambda tr: (world_value(tr, outcome, 1) > 0.5).float(), *args,
+                          method=method, **kwargs)
+
+
+def probability_of_necessity_and_sufficiency(model, treatment, outcome, *args, method="exact",
+                                             **kwargs):
+    """PNS = P(outcome_1 = 1 and outcome_0 = 0): two intervened worlds, no evidence."""
+    def both(trace):
+        return ((world_value(trace, outcome, 1) > 0.5)
+                & (world_value(trace, outcome, 2) < 0.5)).float()
+
+    return counterfactual(model, {}, [{treatment: 1.0}, {treatment: 0.0}], both, *args,
+                          worlds="multi", method=method, **kwargs)
+
+
+def adjustment_formula(data, treatment, outcome, adjustment_set, value, kind="backdoor"):
+    """E[outcome | do(treatment = value)] from discrete observational ``data`` (a dict of
+    equal-length 1-D arrays) by the back-door or front-door adjustment formula.
+
+    back-door: sum_z P(z) E[Y | x, z]; front-door (``adjustment_set`` = mediators M):
+    sum_m P(m | x) sum_x' P(x') E[Y | m, x'].
+    """
+    columns = {k: torch.as_tensor(v) for k, v in data.items()}
+    for name in [treatment, outcome, *adjustment_set]:
+        if name not in columns:
+            raise ValueError(f"adjustment_formula: the data has no column {name!r} "
+                             f"(columns: {sorted(columns)})")
+    x, y = columns[treatment], columns[outcome].double()
+    n = len(x)
+    z = _joint_key(columns, adjustment_set, n)
+    if kind == "backdoor":
+        total = 0.0
+        for zv in torch.unique(z):
+            in_z = z == zv
+            cell = in_z & (x == value)
+            if not cell.any():
+                raise ValueError(f"adjustment_formula: no row has {treatment} = {value} in "
+                                 "one stratum of the adjustment set (positivity fails)")
+            total += float(in_z.double().mean()) * float(y[cell].mean())
+        return Estimate(total, method="backdoor adjustment")
+    if kind == "frontdoor":
+        treated = x == value
+        total = 0.0
+        for mv in torch.unique(z):
+            p_m = float((z[treated] == mv).double().mean())
+            inner = 0.0
+            for xv in torch.unique(x):
+                cell = (z == mv) & (x == xv)
+                if cell.any():
+                    inner += float((x == xv).double().mean()) * float(y[cell].mean())
+            total += p_m * inner
+        return Estimate(total, method="frontdoor adjustment")
+    raise ValueError(f"adjustment_formula: kind must be 'backdoor' or 'frontdoor', got {kind!r}")
+
+
+def _joint_key(columns, names, n):
+    key = torch.zeros(n, dtype=torch.long)
+    for name in names:
+        codes = torch.unique(columns[name], return_inverse=True)[1]
+        key = key * (int(codes.max()) + 1) + codes
+    return key

@@ -1,0 +1,481 @@
+"""Counterfactual worlds in one program, with each site's exogenous noise shared.
+
+``counterfactual(model, evidence, interventions)`` returns a program that runs the model
+once, vectorised over a plate of worlds: world 0 is the factual world (where the
+evidence holds), worlds 1..k are the intervened ones (``worlds="twin"``: one dict of
+interventions, k = 1; ``worlds="multi"``: a list of k dicts, k + 1 worlds in all, never
+2^k). Site ``x`` takes one value per world; read them with :func:`world_value`.
+
+The noise convention (counterfactual answers depend on it):
+
+- location-scale sites (Normal, Laplace, Cauchy, Gumbel): ``x_w = loc_w + scale_w * eps``
+  with ``eps`` from the standard member of the family, shared by all worlds;
+- other continuous sites with an inverse CDF (Uniform, Exponential):
+  ``x_w = icdf_w(u)``, ``u ~ Uniform(0, 1)`` shared;
+- Bernoulli sites, by the Gumbel-max trick, which for two outcomes is
+  ``x_w = 1[u > 1 - p_w]`` with ``u ~ Uniform(0, 1)`` shared (a monotone coupling);
+- Categorical sites, by the Gumbel-max trick: ``x_w = argmax(logits_w + g)`` with
+  ``g ~ Gumbel(0, 1)^K`` shared;
+- ``Delta`` sites (a model that writes its noise explicitly as sample sites and its
+  mechanisms as point masses) carry no noise of their own.
+
+Abduction is exact: an observed location-scale or inverse-CDF site fixes its noise
+(``eps = (x - loc_0) / scale_0``), an observed Bernoulli site restricts ``u`` to the
+interval that reproduces it, an observed Categorical site draws ``g`` from its
+conditional given the argmax; the factual likelihood of the evidence is recorded as site
+``"<name>__evidence"`` and the noise as ``"<name>__noise"``. With ``exact=True`` a
+Bernoulli noise is instead enumerable: the index of the interval between the worlds'
+thresholds in which ``u`` falls.
+
+    >>> import torch, ppl, ppl.distributions as dist
+    >>> def scm():
+    ...     x = ppl.sample("x", dist.Normal(0.0, 1.0))
+    ...     return ppl.sample("y", dist.Normal(2 * x, 1.0))
+    >>> twin = counterfactual(scm, {"x": 1.0, "y": 3.0}, {"x": 0.0})
+    >>> tr = ppl.trace(twin)()
+    >>> [float(world_value(tr, "y", w)) for w in (0, 1)]   # u_y = 3 - 2 * 1 = 1
+    [3.0, 1.0]
+"""
+
+import torch
+from pyro.distributions import (
+    Bernoulli,
+    Categorical,
+    Cauchy,
+    Delta,
+    Exponential,
+    Gumbel,
+    Independent,
+    Laplace,
+    Normal,
+    Uniform,
+)
+from pyro.distributions.torch_distribution import TorchDistribution
+from pyro.poutine import block
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import apply_stack
+from pyro.poutine.subsample_messenger import _Subsample
+
+from .backends.torch import Plate
+from .interventions import DoMessenger, fit_to_site, missing_site_error
+
+WORLD_PLATE = "_worlds"
+SHARED = "_shared_across_worlds"
+LOCATION_SCALE = (Normal, Laplace, Cauchy, Gumbel)
+INVERSE_CDF = (Uniform, Exponential)
+
+
+class WorldPlate(Plate):
+    """The plate of worlds; sites flagged as shared (noise, evidence) stay outside it."""
+
+    def _process_message(self, msg):
+        if not msg["infer"].get(SHARED):
+            super()._process_message(msg)
+
+
+def world_dim(trace_or_nesting):
+    """The batch dimension of the world plate (from a trace, or from the model's nesting)."""
+    if isinstance(trace_or_nesting, int):
+        return -(trace_or_nesting + 1)
+    for site in trace_or_nesting:
+        for plate in site.plates:
+            if plate.name == WORLD_PLATE:
+                return plate.dim
+    raise ValueError("this trace has no world plate: run a ppl.counterfactual program")
+
+
+def world_value(trace, name, world):
+    """Site ``name``'s value in ``world`` (0 factual, 1.. counterfactual), world dim dropped."""
+    site = trace[name]
+    dim = world_dim(trace) - len(site.fn.event_shape)
+    value = site.value
+    if value.dim() < -dim or value.shape[dim] == 1:
+        return value  # the same in every world
+    return value.select(dim, world)
+
+
+def _side_site(name, fn, value=None, observed=False, infer=None):
+    """A sample site outside the world plate (noise, evidence), through the whole stack."""
+    msg = {
+        "type": "sample", "name": name, "fn": fn, "is_observed": observed, "args": (),
+        "kwargs": {}, "value": value, "infer": {SHARED: True, **(infer or {})}, "scale": 1.0,
+        "mask": None, "cond_indep_stack": (), "done": False, "stop": False,
+        "continuation": None,
+    }
+    apply_stack(msg)
+    return msg["value"]
+
+
+def _narrow(tensor, dim, event_dim):
+    """World 0's slice of a parameter, keeping the world dim (size 1)."""
+    d = dim - event_dim
+    if tensor.dim() < -d or tensor.shape[d] == 1:
+        return tensor
+    return tensor.narrow(d, 0, 1)
+
+
+def _without_world(shape, dim):
+    shape = list(shape)
+    if len(shape) >= -dim:
+        shape[dim] = 1
+    return torch.Size(shape)
+
+
+class _Mechanism:
+    """A site's distribution seen as value = f(parameters, shared noise)."""
+
+    def __init__(self, name, fn, dim):
+        self.name, self.dim = name, dim
+        self.reinterpreted = 0
+        base = fn
+        while isinstance(base, Independent):
+            self.reinterpreted += base.reinterpreted_batch_ndims
+            base = base.base_dist
+        self.base = base
+        if not isinstance(base, LOCATION_SCALE + INVERSE_CDF + (Bernoulli, Categorical, Delta)):
+            raise ValueError(
+                f"site {name!r}: {type(base).__name__} cannot be reparameterised for noise "
+                "sharing between worlds (supported: Normal, Laplace, Cauchy, Gumbel, Uniform, "
+                "Exponential, Bernoulli, Categorical, Delta); write its noise explicitly as a "
+                "sample site and the mechanism as a Delta")
+        self.event_dim = len(base.event_shape)
+        self.noise_shape = _without_world(base.batch_shape, dim - self.event_dim) + base.event_shape
+
+    def _world0(self, attr):
+        return _narrow(getattr(self.base, attr), self.dim, self.event_dim)
+
+    def noise_prior(self):
+        base, shape = self.base, self.noise_shape
+        zeros = torch.zeros(shape, dtype=_dtype(base), device=_device(base))
+        if isinstance(base, LOCATION_SCALE):
+            return type(base)(zeros, torch.ones_like(zeros))
+        if isinstance(base, Categorical):
+            k = base.logits.shape[-1]
+            zeros = torch.zeros(shape + (k,), dtype=base.logits.dtype, device=base.logits.device)
+            return Gumbel(zeros, torch.ones_like(zeros))
+        return Uniform(zeros, torch.ones_like(zeros))
+
+    def push(self, noise):
+        """The value in every world."""
+        base = self.base
+        if isinstance(base, LOCATION_SCALE):
+            return base.loc + base.scale * noise
+        if isinstance(base, INVERSE_CDF):
+            return base.icdf(noise)
+        if isinstance(base, Bernoulli):
+            return (noise > 1 - base.probs).to(base.probs.dtype)
+        if isinstance(base, Categorical):
+            return (base.logits + noise).argmax(-1)
+        return base.v
+
+    def abduct(self, value):
+        """(noise distribution or value given the factual observation, is_deterministic)."""
+        base = self.base
+        if isinstance(base, LOCATION_SCALE):
+            return (value - self._world0("loc")) / self._world0("scale"), True
+        if isinstance(base, INVERSE_CDF):
+            world0 = type(base)(*[self._world0(a) for a in _params(base)])
+            return world0.cdf(value), True
+        if isinstance(base, Bernoulli):
+            threshold = 1 - self._world0("probs")
+            low = torch.where(value > 0.5, threshold, torch.zeros_like(threshold))
+            high = torch.where(value > 0.5, torch.ones_like(threshold), threshold)
+            return _IntervalUniform(low, high), False
+        if isinstance(base, Categorical):
+            return _GumbelGivenArgmax(self._world0("logits"), value), False
+        return None, True
+
+    def factual_log_prob(self, value):
+        base = self.base
+        if isinstance(base, Delta):
+            return torch.zeros(())
+        world0 = type(base)(**{a: self._world0(a) for a in _params(base)})
+        lp = world0.log_prob(value)
+        return lp.sum(tuple(range(-self.reinterpreted, 0))) if self.reinterpreted else lp
+
+
+def _params(base):
+    if isinstance(base, LOCATION_SCALE):
+        return ("loc", "scale")
+    if isinstance(base, Uniform):
+        return ("low", "high")
+    if isinstance(base, Exponential):
+        return ("rate",)
+    if isinstance(base, Bernoulli):
+        return ("probs",)
+    if isinstance(base, Categorical):
+        return ("logits",)
+    return ()
+
+
+def _dtype(base):
+    for attr in ("loc", "probs", "logits", "low", "rate", "v"):
+        if hasattr(base, attr):
+            value = getattr(base, attr)
+            return value.dtype if value.is_floating_point() else torch.get_default_dtype()
+    return torch.get_default_dtype()
+
+
+def _device(base):
+    for attr in ("loc", "probs", "logits", "low", "rate", "v"):
+        if hasattr(base, attr):
+            return getattr(base, attr).device
+    return None
+
+
+def _IntervalUniform(low, high):
+    """Uniform(low, high), tolerating empty intervals (probability-zero evidence)."""
+    return Uniform(low, torch.maximum(high, low + 1e-12), validate_args=False)
+
+
+class _GumbelGivenArgmax(TorchDistribution):
+    """Gumbel(0, 1)^K noise conditioned on argmax(logits + g) = k (top-down sampling)."""
+
+    arg_constraints = {}
+    support = torch.distributions.constraints.real_vector
+    has_rsample = False
+
+    def __init__(self, logits, k):
+        self.logits = logits.log_softmax(-1)
+        self.k = k.long()
+        shape = torch.broadcast_shapes(self.logits.shape[:-1], self.k.shape)
+        self.logits = self.logits.expand(shape + self.logits.shape[-1:])
+        self.k = self.k.expand(shape)
+        super().__init__(shape, self.logits.shape[-1:], validate_args=False)
+
+    def sample(self, sample_shape=torch.Size()):
+        shape = torch.Size(sample_shape) + self.logits.shape
+        gumbel = -torch.log(-torch.log(torch.rand(shape, device=self.logits.device)))
+        top = gumbel[..., :1].squeeze(-1)  # max of logits + g is Gumbel(logsumexp(logits)) = Gumbel(0)
+        perturbed = self.logits + gumbel
+        # the others are Gumbel(logits_j) truncated below the maximum
+        truncated = -torch.log(torch.exp(-perturbed) + torch.exp(-top).unsqueeze(-1))
+        onehot = torch.nn.functional.one_hot(self.k, self.logits.shape[-1]).bool()
+        perturbed = torch.where(onehot, top.unsqueeze(-1), truncated)
+        return perturbed - self.logits
+
+    def log_prob(self, value):
+        gumbel = -(value + torch.exp(-value)).sum(-1)
+        argmax = (self.logits + value).argmax(-1)
+        chosen = self.logits.gather(-1, self.k.unsqueeze(-1)).squeeze(-1)
+        return torch.where(argmax == self.k, gumbel - chosen, torch.full_like(gumbel, -float("inf")))
+
+
+class _IntervalIndex(Categorical):
+    """The interval between sorted world thresholds that a uniform noise falls into (exact mode)."""
+
+
+class CounterfactualMessenger(Messenger):
+    """Runs each site once over all worlds, sharing its noise (see the module docstring)."""
+
+    def __init__(self, evidence, intervention_sets, dim, exact=False):
+        super().__init__()
+        self.evidence = dict(evidence)
+        self.sets = [dict(s) for s in intervention_sets]
+        self.dim = dim
+        self.exact = exact
+        self._seen = set()
+
+    def __enter__(self):
+        self._seen = set()
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        result = super().__exit__(exc_type, exc_value, traceback)
+        if exc_type is None:
+            named = set(self.evidence).union(*self.sets)
+            for name in sorted(named - self._seen):
+                raise missing_site_error("counterfactual", name, self._seen)
+        return result
+
+    def _pyro_sample(self, msg):
+        fn = msg["fn"]
+        if msg["infer"].get(SHARED) or type(fn) is _Subsample or msg["infer"].get("_deterministic"):
+            return
+        name = msg["name"]
+        self._seen.add(name)
+        mechanism = _Mechanism(name, fn, self.dim)
+        observed = name in self.evidence or msg["is_observed"]
+        evidence = None
+        if observed:
+            raw = self.evidence[name] if name in self.evidence else msg["value"]
+            evidence = fit_to_site(name, raw, _factual_fn(fn, self.dim, mechanism))
+        noise = self._noise(name, mechanism, evidence)
+        value = mechanism.push(noise)
+        value = self._intervene(name, msg, mechanism, value, noise)
+        if observed:
+            value = self._set_world(value, 0, evidence, mechanism.event_dim)
+            if not (self.exact and isinstance(mechanism.base, Bernoulli)):
+                _side_site(f"{name}__evidence", _Factor(mechanism.factual_log_prob(evidence)),
+                           value=torch.zeros(()), observed=True)
+        msg["value"] = value
+        msg["fn"] = Delta(value.expand(torch.broadcast_shapes(value.shape, fn.batch_shape + fn.event_shape)),
+                          event_dim=len(fn.event_shape))
+        msg["value"] = msg["fn"].v
+        msg["is_observed"] = True
+        msg["infer"] = {**msg["infer"], "counterfactual": True}
+
+    def _noise(self, name, mechanism, evidence):
+        base = mechanism.base
+        if isinstance(base, Delta):
+            return None
+        if self.exact and isinstance(base, Bernoulli):
+            return self._interval_noise(name, mechanism, evidence)
+        if evidence is not None:
+            abducted, deterministic = mechanism.abduct(evidence)
+            if deterministic:
+                return _side_site(f"{name}__noise", Delta(abducted), value=abducted, observed=True)
+            return _side_site(f"{name}__noise", abducted)
+        return _side_site(f"{name}__noise", mechanism.noise_prior())
+
+    def _interval_noise(self, name, mechanism, evidence):
+        """Exact mode: u's interval among the worlds' thresholds, as an enumerable site.
+
+        Within one interval every world's outcome 1[u > threshold_w] is constant, so the
+        interval index (with probability its length) carries all the noise that matters.
+        """
+        d = self.dim
+        thresholds = (1 - mechanism.base.probs).movedim(d, -1)  # [..., plates, W]
+        edges = torch.cat([torch.zeros_like(thresholds[..., :1]), thresholds.sort(-1).values,
+                           torch.ones_like(thresholds[..., :1])], -1)
+        lengths = (edges[..., 1:] - edges[..., :-1]).clamp(min=0)
+        midpoints = (edges[..., 1:] + edges[..., :-1]) / 2
+        if evidence is not None:
+            factual = thresholds[..., :1]
+            observed_one = evidence.movedim(d, -1) > 0.5 if evidence.dim() >= -d else evidence > 0.5
+            consistent = (midpoints > factual) == observed_one
+            lengths = torch.where(consistent, lengths, torch.zeros_like(lengths))
+        total = lengths.sum(-1, keepdim=True)
+        probs = torch.where(total > 0, lengths / total.clamp(min=1e-30), torch.ones_like(lengths))
+        # put the world dimension back as size 1, so the site lines up with the plates
+        probs, midpoints = probs.unsqueeze(d - 1), midpoints.unsqueeze(d - 1)
+        index = _side_site(f"{name}__noise", _IntervalIndex(probs=probs, validate_args=False))
+        if evidence is not None:
+            _side_site(f"{name}__evidence", _Factor(total.squeeze(-1).unsqueeze(d).log()),
+                       value=torch.zeros(()), observed=True)
+        index = index.long().unsqueeze(-1)
+        midpoints = midpoints.expand(torch.broadcast_shapes(midpoints.shape[:-1], index.shape[:-1])
+                                     + midpoints.shape[-1:])
+        return torch.take_along_dim(midpoints, index, -1).squeeze(-1)
+
+    def _intervene(self, name, msg, mechanism, value, noise):
+        for w, interventions in enumerate(self.sets, start=1):
+            if name not in interventions:
+                continue
+            action = interventions[name]
+            if isinstance(action, torch.distributions.Distribution):
+                stochastic = _Mechanism(name, action, self.dim)
+                if type(stochastic.base) is not type(mechanism.base):
+                    raise ValueError(
+                        f"site {name!r}: a stochastic intervention in a counterfactual world must "
+                        f"share the site's noise, so it must be a {type(mechanism.base).__name__}")
+                new = stochastic.push(noise)
+            elif callable(action):
+                new = action(self._get_world(value, w, mechanism.event_dim))
+            else:
+                new = action
+            new = fit_to_site(name, new, _factual_fn(msg["fn"], self.dim, mechanism))
+            value = self._set_world(value, w, new, mechanism.event_dim)
+        return value
+
+    def _set_world(self, value, world, new, event_dim):
+        d = self.dim - event_dim
+        size = len(self.sets) + 1
+        if value.dim() < -d:
+            value = value.reshape((1,) * (-d - value.dim()) + tuple(value.shape))
+        shape = list(torch.broadcast_shapes(value.shape, torch.as_tensor(new).shape))
+        shape[d] = size
+        value = value.expand(shape).clone()
+        new = torch.as_tensor(new, dtype=value.dtype, device=value.device)
+        if new.dim() >= -d and new.shape[d] != 1:
+            new = new.narrow(d, 0, 1)
+        value.narrow(d, world, 1).copy_(new.expand(value.narrow(d, world, 1).shape))
+        return value
+
+    def _get_world(self, value, world, event_dim):
+        d = self.dim - event_dim
+        if value.dim() < -d or value.shape[d] == 1:
+            return value
+        return value.narrow(d, world, 1)
+
+
+def _factual_fn(fn, dim, mechanism):
+    """A distribution with the site's shapes less the world dimension (to fit values to)."""
+    batch = _without_world(fn.batch_shape, dim)
+    return _Shape(batch, fn.event_shape, fn.support)
+
+
+class _Shape:
+    def __init__(self, batch_shape, event_shape, support):
+        self.batch_shape, self.event_shape, self.support = batch_shape, event_shape, support
+
+
+class _Factor(TorchDistribution):
+    """A log-density term: log_prob(anything) is the given tensor."""
+
+    arg_constraints = {}
+    support = torch.distributions.constraints.real
+    has_rsample = False
+
+    def __init__(self, log_factor):
+        self.log_factor = log_factor
+        super().__init__(log_factor.shape, torch.Size(), validate_args=False)
+
+    def sample(self, sample_shape=torch.Size()):
+        return torch.zeros(())
+
+    def log_prob(self, value):
+        return self.log_factor
+
+    def expand(self, batch_shape, _instance=None):
+        return _Factor(self.log_factor.expand(batch_shape))
+
+
+def counterfactual(model, evidence, interventions, worlds="twin", exact=False):
+    """The program of the factual world (with ``evidence``) and intervened world(s).
+
+    ``worlds="twin"``: ``interventions`` is one dict, two worlds; ``worlds="multi"``: a list
+    of dicts, one world each beside the factual one. ``exact=True`` makes Bernoulli noise
+    enumerable (for ``inference.counterfactual(..., method="exact")``).
+    """
+    if worlds == "twin":
+        if not isinstance(interventions, dict):
+            raise ValueError("counterfactual(worlds='twin') takes one dict of interventions")
+        sets = [interventions]
+    elif worlds == "multi":
+        sets = [interventions] if isinstance(interventions, dict) else list(interventions)
+        if not sets or not all(isinstance(s, dict) for s in sets):
+            raise ValueError("counterfactual(worlds='multi') takes a list of intervention dicts")
+    else:
+        raise ValueError(f"counterfactual: worlds must be 'twin' or 'multi', got {worlds!r}")
+    return CounterfactualProgram(model, dict(evidence), sets, exact)
+
+
+class CounterfactualProgram:
+    """Callable program over ``len(intervention_sets) + 1`` worlds (see :func:`counterfactual`)."""
+
+    def __init__(self, model, evidence, intervention_sets, exact):
+        self.model = model
+        self.evidence = evidence
+        self.intervention_sets = intervention_sets
+        self.exact = exact
+        self.num_worlds = len(intervention_sets) + 1
+        self._nesting = None
+
+    def plate_nesting(self, args, kwargs):
+        """The model's own plate nesting (a dry run, cached); worlds sit just left of it."""
+        if self._nesting is None:
+            from .backends.torch import BACKEND
+
+            # blocked: handlers around this program must not see the dry run
+            with BACKEND.preserved_rng(), torch.no_grad(), block():
+                trace = BACKEND.run(DoMessenger(self.intervention_sets[0])(self.model), args, kwargs)
+            self._nesting = max((-p.dim for s in trace for p in s.plates if p.dim is not None),
+                                default=0)
+        return self._nesting
+
+    def __call__(self, *args, **kwargs):
+        dim = world_dim(self.plate_nesting(args, kwargs))
+        with CounterfactualMessenger(self.evidence, self.intervention_sets, dim, self.exact):
+            with WorldPlate(WORLD_PLATE, self.num_worlds, dim=dim):
+                return self.model(*args, **kwargs)
