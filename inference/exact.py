@@ -14,8 +14,8 @@ expectations of any function of the trace.
     0.8
 """
 
-import pyro.poutine as poutine
 import torch
+from pyro import poutine
 
 from ppl.backends.torch import BACKEND
 

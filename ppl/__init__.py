@@ -13,13 +13,36 @@ from . import distributions
 from .backend import backend, get_backend, set_backend
 from .counterfactual import counterfactual, world_value
 from .graph import graph
-from .identification import Identification, identify
 from .handlers import block, condition, do, mask, replay, scale, seed, trace
+from .identification import Identification, identify
 from .primitives import deterministic, factor, module, param, plate, sample
 from .trace_view import PlateInfo, Site, Trace
 
 __all__ = [
-    "backend", "block", "condition", "counterfactual", "world_value", "deterministic", "do", "distributions", "factor", "get_backend",
-    "graph", "identify", "Identification", "mask", "module", "param", "plate", "replay", "sample", "scale", "seed", "set_backend",
-    "trace", "PlateInfo", "Site", "Trace",
+    "Identification",
+    "PlateInfo",
+    "Site",
+    "Trace",
+    "backend",
+    "block",
+    "condition",
+    "counterfactual",
+    "deterministic",
+    "distributions",
+    "do",
+    "factor",
+    "get_backend",
+    "graph",
+    "identify",
+    "mask",
+    "module",
+    "param",
+    "plate",
+    "replay",
+    "sample",
+    "scale",
+    "seed",
+    "set_backend",
+    "trace",
+    "world_value",
 ]

@@ -184,4 +184,4 @@ def condition(fn=None, data=None):
     return handler(fn) if fn is not None else handler
 
 
-__all__ = ["do", "condition", "DoMessenger", "ConditionMessenger", "NATURAL_SUFFIX"]
+__all__ = ["NATURAL_SUFFIX", "ConditionMessenger", "DoMessenger", "condition", "do"]

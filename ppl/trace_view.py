@@ -12,8 +12,9 @@
     (True, ['data'], (3,))
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class PlateInfo:
     """A plate a site lies in: its name, batch dimension (negative) and size."""
 
     name: str
-    dim: Optional[int]
+    dim: int | None
     size: int
 
 

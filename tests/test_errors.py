@@ -5,7 +5,7 @@ import torch
 
 import ppl
 import ppl.distributions as dist
-from inference import ELBO, IWAE, VI, VIS, Importance, NonFiniteError
+from inference import IWAE, VI, VIS, Importance, NonFiniteError
 
 X = torch.tensor([0.5, 1.0, 1.5])
 
@@ -53,7 +53,8 @@ def test_estimator_for_a_site_the_guide_lacks():
 
 
 def test_enum_on_continuous_site():
-    with pytest.raises(ValueError, match="site 'mu': estimator 'enum' needs a distribution with finite support"):
+    message = "site 'mu': estimator 'enum' needs a distribution with finite support"
+    with pytest.raises(ValueError, match=message):
         VI(model, guide, estimators={"mu": "enum"}).step(X)
 
 

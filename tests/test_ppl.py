@@ -1,9 +1,9 @@
 """The language core: primitives, handlers (transform, decorator, context manager), trace view."""
 
 import pyro
-import pyro.poutine as poutine
 import pytest
 import torch
+from pyro import poutine
 
 import ppl
 import ppl.distributions as dist
@@ -76,15 +76,13 @@ def test_condition_replay_block_scale_mask_seed():
         ppl.block(model, hide=["x"])(DATA)
     assert set(outer.sites) == {"mu"}
 
-    with ppl.trace() as scaled:
-        with ppl.scale(scale=0.5):
-            model(DATA)
+    with ppl.trace() as scaled, ppl.scale(scale=0.5):
+        model(DATA)
     assert float(scaled["mu"].scale) == 0.5
 
     def masked():
-        with ppl.plate("p", 3):
-            with ppl.mask(mask=torch.tensor([True, False, True])):
-                ppl.sample("y", dist.Normal(0.0, 1.0), obs=torch.zeros(3))
+        with ppl.plate("p", 3), ppl.mask(mask=torch.tensor([True, False, True])):
+            ppl.sample("y", dist.Normal(0.0, 1.0), obs=torch.zeros(3))
 
     lp = ppl.trace(masked)()["y"].log_prob
     assert lp[1] == 0 and lp[0] != 0

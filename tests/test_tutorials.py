@@ -20,7 +20,7 @@ def test_tutorial_runs_in_fast_mode(path, tmp_path, monkeypatch):
 
 def test_readme_example_runs_as_written(capsys):
     text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
     assert blocks, "README has no python example"
     exec(compile(blocks[0], "README.md", "exec"), {"__name__": "__readme__"})
     printed = capsys.readouterr().out.split()

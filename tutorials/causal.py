@@ -22,19 +22,19 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import networkx as nx  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import networkx as nx
+import torch
 
-import ppl  # noqa: E402
-from inference import (  # noqa: E402
+import ppl
+from inference import (
     Importance,
     adjustment_formula,
     counterfactual,
     interventional,
     probability_of_necessity,
 )
-from models import front_door_model  # noqa: E402
+from models import front_door_model
 
 FAST = os.environ.get("PPL_FAST") == "1"
 OUT_DIR = os.environ.get("PPL_OUTPUT_DIR", "outputs")

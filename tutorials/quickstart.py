@@ -23,13 +23,13 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pyro  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import pyro
+import torch
 
-import ppl  # noqa: E402
-import ppl.distributions as dist  # noqa: E402
-from inference import ELBO, IWAE, VI, VIS, Adam, Importance  # noqa: E402
+import ppl
+import ppl.distributions as dist
+from inference import ELBO, IWAE, VI, VIS, Adam, Importance
 
 FAST = os.environ.get("PPL_FAST") == "1"
 NUM_STEPS = 150 if FAST else 1000

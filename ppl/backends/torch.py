@@ -10,16 +10,16 @@ import types
 
 import pyro
 import pyro.distributions
-import pyro.poutine as poutine
 import torch
+from pyro import poutine
+from pyro.distributions.torch_distribution import TorchDistributionMixin
 from pyro.distributions.util import scale_and_mask
 from pyro.ops.provenance import ProvenanceTensor, detach_provenance, get_provenance
-from pyro.poutine.messenger import Messenger
 from pyro.poutine.indep_messenger import IndepMessenger
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.plate_messenger import PlateMessenger
 from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.subsample_messenger import SubsampleMessenger, _Subsample
-from pyro.distributions.torch_distribution import TorchDistributionMixin
 
 from ..backend import activated
 from ..trace_view import PlateInfo, Site, Trace
