@@ -31,19 +31,8 @@ from .weights import NonFiniteError, WeightLayout, find_non_finite, total_log_we
 class _Detached(Estimator):
     """Draw without reparameterisation; the objective supplies the proposal gradient."""
 
-    name = "detached"
-
     def draw(self, backend, msg, step):
         backend.draw_detached(msg)
-
-
-class _Plain(Estimator):
-    """Draw the way the distribution draws by default (used to set up and to sample)."""
-
-    name = "plain"
-
-    def draw(self, backend, msg, step):
-        backend.draw_reparam(msg)
 
 
 class VI:
@@ -79,6 +68,8 @@ class VI:
                                                owners=(model, guide))
         self.history = []
         self.step_count = 0
+        self._baseline_state = {}  # site name -> RunningBaseline | LearnedBaseline
+        self._pending_baselines = {}
         self._ready = False
 
     # ----------------------------------------------------------------- set-up
@@ -194,22 +185,20 @@ class VI:
 
     # ------------------------------------------------------------------- losses
     def _baseline_for(self, name, like):
-        est = self._baselines[name]
-        key = ("baseline", name)
-        if key not in self.__dict__.setdefault("_baseline_state", {}):
+        if name not in self._baseline_state:
+            est = self._baselines[name]
             if est.baseline == "running":
                 baseline = RunningBaseline(self.ops, est.decay)
             else:
                 baseline = LearnedBaseline(self.ops, like)
-            saved = getattr(self, "_pending_baselines", {})
-            if name in saved:
-                baseline.load(saved[name])
-            self._baseline_state[key] = baseline
-        return self._baseline_state[key]
+            if name in self._pending_baselines:
+                baseline.load(self._pending_baselines[name])
+            self._baseline_state[name] = baseline
+        return self._baseline_state[name]
 
     def baseline_parameters(self):
         """Learned baselines' parameters, by name (for the optimiser)."""
-        return {f"_baseline.{k[1]}": b.param for k, b in getattr(self, "_baseline_state", {}).items()
+        return {f"_baseline.{name}": b.param for name, b in self._baseline_state.items()
                 if isinstance(b, LearnedBaseline)}
 
     def _traces(self, args, kwargs, params=None, rng=None):
@@ -353,7 +342,7 @@ class VI:
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self):
-        baselines = {k[1]: b.state() for k, b in getattr(self, "_baseline_state", {}).items()}
+        baselines = {name: b.state() for name, b in self._baseline_state.items()}
         return {"engine": self.engine.state_dict(), "step": self.step_count,
                 "history": list(self.history), "baselines": baselines}
 

@@ -27,11 +27,11 @@ class WeightLayout:
     keep: tuple = None
     enum: dict = field(default_factory=dict)
 
-    def reduce(self, ops, site, log_prob=None):
+    def reduce(self, ops, site):
         """The site's log density summed over plates: shape ``[K or 1]`` or ``[K or 1, N]``."""
-        if not self.vectorised and not self.enum and log_prob is None:
+        if not self.vectorised and not self.enum:
             return ops.sum_log_prob(site)  # a scalar: total_log_weight lays it out once
-        lp = site.log_prob if log_prob is None else log_prob
+        lp = site.log_prob
         if self.enum:
             lp = self._sum_enumerated(ops, lp)
         P = self.plate_dims
