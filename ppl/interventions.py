@@ -110,6 +110,9 @@ class DoMessenger(CheckedSites):
         name = msg["name"]
         if name not in self.interventions or msg["infer"].get("do") is not None:
             return
+        if msg["infer"].get("evidence"):
+            raise ValueError(f"do: site {name!r} is conditioned on, so intervening on it would "
+                             "discard the evidence; use ppl.counterfactual for evidence in another world")
         action = self.interventions[name]
         fn = msg["fn"]
         if isinstance(action, torch.distributions.Distribution):
@@ -165,9 +168,14 @@ class ConditionMessenger(CheckedSites):
 
     def _pyro_sample(self, msg):
         name = msg["name"]
-        if name in self.data and msg["infer"].get("do") not in ("hard", "shift"):
-            msg["value"] = fit_to_site(name, self.data[name], msg["fn"])
-            msg["is_observed"] = True
+        if name not in self.data:
+            return
+        if msg["infer"].get("do") in ("hard", "shift"):
+            raise ValueError(f"condition: site {name!r} is intervened on, so evidence about it "
+                             "says nothing; use ppl.counterfactual for evidence in another world")
+        msg["value"] = fit_to_site(name, self.data[name], msg["fn"])
+        msg["is_observed"] = True
+        msg["infer"] = {**msg["infer"], "evidence": True}
 
 
 def do(fn=None, interventions=None):

@@ -55,6 +55,13 @@ def test_do_errors_name_the_site():
         ppl.condition(chain, data={"q": 1.0})()
 
 
+def test_evidence_and_intervention_on_the_same_site_is_an_error():
+    with pytest.raises(ValueError, match="condition: site 'a' is intervened on"):
+        ppl.condition(ppl.do(chain, {"a": 0.5}), data={"a": 1.0})()
+    with pytest.raises(ValueError, match="do: site 'a' is conditioned on"):
+        ppl.do(ppl.condition(chain, data={"a": 1.0}), {"a": 0.5})()
+
+
 def test_condition_and_do_commute_on_different_sites():
     data = {"c": torch.tensor([11.0, 12.0, 13.0])}
     one = ppl.trace(ppl.condition(ppl.do(chain, {"a": 0.5}), data=data))()
