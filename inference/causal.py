@@ -1,8 +1,12 @@
 """Causal queries: interventional and counterfactual distributions, effects, and adjustment.
 
 The conditioning step is done by exact enumeration (``method="exact"``: small discrete
-models, and counterfactuals whose noise the evidence fixes, as in linear-Gaussian SCMs) or
-by importance sampling (``method="importance"``, with ``num_particles``).
+models, and counterfactuals whose noise the evidence fixes, as in linear-Gaussian SCMs), by
+importance sampling (``method="importance"``, with ``num_particles`` and optionally a
+``guide`` as proposal) or by variational inference (``method="vi"``: the ``guide`` is fitted
+to the conditioned program with ``objective`` for ``num_steps``, then used as the proposal
+of importance sampling, which corrects its bias and gives a standard error). A guide for a
+counterfactual program samples its noise sites, ``"<site>__noise"``.
 
     >>> import torch, ppl, ppl.distributions as dist
     >>> def scm():
@@ -28,7 +32,7 @@ from ppl.counterfactual import world_value
 from .exact import enumerate_program
 from .importance import Importance
 
-METHODS = ("exact", "importance")
+METHODS = ("exact", "importance", "vi")
 
 
 @dataclass
@@ -62,16 +66,27 @@ def _check_method(method):
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=None, **kwargs):
+def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=None,
+             guide=None, objective=None, optimizer=None, num_steps=1000, **kwargs):
     """E[fn(trace)] under ``program`` (conditioned by its observed sites)."""
     _check_method(method)
+    if method == "vi":
+        if guide is None:
+            raise ValueError("method='vi' needs guide=: a program sampling the latent sites")
+        from .objectives import ELBO
+        from .vi import VI
+
+        VI(program, guide, objective or ELBO(num_particles=8), optimizer).run(
+            *args, num_steps=num_steps, progress=False, **kwargs)
+    elif guide is not None and method == "exact":
+        raise ValueError("method='exact' takes no guide")
     if method == "exact":
         posterior = enumerate_program(program, *args, **kwargs)
         distribution = posterior.distribution(fn) if discrete is not False else None
         if discrete is None and distribution is not None and len(distribution) > 64:
             distribution = None
         return Estimate(posterior.expectation(fn), 0.0, distribution, "exact")
-    result = Importance(program, num_particles=num_particles).run(*args, **kwargs)
+    result = Importance(program, guide, num_particles=num_particles).run(*args, **kwargs)
     values = torch.as_tensor(fn(result.trace)).reshape(-1)
     if values.numel() == 1:  # the same in every particle (e.g. fixed by the evidence)
         values = values.expand(num_particles)
@@ -88,7 +103,7 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
         unique = torch.unique(values)
         if len(unique) <= 64:
             distribution = {v.item(): float(weights[values == v].sum()) for v in unique}
-    return Estimate(mean, sd / math.sqrt(ess), distribution, "importance", ess)
+    return Estimate(mean, sd / math.sqrt(ess), distribution, method, ess)
 
 
 def _site_value(target):
@@ -102,6 +117,7 @@ def interventional(model, interventions, target, *args, evidence=None, method="e
     """The distribution of ``target`` under ``do(interventions)`` (and ``evidence``).
 
     ``target``: a site name or a function of the trace. Returns an :class:`Estimate`.
+    ``guide``, ``objective``, ``optimizer``, ``num_steps``: see the module docstring.
     """
     program = ppl.do(model, interventions) if interventions else model
     if evidence:

@@ -232,3 +232,21 @@ def test_counterfactual_bad_input():
         ppl.trace(ppl.counterfactual(linear_gaussian_scm, {"w": 1.0}, {"x": 0.0}))()
     assert math.isfinite(counterfactual(linear_gaussian_scm, {"x": 1.0, "y": 3.0, "z": 5.0},
                                         {"x": 0.0}, "y").mean)
+
+
+def test_vi_method_fits_a_guide_then_corrects_it_by_importance():
+    def stress_guide():  # every latent site of the conditioned program: stress and cancer
+        p = ppl.param("q_stress", torch.tensor(0.5), constraint=dist.constraints.unit_interval)
+        stress = ppl.sample("stress", dist.Bernoulli(p))
+        q_cancer = ppl.param("q_cancer", torch.tensor([0.5, 0.5]),
+                             constraint=dist.constraints.unit_interval)
+        ppl.sample("cancer", dist.Bernoulli(q_cancer[stress.long()]))
+
+    exact = interventional(confounded_scm, {}, "cancer", evidence={"smoking": 1.0})
+    est = interventional(confounded_scm, {}, "cancer", evidence={"smoking": 1.0}, method="vi",
+                         guide=stress_guide, num_steps=300, num_particles=20_000)
+    assert est.method == "vi" and abs(est.mean - exact.mean) < 4 * est.stderr
+    # the fitted guide is the exact posterior P(stress = 1 | smoking = 1) = 0.8, up to SGD noise
+    assert abs(ppl.param("q_stress").item() - 0.8) < 0.1
+    with pytest.raises(ValueError, match="method='vi' needs guide="):
+        interventional(confounded_scm, {}, "cancer", method="vi")
