@@ -14,6 +14,7 @@ from .causal import (
     probability_of_sufficiency,
 )
 from .estimators import Enum, Estimator, Gumbel, Reparam, Score
+from .gflownet import GFlowNetEM
 from .importance import Importance, ImportanceResult
 from .objectives import ELBO, IWAE, RWS, VIS, Objective, Renyi
 from .optim import SGD, Adam, AdamW
@@ -32,6 +33,7 @@ __all__ = [
     "Enum",
     "Estimate",
     "Estimator",
+    "GFlowNetEM",
     "Gumbel",
     "Importance",
     "ImportanceResult",

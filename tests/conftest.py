@@ -4,6 +4,10 @@ import torch
 
 import ppl
 
+# one intra-op thread: the suite's tensors are small, and with two threads a busy second
+# core makes tiny kernels wait for a spinning worker (milliseconds each)
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def fresh_state():

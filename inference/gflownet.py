@@ -1,0 +1,300 @@
+"""GFlowNet-EM (Hu et al., ICML 2023): a GFlowNet sampler for the E-step of EM over a
+program's discrete latent sites (torch).
+
+A trajectory assigns the latent sites one at a time, in program order, for each element
+of the data plate (the plate every latent site lies in), conditioned on that element's
+observations. The E-step trains the forward policy P_F and a learned log Z(x) toward the
+reward R(z) = p_theta(x, z) with trajectory balance (the construction order is fixed, so
+P_B = 1):
+
+    L_TB = (log Z(x) + sum_t log P_F(z_t | z_<t, x) - log p_theta(x, z))^2
+
+with off-policy exploration (policy temperature, epsilon-uniform mixing). The M-step
+takes gradient steps on -log p_theta(x, z) with z drawn from the sampler ("sampled") or
+its greedy argmax ("greedy").
+
+    >>> import torch, ppl, ppl.distributions as dist
+    >>> def model(x):
+    ...     with ppl.plate("data", len(x)):
+    ...         c = ppl.sample("c", dist.Categorical(torch.ones(2) / 2))
+    ...         ppl.sample("x", dist.Normal(torch.tensor([-2.0, 2.0])[c], 1.0), obs=x)
+    >>> em = GFlowNetEM(model, hidden=16)
+    >>> losses = em.run(torch.tensor([-2.0, 2.1]), num_steps=200, progress=False)
+    >>> em.posterior_probs(torch.tensor([-2.0, 2.1]))["c"].argmax(-1).tolist()
+    [0, 1]
+"""
+
+import math
+
+import pyro.poutine as poutine
+import torch
+from torch import nn
+
+from ppl.backends.torch import BACKEND
+
+from .engine_torch import TorchEngine
+from .optim import Adam, make_torch_optimizer
+from .program import common_plate, plate_nesting
+from .trainer import run_steps
+from .weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
+
+
+class _Slot:
+    """One latent site in the construction order: name, support size and value dtype."""
+
+    def __init__(self, name, size, offset, dtype):
+        self.name, self.size, self.offset, self.dtype = name, size, offset, dtype
+
+
+class MLPPolicy(nn.Module):
+    """Autoregressive policy: [x features, one-hot of the assigned slots, step] -> logits
+    over the next slot's values; a second head gives log Z(x)."""
+
+    def __init__(self, feature_dim, state_dim, num_steps, max_support, hidden=64):
+        super().__init__()
+        self.num_steps = num_steps
+        self.body = nn.Sequential(
+            nn.Linear(feature_dim + state_dim + num_steps, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, max_support))
+        self.log_z = nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, features, state, step):
+        onehot = torch.zeros(features.shape[0], self.num_steps, dtype=features.dtype,
+                             device=features.device)
+        onehot[:, step] = 1.0
+        return self.body(torch.cat([features, state, onehot], -1))
+
+    def log_partition(self, features):
+        return self.log_z(features).squeeze(-1)
+
+
+def trajectory_balance(log_z, log_pf, log_reward):
+    """Per-trajectory TB residual squared: (log Z + sum log P_F - log R)^2."""
+    return (log_z + log_pf - log_reward) ** 2
+
+
+class GFlowNetEM:
+    """EM with a GFlowNet E-step over the discrete latent sites of ``model``.
+
+    Arguments:
+        model: a program whose latent sites are all discrete and lie in one data plate.
+        policy: a module with ``forward(features, state, step) -> logits`` and
+            ``log_partition(features) -> log Z``; an :class:`MLPPolicy` by default.
+        optimizer: for the sampler (default ``Adam(lr=1e-3)``);
+            model_optimizer: for the model's parameters (default ``Adam(lr=1e-2)``).
+        m_step: ``"sampled"``, ``"greedy"`` or None (E-step only).
+        e_steps: sampler updates per :meth:`step`; temperature, epsilon: exploration.
+    """
+
+    def __init__(self, model, policy=None, loss="tb", optimizer=None, model_optimizer=None,
+                 m_step="sampled", e_steps=1, temperature=1.0, epsilon=0.0, hidden=64):
+        if loss != "tb":
+            raise NotImplementedError(f"GFlowNetEM: loss {loss!r} is not implemented yet; use 'tb'")
+        if m_step not in ("sampled", "greedy", None):
+            raise ValueError(f"GFlowNetEM: m_step must be 'sampled', 'greedy' or None, got {m_step!r}")
+        if not temperature > 0 or not 0 <= epsilon < 1:
+            raise ValueError("GFlowNetEM: temperature must be positive and epsilon in [0, 1)")
+        self.model = model
+        self.policy = policy
+        self.optimizer_spec = optimizer or Adam(lr=1e-3)
+        self.model_engine = TorchEngine(model_optimizer or Adam(lr=1e-2), owners=(model,))
+        self.m_step = m_step
+        self.e_steps = e_steps
+        self.temperature = temperature
+        self.epsilon = epsilon
+        self.hidden = hidden
+        self.history = []
+        self._ready = False
+
+    # ---------------------------------------------------------------- set-up
+    def _setup(self, args, kwargs):
+        with BACKEND.preserved_rng(), torch.no_grad(), poutine.block():
+            trace = BACKEND.run(self.model, args, kwargs)
+        latent = list(trace.latent.values())
+        if not latent:
+            raise ValueError("GFlowNetEM: the model has no latent site; a GFlowNet needs "
+                             "discrete latent sites to construct")
+        slots, offset = [], 0
+        for site in latent:
+            fn = site.fn
+            if not getattr(fn, "has_enumerate_support", False) or tuple(fn.event_shape):
+                raise ValueError(
+                    f"GFlowNetEM: latent site {site.name!r} ({type(fn).__name__}) is not a "
+                    "discrete scalar site; the construction assigns Categorical or Bernoulli sites")
+            support = fn.enumerate_support(expand=False)
+            slots.append(_Slot(site.name, support.shape[0], offset, support.dtype))
+            size = support.shape[0]
+            offset += size
+        self.slots = slots
+        self._nesting = plate_nesting([trace])
+        plate = common_plate(latent)
+        self._plate = None if plate is None else (plate.name, plate.dim)
+        self._size = 1 if plate is None else plate.size
+        self._layout = WeightLayout(self._nesting, True, self._plate)
+        features = self._features(trace)
+        if self.policy is None:
+            self.policy = MLPPolicy(features.shape[-1], offset, len(slots),
+                                    max(s.size for s in slots), self.hidden)
+        self.policy_optimizer = make_torch_optimizer(self.optimizer_spec, list(self.policy.parameters()))
+        self._ready = True
+
+    def _features(self, trace):
+        """Each data element's observations, flattened: ``[N, F]`` (a zero column if none)."""
+        columns = []
+        for site in trace.observed.values():
+            if self._plate is None or not any(p.name == self._plate[0] for p in site.plates):
+                continue
+            value = torch.as_tensor(site.value, dtype=torch.get_default_dtype())
+            dim = self._plate[1] - len(site.fn.event_shape)
+            full = torch.broadcast_shapes(value.shape, site.fn.batch_shape + site.fn.event_shape)
+            value = value.expand(full)
+            columns.append(value.movedim(dim, 0).reshape(self._size, -1))
+        if not columns:
+            return torch.zeros(self._size, 1)
+        return torch.cat(columns, -1)
+
+    # ---------------------------------------------------------------- sampling
+    def _lay_out(self, values, num):
+        """[num * N] slot values -> the site's batch layout: particles at -(P+1), N at the plate dim."""
+        shape = [1] * (self._nesting + 1)
+        shape[0] = num
+        if self._plate is not None:
+            shape[self._plate[1]] = self._size
+        return values.reshape(shape)
+
+    def _construct(self, features, temperature=1.0, epsilon=0.0, greedy=False, forced=None):
+        """Build one trajectory per feature row; returns (slot values, sum of log P_F)."""
+        n = features.shape[0]
+        state = features.new_zeros(n, self.slots[-1].offset + self.slots[-1].size)
+        log_pf = features.new_zeros(n)
+        values = []
+        for t, slot in enumerate(self.slots):
+            logits = self.policy(features, state, t)
+            if logits.shape[-1] < slot.size:
+                raise ValueError(f"GFlowNetEM: the policy gives {logits.shape[-1]} logits at site "
+                                 f"{slot.name!r}, whose support has {slot.size} values")
+            log_probs = logits[:, :slot.size].log_softmax(-1)
+            if forced is not None:
+                action = forced[t]
+            elif greedy:
+                action = log_probs.argmax(-1)
+            else:
+                behaviour = (log_probs / temperature).softmax(-1)
+                if epsilon:
+                    behaviour = (1 - epsilon) * behaviour + epsilon / slot.size
+                action = torch.multinomial(behaviour.detach(), 1).squeeze(-1)
+            log_pf = log_pf + log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+            state = state.clone()
+            state[torch.arange(n), slot.offset + action] = 1.0
+            values.append(action)
+        return values, log_pf
+
+    def _log_reward(self, values, args, kwargs, num=1):
+        """log p_theta(x_i, z_i) per trajectory, shape [num, N]."""
+        replay = {slot.name: self._lay_out(v, num).to(slot.dtype) for slot, v in zip(self.slots, values)}
+        trace = BACKEND.run(self.model, args, kwargs, replay=replay,
+                            particles=(num, -(self._nesting + 1)))
+        log_r = total_log_weight(BACKEND.ops, self._layout, trace.sites.values())
+        log_r = log_r.reshape(log_r.shape[0], -1).expand(num, self._size)
+        if not torch.isfinite(log_r).all():
+            culprit = find_non_finite(BACKEND.ops, [("model", trace)])
+            raise NonFiniteError(f"GFlowNetEM: non-finite reward: {culprit or 'log p(x, z) overflowed'}")
+        return log_r, trace
+
+    def _repeat(self, features, num):
+        return features.repeat(num, 1)
+
+    # ------------------------------------------------------------------ verbs
+    def e_step(self, *args, **kwargs):
+        """One trajectory-balance update of the sampler; returns the mean TB loss."""
+        features = self._current_features(args, kwargs)
+        values, log_pf = self._construct(features, self.temperature, self.epsilon)
+        with torch.no_grad():
+            log_r, _ = self._log_reward(values, args, kwargs)
+        loss = trajectory_balance(self.policy.log_partition(features), log_pf, log_r[0]).mean()
+        self.policy_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.policy_optimizer.step()
+        return loss.item()
+
+    def m_step_update(self, *args, **kwargs):
+        """One gradient step on -log p_theta(x, z) with z from the sampler; returns that loss."""
+        features = self._current_features(args, kwargs)
+        with torch.no_grad():
+            values, _ = self._construct(features, greedy=self.m_step == "greedy")
+        log_r, trace = self._log_reward(values, args, kwargs)
+        loss = -log_r.sum()
+        self.model_engine.discover([trace])
+        if self.model_engine.optimizer is None:
+            return loss.item()  # the model has no parameters to fit
+        self.model_engine.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.model_engine.optimizer.step()
+        return loss.item()
+
+    def _current_features(self, args, kwargs):
+        """The data elements' features (cached for the same argument objects)."""
+        if not self._ready:
+            self._setup(args, kwargs)
+        key = tuple(id(a) for a in args) + tuple((k, id(v)) for k, v in sorted(kwargs.items()))
+        if getattr(self, "_feature_key", None) != key:
+            with BACKEND.preserved_rng(), torch.no_grad(), poutine.block():
+                trace = BACKEND.run(self.model, args, kwargs)
+            self._feature_key, self._feature_cache = key, self._features(trace)
+        return self._feature_cache
+
+    def step(self, *args, **kwargs):
+        """``e_steps`` sampler updates, then one M-step (unless ``m_step=None``); returns the
+        last TB loss."""
+        for _ in range(self.e_steps):
+            loss = self.e_step(*args, **kwargs)
+        if self.m_step is not None:
+            self.m_step_update(*args, **kwargs)
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"GFlowNetEM: trajectory-balance loss is {loss}")
+        self.history.append(loss)
+        return loss
+
+    def run(self, *args, num_steps=1000, progress=True, **kwargs):
+        """``num_steps`` EM steps with a progress bar; returns the TB loss history."""
+        return run_steps(self.step, args, kwargs, num_steps, progress, "GFlowNet-EM")
+
+    def evaluate(self, *args, num_samples=1000, **kwargs):
+        """log p(x) by importance sampling with the sampler as proposal (summed over elements)."""
+        features = self._current_features(args, kwargs)
+        with torch.no_grad():
+            values, log_pf = self._construct(self._repeat(features, num_samples))
+            log_r, _ = self._log_reward(values, args, kwargs, num=num_samples)
+            log_w = log_r - log_pf.reshape(num_samples, self._size)
+            return float((torch.logsumexp(log_w, 0) - math.log(num_samples)).sum())
+
+    def posterior(self, *args, num_samples=1000, **kwargs):
+        """Draws from the sampler: site -> ``[num_samples, N]``."""
+        features = self._current_features(args, kwargs)
+        with torch.no_grad():
+            values, _ = self._construct(self._repeat(features, num_samples))
+        return {slot.name: v.reshape(num_samples, self._size) for slot, v in zip(self.slots, values)}
+
+    def posterior_probs(self, *args, **kwargs):
+        """The sampler's marginal of the first slot, or of every slot when there is one:
+        site -> ``[N, support]`` probabilities (exact, by enumerating trajectories)."""
+        table = self.trajectory_log_probs(*args, **kwargs)
+        return {slot.name: _marginal(table, i, slot.size) for i, slot in enumerate(self.slots)}
+
+    def trajectory_log_probs(self, *args, **kwargs):
+        """log P_F of every complete assignment: ``[N, S_1, ..., S_T]`` (small models only)."""
+        features = self._current_features(args, kwargs)
+        grids = torch.meshgrid(*[torch.arange(s.size) for s in self.slots], indexing="ij")
+        configs = [g.reshape(-1) for g in grids]
+        count = configs[0].numel()
+        n = features.shape[0]
+        forced = [c.repeat_interleave(n) for c in configs]
+        with torch.no_grad():
+            _, log_pf = self._construct(features.repeat(count, 1), forced=forced)
+        shape = [s.size for s in self.slots]
+        return log_pf.reshape(count, n).T.reshape([n] + shape)
+
+
+def _marginal(log_table, index, size):
+    dims = [d + 1 for d in range(log_table.dim() - 1) if d != index]
+    return torch.logsumexp(log_table, dims).exp() if dims else log_table.exp()
