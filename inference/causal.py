@@ -21,8 +21,6 @@ counterfactual program samples its noise sites, ``"<site>__noise"``.
 """
 
 import math
-from dataclasses import dataclass, field
-
 import torch
 
 import ppl
@@ -35,16 +33,24 @@ from .importance import Importance
 METHODS = ("exact", "importance", "vi")
 
 
-@dataclass
 class Estimate:
     """An estimated expectation: ``mean``, its Monte Carlo ``stderr`` (0 when exact), the
-    ``distribution`` {value: probability} of a discrete target, and how it was found."""
+    ``distribution`` {value: probability} of a discrete target (computed on first access),
+    and how it was found."""
 
-    mean: float
-    stderr: float = 0.0
-    distribution: dict = field(default=None)
-    method: str = "exact"
-    effective_sample_size: float = math.inf
+    def __init__(self, mean, stderr=0.0, distribution=None, method="exact",
+                 effective_sample_size=math.inf):
+        self.mean = mean
+        self.stderr = stderr
+        self._distribution = distribution
+        self.method = method
+        self.effective_sample_size = effective_sample_size
+
+    @property
+    def distribution(self):
+        if callable(self._distribution):
+            self._distribution = self._distribution()
+        return self._distribution
 
     def probability(self, value):
         """P(target == value) for a discrete target."""
@@ -82,10 +88,13 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
         raise ValueError("method='exact' takes no guide")
     if method == "exact":
         posterior = enumerate_program(program, *args, **kwargs)
-        distribution = posterior.distribution(fn) if discrete is not False else None
-        if discrete is None and distribution is not None and len(distribution) > 64:
-            distribution = None
-        return Estimate(posterior.expectation(fn), 0.0, distribution, "exact")
+
+        def distribution():
+            table = posterior.distribution(fn)
+            return None if discrete is None and len(table) > 64 else table
+
+        return Estimate(posterior.expectation(fn), 0.0,
+                        distribution if discrete is not False else None, "exact")
     result = Importance(program, guide, num_particles=num_particles).run(*args, **kwargs)
     values = torch.as_tensor(fn(result.trace)).reshape(-1)
     if values.numel() == 1:  # the same in every particle (e.g. fixed by the evidence)

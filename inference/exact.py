@@ -64,11 +64,12 @@ def _raise(value_shape, grid_shape, what):
         "configuration (a target outside plates)")
 
 
-def enumerate_program(program, *args, max_cells=MAX_CELLS, **kwargs):
-    """Run ``program`` with every latent site enumerated; returns an :class:`EnumeratedPosterior`."""
-    with BACKEND.preserved_rng(), torch.no_grad(), poutine.block():
-        dry = BACKEND.run(program, args, kwargs)
-    nesting = plate_nesting([dry])
+def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, **kwargs):
+    """Run ``program`` with every latent site enumerated; returns an :class:`EnumeratedPosterior`.
+
+    Enumerated dimensions start left of ``max_plate_nesting`` plate dimensions, so no dry
+    run is needed to find the program's nesting.
+    """
     enum_dims = {}
     cells = [1]
 
@@ -85,7 +86,7 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, **kwargs):
                     f"exact enumeration: latent site {name!r} lies in plate {frame.name!r} of "
                     f"size {frame.size}; enumerating it jointly over the plate is not supported; "
                     "use method='importance'")
-        dim = -(nesting + 1 + len(enum_dims))
+        dim = -(max_plate_nesting + 1 + len(enum_dims))
         enum_dims[name] = dim
         support = fn.enumerate_support(expand=False)
         cells[0] *= support.shape[0]
@@ -96,6 +97,10 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, **kwargs):
 
     with torch.no_grad(), poutine.block():
         trace = BACKEND.run(program, args, kwargs, draw=draw)
+    nesting = plate_nesting([trace])
+    if nesting > max_plate_nesting:
+        raise ValueError(f"exact enumeration: the program nests {nesting} plates; pass "
+                         f"max_plate_nesting={nesting}")
     log_joint = torch.zeros(())
     for site in trace:
         lp = site.log_prob
@@ -105,5 +110,3 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, **kwargs):
     if not torch.isfinite(torch.logsumexp(log_joint.reshape(-1), 0)):
         raise ValueError("exact enumeration: the evidence has probability zero under the program")
     return EnumeratedPosterior(trace, log_joint, nesting)
-
-

@@ -37,6 +37,8 @@ thresholds in which ``u`` falls.
     [3.0, 1.0]
 """
 
+import weakref
+
 import torch
 from pyro.distributions import (
     Bernoulli,
@@ -60,6 +62,7 @@ from .backends.torch import Plate
 from .interventions import DoMessenger, fit_to_site, missing_site_error
 
 WORLD_PLATE = "_worlds"
+_NESTING = weakref.WeakKeyDictionary()  # model -> its plate nesting
 SHARED = "_shared_across_worlds"
 LOCATION_SCALE = (Normal, Laplace, Cauchy, Gumbel)
 INVERSE_CDF = (Uniform, Exponential)
@@ -309,8 +312,8 @@ class CounterfactualMessenger(Messenger):
                 _side_site(f"{name}__evidence", _Factor(mechanism.factual_log_prob(evidence)),
                            value=torch.zeros(()), observed=True)
         msg["value"] = value
-        msg["fn"] = Delta(value.expand(torch.broadcast_shapes(value.shape, fn.batch_shape + fn.event_shape)),
-                          event_dim=len(fn.event_shape))
+        full = torch.broadcast_shapes(value.shape, fn.batch_shape + fn.event_shape)
+        msg["fn"] = Delta(value.expand(full), event_dim=len(fn.event_shape), validate_args=False)
         msg["value"] = msg["fn"].v
         msg["is_observed"] = True
         msg["infer"] = {**msg["infer"], "counterfactual": True}
@@ -324,7 +327,8 @@ class CounterfactualMessenger(Messenger):
         if evidence is not None:
             abducted, deterministic = mechanism.abduct(evidence)
             if deterministic:
-                return _side_site(f"{name}__noise", Delta(abducted), value=abducted, observed=True)
+                return _side_site(f"{name}__noise", Delta(abducted, validate_args=False),
+                                  value=abducted, observed=True)
             return _side_site(f"{name}__noise", abducted)
         return _side_site(f"{name}__noise", mechanism.noise_prior())
 
@@ -431,12 +435,15 @@ class _Factor(TorchDistribution):
         return _Factor(self.log_factor.expand(batch_shape))
 
 
-def counterfactual(model, evidence, interventions, worlds="twin", exact=False):
+def counterfactual(model, evidence, interventions, worlds="twin", exact=False,
+                   max_plate_nesting=None):
     """The program of the factual world (with ``evidence``) and intervened world(s).
 
     ``worlds="twin"``: ``interventions`` is one dict, two worlds; ``worlds="multi"``: a list
     of dicts, one world each beside the factual one. ``exact=True`` makes Bernoulli noise
-    enumerable (for ``inference.counterfactual(..., method="exact")``).
+    enumerable (for ``inference.counterfactual(..., method="exact")``). The world plate sits
+    left of the model's ``max_plate_nesting`` plate dimensions (found by a dry run once per
+    model if not given).
     """
     if worlds == "twin":
         if not isinstance(interventions, dict):
@@ -448,22 +455,28 @@ def counterfactual(model, evidence, interventions, worlds="twin", exact=False):
             raise ValueError("counterfactual(worlds='multi') takes a list of intervention dicts")
     else:
         raise ValueError(f"counterfactual: worlds must be 'twin' or 'multi', got {worlds!r}")
-    return CounterfactualProgram(model, dict(evidence), sets, exact)
+    return CounterfactualProgram(model, dict(evidence), sets, exact, max_plate_nesting)
 
 
 class CounterfactualProgram:
     """Callable program over ``len(intervention_sets) + 1`` worlds (see :func:`counterfactual`)."""
 
-    def __init__(self, model, evidence, intervention_sets, exact):
+    def __init__(self, model, evidence, intervention_sets, exact, max_plate_nesting=None):
         self.model = model
         self.evidence = evidence
         self.intervention_sets = intervention_sets
         self.exact = exact
         self.num_worlds = len(intervention_sets) + 1
-        self._nesting = None
+        self._nesting = max_plate_nesting
 
     def plate_nesting(self, args, kwargs):
-        """The model's own plate nesting (a dry run, cached); worlds sit just left of it."""
+        """The model's own plate nesting: given, remembered for this model, or found by one
+        dry run (the model's plates are assumed not to change between calls)."""
+        if self._nesting is None:
+            try:
+                self._nesting = _NESTING.get(self.model)
+            except TypeError:  # not weakly referenceable
+                pass
         if self._nesting is None:
             from .backends.torch import BACKEND
 
@@ -472,6 +485,10 @@ class CounterfactualProgram:
                 trace = BACKEND.run(DoMessenger(self.intervention_sets[0])(self.model), args, kwargs)
             self._nesting = max((-p.dim for s in trace for p in s.plates if p.dim is not None),
                                 default=0)
+            try:
+                _NESTING[self.model] = self._nesting
+            except TypeError:
+                pass
         return self._nesting
 
     def __call__(self, *args, **kwargs):
