@@ -14,6 +14,8 @@ expectations of any function of the trace.
     0.8
 """
 
+import math
+
 import torch
 from pyro import poutine
 
@@ -107,6 +109,7 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
         if nesting and lp.dim() > 0:
             lp = lp.sum(tuple(range(-min(nesting, lp.dim()), 0)))
         log_joint = log_joint + lp
-    if not torch.isfinite(torch.logsumexp(log_joint.reshape(-1), 0)):
+    posterior = EnumeratedPosterior(trace, log_joint, nesting)
+    if not math.isfinite(posterior.log_evidence):
         raise ValueError("exact enumeration: the evidence has probability zero under the program")
-    return EnumeratedPosterior(trace, log_joint, nesting)
+    return posterior

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ppl.backends.torch import BACKEND
+from ppl.shapes import broadcast_shape
 
 from .engine_torch import TorchEngine
 from .optim import Adam, make_torch_optimizer
@@ -146,7 +147,7 @@ class GFlowNetEM:
                 continue
             value = torch.as_tensor(site.value, dtype=torch.get_default_dtype())
             dim = self._plate[1] - len(site.fn.event_shape)
-            full = torch.broadcast_shapes(value.shape, site.fn.batch_shape + site.fn.event_shape)
+            full = broadcast_shape(value.shape, site.fn.batch_shape + site.fn.event_shape)
             value = value.expand(full)
             columns.append(value.movedim(dim, 0).reshape(self._size, -1))
         if not columns:

@@ -60,6 +60,7 @@ from pyro.poutine.subsample_messenger import _Subsample
 
 from .backends.torch import Plate
 from .interventions import DoMessenger, fit_to_site, missing_site_error
+from .shapes import broadcast_shape
 
 WORLD_PLATE = "_worlds"
 _NESTING = weakref.WeakKeyDictionary()  # model -> its plate nesting
@@ -241,7 +242,7 @@ class _GumbelGivenArgmax(TorchDistribution):
     def __init__(self, logits, k):
         self.logits = logits.log_softmax(-1)
         self.k = k.long()
-        shape = torch.broadcast_shapes(self.logits.shape[:-1], self.k.shape)
+        shape = broadcast_shape(self.logits.shape[:-1], self.k.shape)
         self.logits = self.logits.expand(shape + self.logits.shape[-1:])
         self.k = self.k.expand(shape)
         super().__init__(shape, self.logits.shape[-1:], validate_args=False)
@@ -312,7 +313,7 @@ class CounterfactualMessenger(Messenger):
                 _side_site(f"{name}__evidence", _Factor(mechanism.factual_log_prob(evidence)),
                            value=torch.zeros(()), observed=True)
         msg["value"] = value
-        full = torch.broadcast_shapes(value.shape, fn.batch_shape + fn.event_shape)
+        full = broadcast_shape(value.shape, fn.batch_shape + fn.event_shape)
         msg["fn"] = Delta(value.expand(full), event_dim=len(fn.event_shape), validate_args=False)
         msg["value"] = msg["fn"].v
         msg["is_observed"] = True
@@ -358,7 +359,7 @@ class CounterfactualMessenger(Messenger):
             _side_site(f"{name}__evidence", _Factor(total.squeeze(-1).unsqueeze(d).log()),
                        value=torch.zeros(()), observed=True)
         index = index.long().unsqueeze(-1)
-        midpoints = midpoints.expand(torch.broadcast_shapes(midpoints.shape[:-1], index.shape[:-1])
+        midpoints = midpoints.expand(broadcast_shape(midpoints.shape[:-1], index.shape[:-1])
                                      + midpoints.shape[-1:])
         return torch.take_along_dim(midpoints, index, -1).squeeze(-1)
 
@@ -387,7 +388,7 @@ class CounterfactualMessenger(Messenger):
         size = len(self.sets) + 1
         if value.dim() < -d:
             value = value.reshape((1,) * (-d - value.dim()) + tuple(value.shape))
-        shape = list(torch.broadcast_shapes(value.shape, torch.as_tensor(new).shape))
+        shape = list(broadcast_shape(value.shape, torch.as_tensor(new).shape))
         shape[d] = size
         value = value.expand(shape).clone()
         new = torch.as_tensor(new, dtype=value.dtype, device=value.device)

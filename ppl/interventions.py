@@ -29,6 +29,8 @@ an error that suggests the closest name.
 import difflib
 
 import torch
+
+from .shapes import broadcast_shape
 from pyro.distributions import Delta
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import apply_stack
@@ -82,7 +84,7 @@ def fit_to_site(name, value, fn):
         value = torch.as_tensor(value, dtype=torch.long if integer else torch.get_default_dtype(),
                                 device=_device_of(fn))
     try:
-        return torch.broadcast_to(value, torch.broadcast_shapes(value.shape, shape))
+        return torch.broadcast_to(value, broadcast_shape(value.shape, shape))
     except RuntimeError:
         raise ValueError(
             f"site {name!r}: a value of shape {tuple(value.shape)} does not fit the site's "
@@ -147,7 +149,7 @@ class DoMessenger(CheckedSites):
 
 def _broadcast_distribution(name, action, fn):
     try:
-        shape = torch.broadcast_shapes(tuple(action.batch_shape), tuple(fn.batch_shape))
+        shape = broadcast_shape(tuple(action.batch_shape), tuple(fn.batch_shape))
     except RuntimeError:
         raise ValueError(
             f"site {name!r}: the intervention's batch shape {tuple(action.batch_shape)} does not "

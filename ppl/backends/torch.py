@@ -22,6 +22,7 @@ from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.subsample_messenger import SubsampleMessenger, _Subsample
 
 from ..backend import activated
+from ..shapes import broadcast_shape
 from ..trace_view import PlateInfo, Site, Trace
 
 PARTICLE_PLATE = "_particles"
@@ -71,7 +72,7 @@ def _log_prob_spans(msg, fn, target):
     event_dim = len(fn.event_shape)
     value_batch = value.shape[:value.dim() - event_dim]
     try:
-        return tuple(torch.broadcast_shapes(value_batch, fn.batch_shape)) == tuple(target)
+        return tuple(broadcast_shape(value_batch, fn.batch_shape)) == tuple(target)
     except RuntimeError:
         return False
 
@@ -241,7 +242,7 @@ def _site_log_prob(site):
 def _broadcasts(site):
     value_shape = tuple(getattr(site.value, "shape", ()))
     try:
-        torch.broadcast_shapes(value_shape, tuple(site.fn.batch_shape) + tuple(site.fn.event_shape))
+        broadcast_shape(value_shape, tuple(site.fn.batch_shape) + tuple(site.fn.event_shape))
     except RuntimeError:
         return False
     return True
