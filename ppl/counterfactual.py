@@ -23,7 +23,7 @@ Abduction is exact: an observed location-scale or inverse-CDF site fixes its noi
 (``eps = (x - loc_0) / scale_0``), an observed Bernoulli site restricts ``u`` to the
 interval that reproduces it, an observed Categorical site draws ``g`` from its
 conditional given the argmax; the factual likelihood of the evidence is recorded as site
-``"<name>__evidence"`` and the noise as ``"<name>__noise"``. With ``exact=True`` a
+``"<name>__evidence"`` and noise left uncertain as latent site ``"<name>__noise"``. With ``exact=True`` a
 Bernoulli noise is instead enumerable: the index of the interval between the worlds'
 thresholds in which ``u`` falls.
 
@@ -193,7 +193,7 @@ class _Mechanism:
         base = self.base
         if isinstance(base, Delta):
             return torch.zeros(())
-        world0 = type(base)(**{a: self._world0(a) for a in _params(base)})
+        world0 = type(base)(**{a: self._world0(a) for a in _params(base)}, validate_args=False)
         lp = world0.log_prob(value)
         return lp.sum(tuple(range(-self.reinterpreted, 0))) if self.reinterpreted else lp
 
@@ -328,8 +328,7 @@ class CounterfactualMessenger(Messenger):
         if evidence is not None:
             abducted, deterministic = mechanism.abduct(evidence)
             if deterministic:
-                return _side_site(f"{name}__noise", Delta(abducted, validate_args=False),
-                                  value=abducted, observed=True)
+                return abducted  # fixed by the evidence: nothing left to infer, no site
             return _side_site(f"{name}__noise", abducted)
         return _side_site(f"{name}__noise", mechanism.noise_prior())
 
