@@ -190,11 +190,11 @@ class _Mechanism:
         return None, True
 
     def factual_log_prob(self, value):
+        """log p_0(value): the evidence's likelihood in the factual world."""
         base = self.base
         if isinstance(base, Delta):
             return torch.zeros(())
-        world0 = type(base)(**{a: self._world0(a) for a in _params(base)}, validate_args=False)
-        lp = world0.log_prob(value)
+        lp = _narrow(base.log_prob(value), self.dim, 0)  # every world's, then world 0's
         return lp.sum(tuple(range(-self.reinterpreted, 0))) if self.reinterpreted else lp
 
 
