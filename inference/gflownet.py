@@ -9,6 +9,8 @@ P_B = 1):
 
     L_TB = (log Z(x) + sum_t log P_F(z_t | z_<t, x) - log p_theta(x, z))^2
 
+or with detailed balance (``loss="db"``) or lambda-weighted sub-trajectory balance
+(``loss="subtb"``), which also learn a state flow log F(s) with log F(s_T) = log R,
 with off-policy exploration (policy temperature, epsilon-uniform mixing). The M-step
 takes gradient steps on -log p_theta(x, z) with z drawn from the sampler ("sampled") or
 its greedy argmax ("greedy").
@@ -40,6 +42,9 @@ from .trainer import run_steps
 from .weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
 
 
+LOSSES = ("tb", "subtb", "db")
+
+
 class _Slot:
     """One latent site in the construction order: name, support size and value dtype."""
 
@@ -49,7 +54,8 @@ class _Slot:
 
 class MLPPolicy(nn.Module):
     """Autoregressive policy: [x features, one-hot of the assigned slots, step] -> logits
-    over the next slot's values; a second head gives log Z(x)."""
+    over the next slot's values; a second head gives log Z(x) and a third the log state
+    flow log F(s) (for detailed and sub-trajectory balance)."""
 
     def __init__(self, feature_dim, state_dim, num_steps, max_support, hidden=64):
         super().__init__()
@@ -58,12 +64,22 @@ class MLPPolicy(nn.Module):
             nn.Linear(feature_dim + state_dim + num_steps, hidden), nn.ReLU(),
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, max_support))
         self.log_z = nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.flow = nn.Sequential(
+            nn.Linear(feature_dim + state_dim + num_steps, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
-    def forward(self, features, state, step):
+    def _inputs(self, features, state, step):
         onehot = torch.zeros(features.shape[0], self.num_steps, dtype=features.dtype,
                              device=features.device)
         onehot[:, step] = 1.0
-        return self.body(torch.cat([features, state, onehot], -1))
+        return torch.cat([features, state, onehot], -1)
+
+    def forward(self, features, state, step):
+        return self.body(self._inputs(features, state, step))
+
+    def log_flow(self, features, state, step):
+        if step == 0:
+            return self.log_partition(features)  # the initial state's flow is Z(x)
+        return self.flow(self._inputs(features, state, step)).squeeze(-1)
 
     def log_partition(self, features):
         return self.log_z(features).squeeze(-1)
@@ -72,6 +88,26 @@ class MLPPolicy(nn.Module):
 def trajectory_balance(log_z, log_pf, log_reward):
     """Per-trajectory TB residual squared: (log Z + sum log P_F - log R)^2."""
     return (log_z + log_pf - log_reward) ** 2
+
+
+def subtrajectory_balance(log_flows, log_pf_steps, log_reward, lam=0.9):
+    """Per-trajectory SubTB(lambda): sum over sub-trajectories i < j of
+    lambda^(j - i) (log F(s_i) + sum_{i <= t < j} log P_F - log F(s_j))^2, normalised by
+    the weights; log F(s_T) = log R. ``log_flows``: [n, T] for s_0 .. s_{T-1}."""
+    flows = torch.cat([log_flows, log_reward.unsqueeze(-1)], -1)  # [n, T + 1]
+    cumulative = torch.cat([torch.zeros_like(log_pf_steps[:, :1]), log_pf_steps.cumsum(-1)], -1)
+    residual = (flows.unsqueeze(-1) - cumulative.unsqueeze(-1)
+                + cumulative.unsqueeze(-2) - flows.unsqueeze(-2))  # [n, i, j]
+    length = torch.arange(flows.shape[-1], device=flows.device)
+    span = length.unsqueeze(0) - length.unsqueeze(1)  # j - i
+    weights = torch.where(span > 0, lam ** span.to(flows.dtype), torch.zeros((), dtype=flows.dtype))
+    return (weights * residual ** 2).sum((-1, -2)) / weights.sum()
+
+
+def detailed_balance(log_flows, log_pf_steps, log_reward):
+    """Per-trajectory DB: mean over steps of (log F(s_t) + log P_F - log F(s_{t+1}))^2."""
+    flows = torch.cat([log_flows, log_reward.unsqueeze(-1)], -1)
+    return ((flows[:, :-1] + log_pf_steps - flows[:, 1:]) ** 2).mean(-1)
 
 
 class GFlowNetEM:
@@ -84,13 +120,21 @@ class GFlowNetEM:
         optimizer: for the sampler (default ``Adam(lr=1e-3)``);
             model_optimizer: for the model's parameters (default ``Adam(lr=1e-2)``).
         m_step: ``"sampled"``, ``"greedy"`` or None (E-step only).
-        e_steps: sampler updates per :meth:`step`; temperature, epsilon: exploration.
+        e_steps: sampler updates per :meth:`step`, each on ``num_trajectories`` trajectories
+            per data element; temperature, epsilon: exploration.
     """
 
     def __init__(self, model, policy=None, loss="tb", optimizer=None, model_optimizer=None,
-                 m_step="sampled", e_steps=1, temperature=1.0, epsilon=0.0, hidden=64):
-        if loss != "tb":
-            raise NotImplementedError(f"GFlowNetEM: loss {loss!r} is not implemented yet; use 'tb'")
+                 m_step="sampled", e_steps=1, temperature=1.0, epsilon=0.0, hidden=64,
+                 subtb_lambda=0.9, num_trajectories=16):
+        if loss not in LOSSES:
+            raise ValueError(f"GFlowNetEM: loss must be one of {LOSSES}, got {loss!r}")
+        self.loss = loss
+        self.subtb_lambda = subtb_lambda
+        if not isinstance(num_trajectories, int) or num_trajectories < 1:
+            raise ValueError("GFlowNetEM: num_trajectories must be a positive integer, "
+                             f"got {num_trajectories!r}")
+        self.num_trajectories = num_trajectories
         if m_step not in ("sampled", "greedy", None):
             raise ValueError(f"GFlowNetEM: m_step must be 'sampled', 'greedy' or None, got {m_step!r}")
         if not temperature > 0 or not 0 <= epsilon < 1:
@@ -163,13 +207,16 @@ class GFlowNetEM:
             shape[self._plate[1]] = self._size
         return values.reshape(shape)
 
-    def _construct(self, features, temperature=1.0, epsilon=0.0, greedy=False, forced=None):
-        """Build one trajectory per feature row; returns (slot values, sum of log P_F)."""
+    def _construct(self, features, temperature=1.0, epsilon=0.0, greedy=False, forced=None,
+                   flows=False):
+        """Build one trajectory per feature row; returns (slot values, log P_F per step [n, T],
+        and with ``flows`` the log state flows [n, T] of s_0 .. s_{T-1})."""
         n = features.shape[0]
         state = features.new_zeros(n, self.slots[-1].offset + self.slots[-1].size)
-        log_pf = features.new_zeros(n)
-        values = []
+        steps, log_flows, values = [], [], []
         for t, slot in enumerate(self.slots):
+            if flows:
+                log_flows.append(self.policy.log_flow(features, state, t))
             logits = self.policy(features, state, t)
             if logits.shape[-1] < slot.size:
                 raise ValueError(f"GFlowNetEM: the policy gives {logits.shape[-1]} logits at site "
@@ -184,11 +231,14 @@ class GFlowNetEM:
                 if epsilon:
                     behaviour = (1 - epsilon) * behaviour + epsilon / slot.size
                 action = torch.multinomial(behaviour.detach(), 1).squeeze(-1)
-            log_pf = log_pf + log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+            steps.append(log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1))
             state = state.clone()
             state[torch.arange(n), slot.offset + action] = 1.0
             values.append(action)
-        return values, log_pf
+        log_pf_steps = torch.stack(steps, -1)
+        if flows:
+            return values, log_pf_steps, torch.stack(log_flows, -1)
+        return values, log_pf_steps
 
     def _log_reward(self, values, args, kwargs, num=1):
         """log p_theta(x_i, z_i) per trajectory, shape [num, N]."""
@@ -207,12 +257,21 @@ class GFlowNetEM:
 
     # ------------------------------------------------------------------ verbs
     def e_step(self, *args, **kwargs):
-        """One trajectory-balance update of the sampler; returns the mean TB loss."""
-        features = self._current_features(args, kwargs)
-        values, log_pf = self._construct(features, self.temperature, self.epsilon)
+        """One update of the sampler with the chosen balance loss; returns its mean."""
+        num = self.num_trajectories
+        features = self._repeat(self._current_features(args, kwargs), num)
+        flows = self.loss != "tb"
+        out = self._construct(features, self.temperature, self.epsilon, flows=flows)
+        values, log_pf_steps = out[0], out[1]
         with torch.no_grad():
-            log_r, _ = self._log_reward(values, args, kwargs)
-        loss = trajectory_balance(self.policy.log_partition(features), log_pf, log_r[0]).mean()
+            log_r = self._log_reward(values, args, kwargs, num=num)[0].reshape(-1)
+        if self.loss == "tb":
+            losses = trajectory_balance(self.policy.log_partition(features), log_pf_steps.sum(-1), log_r)
+        elif self.loss == "subtb":
+            losses = subtrajectory_balance(out[2], log_pf_steps, log_r, self.subtb_lambda)
+        else:
+            losses = detailed_balance(out[2], log_pf_steps, log_r)
+        loss = losses.mean()
         self.policy_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.policy_optimizer.step()
@@ -266,7 +325,7 @@ class GFlowNetEM:
         with torch.no_grad():
             values, log_pf = self._construct(self._repeat(features, num_samples))
             log_r, _ = self._log_reward(values, args, kwargs, num=num_samples)
-            log_w = log_r - log_pf.reshape(num_samples, self._size)
+            log_w = log_r - log_pf.sum(-1).reshape(num_samples, self._size)
             return float((torch.logsumexp(log_w, 0) - math.log(num_samples)).sum())
 
     def posterior(self, *args, num_samples=1000, **kwargs):
@@ -293,7 +352,7 @@ class GFlowNetEM:
         with torch.no_grad():
             _, log_pf = self._construct(features.repeat(count, 1), forced=forced)
         shape = [s.size for s in self.slots]
-        return log_pf.reshape(count, n).T.reshape([n] + shape)
+        return log_pf.sum(-1).reshape(count, n).T.reshape([n] + shape)
 
 
 def _marginal(log_table, index, size):

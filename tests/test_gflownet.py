@@ -9,8 +9,8 @@ from torch import nn
 
 import ppl
 import ppl.distributions as dist
-from inference import GFlowNetEM
-from inference.gflownet import trajectory_balance
+from inference import Adam, GFlowNetEM
+from inference.gflownet import detailed_balance, subtrajectory_balance, trajectory_balance
 from models import mixture_data, mixture_model, mixture_weights_mle
 
 MEANS = torch.tensor([[-3.0, -1.0], [0.0, 1.0], [2.0, 4.0]])  # [c1, c2]
@@ -58,20 +58,32 @@ class ExactPolicy(nn.Module):
     def log_partition(self, features):
         return torch.logsumexp(self.table[self._rows(features)].reshape(len(features), -1), -1)
 
+    def log_flow(self, features, state, step):
+        joint = self.table[self._rows(features)]
+        if step == 0:
+            return torch.logsumexp(joint.reshape(len(features), -1), -1)
+        c1 = state[:, :3].argmax(-1)
+        return torch.logsumexp(joint[torch.arange(len(c1)), c1], -1)
 
-def test_trajectory_balance_is_zero_for_the_exact_posterior_policy():
+
+def test_balance_losses_are_zero_for_the_exact_posterior_policy_and_flows():
     em = GFlowNetEM(two_level, policy=ExactPolicy(X), m_step=None)
-    features = em._current_features((X,), {})
-    values, log_pf = em._construct(features.repeat(50, 1))
-    log_r, _ = em._log_reward(values, (X,), {}, num=50)
-    log_z = em.policy.log_partition(features.repeat(50, 1))
-    loss = trajectory_balance(log_z, log_pf, log_r.reshape(-1))
-    assert float(loss.max()) < 1e-8
+    features = em._current_features((X,), {}).repeat(50, 1)
+    values, log_pf_steps, log_flows = em._construct(features, flows=True)
+    log_r = em._log_reward(values, (X,), {}, num=50)[0].reshape(-1)
+    log_z = em.policy.log_partition(features)
+    assert float(trajectory_balance(log_z, log_pf_steps.sum(-1), log_r).max()) < 1e-8
+    assert float(detailed_balance(log_flows, log_pf_steps, log_r).max()) < 1e-8
+    assert float(subtrajectory_balance(log_flows, log_pf_steps, log_r).max()) < 1e-8
+    # and not for a wrong flow
+    assert float(detailed_balance(log_flows + 0.1, log_pf_steps, log_r).min()) > 1e-4
 
 
-def test_trained_sampler_matches_the_exact_posterior():
-    em = GFlowNetEM(two_level, m_step=None, hidden=64, epsilon=0.05, optimizer=None)
-    em.run(X, num_steps=1500, progress=False)
+@pytest.mark.parametrize("loss", ["tb", "subtb", "db"])
+def test_trained_sampler_matches_the_exact_posterior(loss):
+    em = GFlowNetEM(two_level, loss=loss, m_step=None, hidden=64, epsilon=0.05,
+                    optimizer=Adam(lr=3e-3), num_trajectories=16)
+    em.run(X, num_steps=600, progress=False)
     sampler = em.trajectory_log_probs(X).exp()  # [N, 3, 2]
     exact = exact_log_joint(X)
     exact = (exact - torch.logsumexp(exact.reshape(3, -1), -1)[:, None, None]).exp()
@@ -84,7 +96,7 @@ def test_trained_sampler_matches_the_exact_posterior():
 
 def test_gflownet_em_fits_mixture_weights_like_exact_em():
     y = mixture_data(300, [0.2, 0.3, 0.5], seed=3)
-    em = GFlowNetEM(mixture_model, hidden=32, e_steps=2)
+    em = GFlowNetEM(mixture_model, hidden=32, e_steps=2, num_trajectories=4)
     em.run(y, num_steps=600, progress=False)
     weights = pyro.param("weights").detach()
     mle = torch.as_tensor(mixture_weights_mle(y), dtype=weights.dtype)
@@ -107,6 +119,6 @@ def test_bad_input():
 
     with pytest.raises(ValueError, match="no latent site"):
         GFlowNetEM(nothing_latent).step(X)
-    with pytest.raises(NotImplementedError, match="loss 'subtb'"):
-        GFlowNetEM(two_level, loss="subtb")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        GFlowNetEM(two_level, loss="fm")
     assert math.isfinite(GFlowNetEM(two_level, m_step=None).step(X))
