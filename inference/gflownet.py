@@ -178,10 +178,15 @@ class GFlowNetEM:
         self._layout = WeightLayout(self._nesting, True, self._plate)
         features = self._features(trace)
         if self.policy is None:
-            self.policy = MLPPolicy(features.shape[-1], offset, len(slots),
-                                    max(s.size for s in slots), self.hidden)
+            # initialised off the global random stream, so that a resumed run replays exactly
+            with BACKEND.preserved_rng():
+                self.policy = MLPPolicy(features.shape[-1], offset, len(slots),
+                                        max(s.size for s in slots), self.hidden)
         self.policy_optimizer = make_torch_optimizer(self.optimizer_spec, list(self.policy.parameters()))
         self._ready = True
+        if getattr(self, "_pending_state", None) is not None:
+            self._load_sampler(self._pending_state)
+            self._pending_state = None
 
     def _features(self, trace):
         """Each data element's observations, flattened: ``[N, F]`` (a zero column if none)."""
@@ -334,6 +339,29 @@ class GFlowNetEM:
         with torch.no_grad():
             values, _ = self._construct(self._repeat(features, num_samples))
         return {slot.name: v.reshape(num_samples, self._size) for slot, v in zip(self.slots, values)}
+
+    # ------------------------------------------------------------- checkpoints
+    def save(self, path):
+        """Write the sampler, both optimisers, the model's parameters and the random state."""
+        if not self._ready:
+            raise RuntimeError("GFlowNetEM.save: nothing to save before the first step")
+        torch.save({"policy": self.policy.state_dict(),
+                    "policy_optimizer": self.policy_optimizer.state_dict(),
+                    "model": self.model_engine.state_dict(), "history": list(self.history)}, path)
+
+    def load(self, path):
+        """Restore a :meth:`save`; the next :meth:`step` continues the saved run exactly."""
+        state = torch.load(path, weights_only=False)
+        self.history = list(state["history"])
+        if self._ready:
+            self._load_sampler(state)
+        else:
+            self._pending_state = state
+        self.model_engine.load_state_dict(state["model"])
+
+    def _load_sampler(self, state):
+        self.policy.load_state_dict(state["policy"])
+        self.policy_optimizer.load_state_dict(state["policy_optimizer"])
 
     def posterior_probs(self, *args, **kwargs):
         """The sampler's marginal of the first slot, or of every slot when there is one:

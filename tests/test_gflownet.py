@@ -122,3 +122,19 @@ def test_bad_input():
     with pytest.raises(ValueError, match="loss must be one of"):
         GFlowNetEM(two_level, loss="fm")
     assert math.isfinite(GFlowNetEM(two_level, m_step=None).step(X))
+
+
+def test_checkpoint_resumes_exactly(tmp_path):
+    y = mixture_data(50, [0.2, 0.3, 0.5], seed=4)
+    em = GFlowNetEM(mixture_model, hidden=16, num_trajectories=2)
+    em.run(y, num_steps=5, progress=False)
+    em.save(tmp_path / "em.pt")
+    continued = em.run(y, num_steps=4, progress=False)
+    weights = pyro.param("weights").detach().clone()
+
+    pyro.clear_param_store()
+    torch.manual_seed(99)
+    resumed = GFlowNetEM(mixture_model, hidden=16, num_trajectories=2)
+    resumed.load(tmp_path / "em.pt")
+    assert resumed.run(y, num_steps=4, progress=False) == continued
+    assert torch.equal(pyro.param("weights").detach(), weights)
