@@ -122,11 +122,13 @@ class GFlowNetEM:
         m_step: ``"sampled"``, ``"greedy"`` or None (E-step only).
         e_steps: sampler updates per :meth:`step`, each on ``num_trajectories`` trajectories
             per data element; temperature, epsilon: exploration.
+        sleep, sleep_probability: with that probability per update, add ``sleep`` times
+            -log P_F(z | x) on (z, x) drawn from the model (the sleep phase).
     """
 
     def __init__(self, model, policy=None, loss="tb", optimizer=None, model_optimizer=None,
                  m_step="sampled", e_steps=1, temperature=1.0, epsilon=0.0, hidden=64,
-                 subtb_lambda=0.9, num_trajectories=16):
+                 subtb_lambda=0.9, num_trajectories=16, sleep=0.0, sleep_probability=0.3):
         if loss not in LOSSES:
             raise ValueError(f"GFlowNetEM: loss must be one of {LOSSES}, got {loss!r}")
         self.loss = loss
@@ -135,6 +137,11 @@ class GFlowNetEM:
             raise ValueError("GFlowNetEM: num_trajectories must be a positive integer, "
                              f"got {num_trajectories!r}")
         self.num_trajectories = num_trajectories
+        if sleep < 0 or not 0 <= sleep_probability <= 1:
+            raise ValueError("GFlowNetEM: sleep is a non-negative weight and sleep_probability "
+                             "a probability")
+        self.sleep = sleep
+        self.sleep_probability = sleep_probability
         if m_step not in ("sampled", "greedy", None):
             raise ValueError(f"GFlowNetEM: m_step must be 'sampled', 'greedy' or None, got {m_step!r}")
         if not temperature > 0 or not 0 <= epsilon < 1:
@@ -176,6 +183,8 @@ class GFlowNetEM:
         self._plate = None if plate is None else (plate.name, plate.dim)
         self._size = 1 if plate is None else plate.size
         self._layout = WeightLayout(self._nesting, True, self._plate)
+        self._observed = [name for name, site in trace.observed.items()
+                          if plate is not None and any(p.name == plate.name for p in site.plates)]
         features = self._features(trace)
         if self.policy is None:
             # initialised off the global random stream, so that a resumed run replays exactly
@@ -191,9 +200,8 @@ class GFlowNetEM:
     def _features(self, trace):
         """Each data element's observations, flattened: ``[N, F]`` (a zero column if none)."""
         columns = []
-        for site in trace.observed.values():
-            if self._plate is None or not any(p.name == self._plate[0] for p in site.plates):
-                continue
+        for name in self._observed:
+            site = trace[name]
             value = torch.as_tensor(site.value, dtype=torch.get_default_dtype())
             dim = self._plate[1] - len(site.fn.event_shape)
             full = broadcast_shape(value.shape, site.fn.batch_shape + site.fn.event_shape)
@@ -277,10 +285,22 @@ class GFlowNetEM:
         else:
             losses = detailed_balance(out[2], log_pf_steps, log_r)
         loss = losses.mean()
+        total = loss
+        if self.sleep and torch.rand(()) < self.sleep_probability:
+            total = total + self.sleep * self._sleep_loss(args, kwargs)
         self.policy_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         self.policy_optimizer.step()
         return loss.item()
+
+    def _sleep_loss(self, args, kwargs):
+        """-mean log P_F(z | x) on (z, x) dreamed by the model."""
+        with torch.no_grad(), poutine.block():
+            dream = BACKEND.run(poutine.uncondition(self.model), args, kwargs)
+        features = self._features(dream)
+        forced = [torch.as_tensor(dream[slot.name].value).reshape(-1).long() for slot in self.slots]
+        _, log_pf_steps = self._construct(features, forced=forced)
+        return -log_pf_steps.sum(-1).mean()
 
     def m_step_update(self, *args, **kwargs):
         """One gradient step on -log p_theta(x, z) with z from the sampler; returns that loss."""
