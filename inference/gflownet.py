@@ -124,11 +124,17 @@ class GFlowNetEM:
             per data element; temperature, epsilon: exploration.
         sleep, sleep_probability: with that probability per update, add ``sleep`` times
             -log P_F(z | x) on (z, x) drawn from the model (the sleep phase).
+        m_step_threshold: ``(start, end, anneal_steps)``: run the M-step only while an
+            exponential moving average (0.9) of the E-step loss is under a threshold that
+            goes linearly from ``start`` to ``end`` (the adaptive schedule); None: always.
+        replay: keep the ``replay`` highest-reward trajectories of each data element and
+            train on as many of them as fresh ones in each update (off-policy).
     """
 
     def __init__(self, model, policy=None, loss="tb", optimizer=None, model_optimizer=None,
                  m_step="sampled", e_steps=1, temperature=1.0, epsilon=0.0, hidden=64,
-                 subtb_lambda=0.9, num_trajectories=16, sleep=0.0, sleep_probability=0.3):
+                 subtb_lambda=0.9, num_trajectories=16, sleep=0.0, sleep_probability=0.3,
+                 m_step_threshold=None, replay=0):
         if loss not in LOSSES:
             raise ValueError(f"GFlowNetEM: loss must be one of {LOSSES}, got {loss!r}")
         self.loss = loss
@@ -142,6 +148,15 @@ class GFlowNetEM:
                              "a probability")
         self.sleep = sleep
         self.sleep_probability = sleep_probability
+        if m_step_threshold is not None and len(m_step_threshold) != 3:
+            raise ValueError("GFlowNetEM: m_step_threshold is (start, end, anneal_steps)")
+        self.m_step_threshold = m_step_threshold
+        self._loss_average = None
+        self.m_steps_taken = 0
+        if not isinstance(replay, int) or replay < 0:
+            raise ValueError(f"GFlowNetEM: replay must be a non-negative integer, got {replay!r}")
+        self.replay = replay
+        self._buffer = None  # (values [k, N, T], log rewards [k, N]) of the best trajectories
         if m_step not in ("sampled", "greedy", None):
             raise ValueError(f"GFlowNetEM: m_step must be 'sampled', 'greedy' or None, got {m_step!r}")
         if not temperature > 0 or not 0 <= epsilon < 1:
@@ -272,18 +287,27 @@ class GFlowNetEM:
     def e_step(self, *args, **kwargs):
         """One update of the sampler with the chosen balance loss; returns its mean."""
         num = self.num_trajectories
-        features = self._repeat(self._current_features(args, kwargs), num)
+        base = self._current_features(args, kwargs)
+        features = self._repeat(base, num)
         flows = self.loss != "tb"
-        out = self._construct(features, self.temperature, self.epsilon, flows=flows)
-        values, log_pf_steps = out[0], out[1]
+        values, log_pf_steps, *log_flows = self._construct(
+            features, self.temperature, self.epsilon, flows=flows)
         with torch.no_grad():
             log_r = self._log_reward(values, args, kwargs, num=num)[0].reshape(-1)
+        if self.replay:  # off-policy: add trajectories from the buffer of the best ones
+            self._remember(values, log_r, num)
+            replayed, replayed_r = self._replayed(num)
+            _, replay_pf, *replay_flows = self._construct(features, forced=replayed, flows=flows)
+            features = torch.cat([features, features])
+            log_pf_steps = torch.cat([log_pf_steps, replay_pf])
+            log_flows = [torch.cat([log_flows[0], replay_flows[0]])] if flows else []
+            log_r = torch.cat([log_r, replayed_r])
         if self.loss == "tb":
             losses = trajectory_balance(self.policy.log_partition(features), log_pf_steps.sum(-1), log_r)
         elif self.loss == "subtb":
-            losses = subtrajectory_balance(out[2], log_pf_steps, log_r, self.subtb_lambda)
+            losses = subtrajectory_balance(log_flows[0], log_pf_steps, log_r, self.subtb_lambda)
         else:
-            losses = detailed_balance(out[2], log_pf_steps, log_r)
+            losses = detailed_balance(log_flows[0], log_pf_steps, log_r)
         loss = losses.mean()
         total = loss
         if self.sleep and torch.rand(()) < self.sleep_probability:
@@ -292,6 +316,33 @@ class GFlowNetEM:
         total.backward()
         self.policy_optimizer.step()
         return loss.item()
+
+    def _remember(self, values, log_r, num):
+        """Keep each element's ``replay`` best trajectories seen so far."""
+        new_values = torch.stack(values, -1).reshape(num, self._size, len(self.slots))
+        new_r = log_r.reshape(num, self._size)
+        if self._buffer is not None:
+            new_values = torch.cat([self._buffer[0], new_values])
+            new_r = torch.cat([self._buffer[1], new_r])
+        best = new_r.topk(min(self.replay, new_r.shape[0]), dim=0).indices  # [k, N]
+        gathered = new_values.gather(0, best.unsqueeze(-1).expand(-1, -1, len(self.slots)))
+        self._buffer = (gathered, new_r.gather(0, best))
+
+    def _replayed(self, num):
+        """``num`` trajectories per element drawn uniformly from its buffer."""
+        values, log_r = self._buffer
+        pick = torch.randint(values.shape[0], (num, self._size))
+        chosen = values.gather(0, pick.unsqueeze(-1).expand(-1, -1, len(self.slots)))
+        chosen_r = log_r.gather(0, pick)
+        return [chosen[..., t].reshape(-1) for t in range(len(self.slots))], chosen_r.reshape(-1)
+
+    def _m_step_allowed(self, loss):
+        if self.m_step_threshold is None:
+            return True
+        self._loss_average = loss if self._loss_average is None else 0.9 * self._loss_average + 0.1 * loss
+        start, end, anneal = self.m_step_threshold
+        threshold = start + (end - start) * min(1.0, len(self.history) / max(anneal, 1))
+        return self._loss_average < threshold
 
     def _sleep_loss(self, args, kwargs):
         """-mean log P_F(z | x) on (z, x) dreamed by the model."""
@@ -333,8 +384,9 @@ class GFlowNetEM:
         last TB loss."""
         for _ in range(self.e_steps):
             loss = self.e_step(*args, **kwargs)
-        if self.m_step is not None:
+        if self.m_step is not None and self._m_step_allowed(loss):
             self.m_step_update(*args, **kwargs)
+            self.m_steps_taken += 1
         if not math.isfinite(loss):
             raise NonFiniteError(f"GFlowNetEM: trajectory-balance loss is {loss}")
         self.history.append(loss)

@@ -138,3 +138,29 @@ def test_checkpoint_resumes_exactly(tmp_path):
     resumed.load(tmp_path / "em.pt")
     assert resumed.run(y, num_steps=4, progress=False) == continued
     assert torch.equal(pyro.param("weights").detach(), weights)
+
+
+def test_replay_buffer_keeps_the_best_trajectories_and_still_converges():
+    em = GFlowNetEM(two_level, m_step=None, hidden=64, epsilon=0.05, optimizer=Adam(lr=3e-3),
+                    num_trajectories=16, replay=4)
+    em.run(X, num_steps=600, progress=False)
+    values, log_r = em._buffer
+    assert values.shape == (4, 3, 2) and torch.all(log_r[:-1] >= log_r[1:])  # sorted, best first
+    # the best configuration of each element is in its buffer
+    best = exact_log_joint(X).reshape(3, -1).argmax(-1)
+    assert torch.equal(values[0, :, 0] * 2 + values[0, :, 1], best)
+    sampler = em.trajectory_log_probs(X).exp()
+    exact = exact_log_joint(X)
+    exact = (exact - torch.logsumexp(exact.reshape(3, -1), -1)[:, None, None]).exp()
+    assert torch.all(0.5 * (sampler - exact).abs().reshape(3, -1).sum(-1) < 0.05)
+
+
+def test_adaptive_schedule_holds_the_m_step_until_the_sampler_fits():
+    y = mixture_data(50, [0.2, 0.3, 0.5], seed=5)
+    never = GFlowNetEM(mixture_model, hidden=16, num_trajectories=2, m_step_threshold=(-1.0, -1.0, 1))
+    never.run(y, num_steps=20, progress=False)
+    assert never.m_steps_taken == 0
+    pyro.clear_param_store()
+    always = GFlowNetEM(mixture_model, hidden=16, num_trajectories=2, m_step_threshold=(1e9, 1e9, 1))
+    always.run(y, num_steps=20, progress=False)
+    assert always.m_steps_taken == 20
