@@ -129,12 +129,15 @@ class GFlowNetEM:
             goes linearly from ``start`` to ``end`` (the adaptive schedule); None: always.
         replay: keep the ``replay`` highest-reward trajectories of each data element and
             train on as many of them as fresh ones in each update (off-policy).
+        local_search: go back that many steps of each fresh trajectory (the backward policy
+            of a fixed order is deterministic), rebuild them with P_F and accept by
+            Metropolis-Hastings with the P_F ratio; the chain's states are trained on too.
     """
 
     def __init__(self, model, policy=None, loss="tb", optimizer=None, model_optimizer=None,
                  m_step="sampled", e_steps=1, temperature=1.0, epsilon=0.0, hidden=64,
                  subtb_lambda=0.9, num_trajectories=16, sleep=0.0, sleep_probability=0.3,
-                 m_step_threshold=None, replay=0):
+                 m_step_threshold=None, replay=0, local_search=0):
         if loss not in LOSSES:
             raise ValueError(f"GFlowNetEM: loss must be one of {LOSSES}, got {loss!r}")
         self.loss = loss
@@ -156,6 +159,10 @@ class GFlowNetEM:
         if not isinstance(replay, int) or replay < 0:
             raise ValueError(f"GFlowNetEM: replay must be a non-negative integer, got {replay!r}")
         self.replay = replay
+        if not isinstance(local_search, int) or local_search < 0:
+            raise ValueError(f"GFlowNetEM: local_search must be a non-negative integer, got {local_search!r}")
+        self.local_search = local_search
+        self.acceptance_rate = None
         self._buffer = None  # (values [k, N, T], log rewards [k, N]) of the best trajectories
         if m_step not in ("sampled", "greedy", None):
             raise ValueError(f"GFlowNetEM: m_step must be 'sampled', 'greedy' or None, got {m_step!r}")
@@ -250,7 +257,7 @@ class GFlowNetEM:
                 raise ValueError(f"GFlowNetEM: the policy gives {logits.shape[-1]} logits at site "
                                  f"{slot.name!r}, whose support has {slot.size} values")
             log_probs = logits[:, :slot.size].log_softmax(-1)
-            if forced is not None:
+            if forced is not None and forced[t] is not None:
                 action = forced[t]
             elif greedy:
                 action = log_probs.argmax(-1)
@@ -294,11 +301,21 @@ class GFlowNetEM:
             features, self.temperature, self.epsilon, flows=flows)
         with torch.no_grad():
             log_r = self._log_reward(values, args, kwargs, num=num)[0].reshape(-1)
+        memory = (values, log_r)
+        fresh = features
+        if self.local_search:
+            searched, searched_r = self._search(fresh, values, log_pf_steps, log_r, args, kwargs)
+            _, search_pf, *search_flows = self._construct(fresh, forced=searched, flows=flows)
+            features = torch.cat([features, fresh])
+            log_pf_steps = torch.cat([log_pf_steps, search_pf])
+            log_flows = [torch.cat([log_flows[0], search_flows[0]])] if flows else []
+            log_r = torch.cat([log_r, searched_r])
+            memory = (searched, searched_r)
         if self.replay:  # off-policy: add trajectories from the buffer of the best ones
-            self._remember(values, log_r, num)
+            self._remember(*memory, num)
             replayed, replayed_r = self._replayed(num)
-            _, replay_pf, *replay_flows = self._construct(features, forced=replayed, flows=flows)
-            features = torch.cat([features, features])
+            _, replay_pf, *replay_flows = self._construct(fresh, forced=replayed, flows=flows)
+            features = torch.cat([features, fresh])
             log_pf_steps = torch.cat([log_pf_steps, replay_pf])
             log_flows = [torch.cat([log_flows[0], replay_flows[0]])] if flows else []
             log_r = torch.cat([log_r, replayed_r])
@@ -316,6 +333,23 @@ class GFlowNetEM:
         total.backward()
         self.policy_optimizer.step()
         return loss.item()
+
+    def _search(self, features, values, log_pf_steps, log_r, args, kwargs):
+        """One back-and-forth move per trajectory: keep the first T - k assignments, rebuild
+        the rest with P_F, accept with min(1, R' P_F(old tail) / (R P_F(new tail)))."""
+        num = self.num_trajectories
+        keep = max(len(self.slots) - self.local_search, 0)
+        with torch.no_grad():
+            forced = values[:keep] + [None] * (len(self.slots) - keep)
+            # rebuilt with P_F itself, so that the acceptance ratio is exact
+            proposal, proposal_pf = self._construct(features, forced=forced)
+            proposal_r = self._log_reward(proposal, args, kwargs, num=num)[0].reshape(-1)
+            log_accept = (proposal_r - log_r + log_pf_steps[:, keep:].sum(-1).detach()
+                          - proposal_pf[:, keep:].sum(-1))
+            accept = torch.rand_like(log_accept).log() < log_accept
+        self.acceptance_rate = float(accept.float().mean())
+        chosen = [torch.where(accept, new, old) for new, old in zip(proposal, values)]
+        return chosen, torch.where(accept, proposal_r, log_r)
 
     def _remember(self, values, log_r, num):
         """Keep each element's ``replay`` best trajectories seen so far."""

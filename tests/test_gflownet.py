@@ -164,3 +164,22 @@ def test_adaptive_schedule_holds_the_m_step_until_the_sampler_fits():
     always = GFlowNetEM(mixture_model, hidden=16, num_trajectories=2, m_step_threshold=(1e9, 1e9, 1))
     always.run(y, num_steps=20, progress=False)
     assert always.m_steps_taken == 20
+
+
+def test_local_search_accepts_by_metropolis_hastings_and_still_converges():
+    em = GFlowNetEM(two_level, m_step=None, hidden=64, epsilon=0.05, optimizer=Adam(lr=3e-3),
+                    num_trajectories=16, local_search=1, replay=2)
+    em.run(X, num_steps=600, progress=False)
+    assert 0.0 < em.acceptance_rate <= 1.0
+    sampler = em.trajectory_log_probs(X).exp()
+    exact = exact_log_joint(X)
+    exact = (exact - torch.logsumexp(exact.reshape(3, -1), -1)[:, None, None]).exp()
+    assert torch.all(0.5 * (sampler - exact).abs().reshape(3, -1).sum(-1) < 0.05)
+    # with the exact posterior as P_F, every rebuild is accepted (the MH ratio is 1)
+    exact_em = GFlowNetEM(two_level, policy=ExactPolicy(X), m_step=None, local_search=1,
+                          num_trajectories=8)
+    features = exact_em._repeat(exact_em._current_features((X,), {}), 8)
+    values, log_pf_steps = exact_em._construct(features)
+    log_r = exact_em._log_reward(values, (X,), {}, num=8)[0].reshape(-1)
+    exact_em._search(features, values, log_pf_steps, log_r, (X,), {})
+    assert exact_em.acceptance_rate == 1.0
