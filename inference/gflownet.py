@@ -119,7 +119,8 @@ class GFlowNetEM:
             ``log_partition(features) -> log Z``; an :class:`MLPPolicy` by default.
         optimizer: for the sampler (default ``Adam(lr=1e-3)``);
             model_optimizer: for the model's parameters (default ``Adam(lr=1e-2)``).
-        m_step: ``"sampled"``, ``"greedy"`` or None (E-step only).
+        m_step: ``"sampled"``, ``"greedy"``, ``"reweighted"`` (importance-reweighted draws)
+            or None (E-step only).
         e_steps: sampler updates per :meth:`step`, each on ``num_trajectories`` trajectories
             per data element; temperature, epsilon: exploration.
         sleep, sleep_probability: with that probability per update, add ``sleep`` times
@@ -164,8 +165,9 @@ class GFlowNetEM:
         self.local_search = local_search
         self.acceptance_rate = None
         self._buffer = None  # (values [k, N, T], log rewards [k, N]) of the best trajectories
-        if m_step not in ("sampled", "greedy", None):
-            raise ValueError(f"GFlowNetEM: m_step must be 'sampled', 'greedy' or None, got {m_step!r}")
+        if m_step not in ("sampled", "greedy", "reweighted", None):
+            raise ValueError("GFlowNetEM: m_step must be 'sampled', 'greedy', 'reweighted' or None, "
+                             f"got {m_step!r}")
         if not temperature > 0 or not 0 <= epsilon < 1:
             raise ValueError("GFlowNetEM: temperature must be positive and epsilon in [0, 1)")
         self.model = model
@@ -388,12 +390,22 @@ class GFlowNetEM:
         return -log_pf_steps.sum(-1).mean()
 
     def m_step_update(self, *args, **kwargs):
-        """One gradient step on -log p_theta(x, z) with z from the sampler; returns that loss."""
+        """One gradient step on -log p_theta(x, z) with z from the sampler (or, with
+        ``m_step="reweighted"``, on -sum_k w_k log p_theta(x, z_k) over ``num_trajectories``
+        draws with self-normalised weights w_k proportional to p_theta(x, z_k) / q(z_k | x));
+        returns that loss."""
         features = self._current_features(args, kwargs)
+        num = self.num_trajectories if self.m_step == "reweighted" else 1
         with torch.no_grad():
-            values, _ = self._construct(features, greedy=self.m_step == "greedy")
-        log_r, trace = self._log_reward(values, args, kwargs)
-        loss = -log_r.sum()
+            values, log_pf_steps = self._construct(self._repeat(features, num),
+                                                   greedy=self.m_step == "greedy")
+        log_r, trace = self._log_reward(values, args, kwargs, num=num)  # [num, N]
+        if self.m_step == "reweighted":
+            log_q = log_pf_steps.sum(-1).reshape(num, self._size)
+            weights = (log_r.detach() - log_q).softmax(0)
+            loss = -(weights * log_r).sum()
+        else:
+            loss = -log_r.sum()
         self.model_engine.discover([trace])
         if self.model_engine.optimizer is None:
             return loss.item()  # the model has no parameters to fit

@@ -94,9 +94,10 @@ def test_trained_sampler_matches_the_exact_posterior(loss, sleep):
     assert abs(em.evaluate(X, num_samples=2000) - log_evidence) < 0.02
 
 
-def test_gflownet_em_fits_mixture_weights_like_exact_em():
+@pytest.mark.parametrize("m_step", ["sampled", "reweighted"])
+def test_gflownet_em_fits_mixture_weights_like_exact_em(m_step):
     y = mixture_data(300, [0.2, 0.3, 0.5], seed=3)
-    em = GFlowNetEM(mixture_model, hidden=32, e_steps=2, num_trajectories=4)
+    em = GFlowNetEM(mixture_model, hidden=32, e_steps=2, num_trajectories=4, m_step=m_step)
     em.run(y, num_steps=600, progress=False)
     weights = pyro.param("weights").detach()
     mle = torch.as_tensor(mixture_weights_mle(y), dtype=weights.dtype)
