@@ -6,6 +6,8 @@ a data generator or loader, and where one exists the exact answer to test infere
 * :mod:`models.mixture`: 1-D Gaussian mixture with learnable weights (torch; an EM oracle).
 * :mod:`models.vae`: a Bernoulli VAE (the IWAE variant is the same class with ``IWAE(K)``).
 * :mod:`models.data`: binarised 8x8 digits and a minibatch iterator.
+* :mod:`models.hierarchical_mixture`: the GFlowNet-EM paper's 4 x 4 hierarchical 2-D
+  Gaussian mixture with exact EM.
 * :mod:`models.causal`: structural causal models (front-door, Simpson's paradox,
   linear-Gaussian, a latent confounder) and discrete Bayesian networks as programs.
 
