@@ -59,7 +59,7 @@ from pyro.poutine.runtime import apply_stack
 from pyro.poutine.subsample_messenger import _Subsample
 
 from .backends.torch import Plate
-from .interventions import DoMessenger, fit_to_site, missing_site_error
+from .interventions import DoMessenger, device_of, fit_to_site, missing_site_error
 from .shapes import broadcast_shape
 
 WORLD_PLATE = "_worlds"
@@ -148,9 +148,14 @@ class _Mechanism:
     def _world0(self, attr):
         return _narrow(getattr(self.base, attr), self.dim, self.event_dim)
 
+    def _factual(self):
+        """The site's distribution in the factual world alone: the evidence may lie outside
+        the support of another world's distribution, so it is never scored there."""
+        return type(self.base)(**{a: self._world0(a) for a in _params(self.base)})
+
     def noise_prior(self):
         base, shape = self.base, self.noise_shape
-        zeros = torch.zeros(shape, dtype=_dtype(base), device=_device(base))
+        zeros = torch.zeros(shape, dtype=_dtype(base), device=device_of(base))
         if isinstance(base, LOCATION_SCALE):
             return type(base)(zeros, torch.ones_like(zeros))
         if isinstance(base, Categorical):
@@ -178,8 +183,7 @@ class _Mechanism:
         if isinstance(base, LOCATION_SCALE):
             return (value - self._world0("loc")) / self._world0("scale"), True
         if isinstance(base, INVERSE_CDF):
-            world0 = type(base)(*[self._world0(a) for a in _params(base)])
-            return world0.cdf(value), True
+            return self._factual().cdf(value), True
         if isinstance(base, Bernoulli):
             threshold = 1 - self._world0("probs")
             low = torch.where(value > 0.5, threshold, torch.zeros_like(threshold))
@@ -194,7 +198,7 @@ class _Mechanism:
         base = self.base
         if isinstance(base, Delta):
             return torch.zeros(())
-        lp = _narrow(base.log_prob(value), self.dim, 0)  # every world's, then world 0's
+        lp = self._factual().log_prob(value)
         return lp.sum(tuple(range(-self.reinterpreted, 0))) if self.reinterpreted else lp
 
 
@@ -218,13 +222,6 @@ def _dtype(base):
             value = getattr(base, attr)
             return value.dtype if value.is_floating_point() else torch.get_default_dtype()
     return torch.get_default_dtype()
-
-
-def _device(base):
-    for attr in ("loc", "probs", "logits", "low", "rate", "v"):
-        if hasattr(base, attr):
-            return getattr(base, attr).device
-    return None
 
 
 def _IntervalUniform(low, high):

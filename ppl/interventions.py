@@ -82,7 +82,7 @@ def fit_to_site(name, value, fn):
     if not torch.is_tensor(value):
         integer = isinstance(fn.support, torch.distributions.constraints._IntegerInterval)
         value = torch.as_tensor(value, dtype=torch.long if integer else torch.get_default_dtype(),
-                                device=_device_of(fn))
+                                device=device_of(fn))
     try:
         return torch.broadcast_to(value, broadcast_shape(value.shape, shape))
     except RuntimeError:
@@ -91,13 +91,13 @@ def fit_to_site(name, value, fn):
             f"batch + event shape {shape}") from None
 
 
-def _device_of(fn):
+def device_of(fn):
     for attr in ("loc", "logits", "probs", "v", "rate", "low", "concentration", "base_dist"):
         value = getattr(fn, attr, None)
         if torch.is_tensor(value):
             return value.device
         if isinstance(value, torch.distributions.Distribution):
-            return _device_of(value)
+            return device_of(value)
     return None
 
 

@@ -201,6 +201,17 @@ def test_twin_world_with_a_latent_site_needs_sampling():
     assert abs(est.mean - 0.5) < 4 * est.stderr
 
 
+def test_inverse_cdf_sites_scored_in_the_factual_world_only():
+    def scm():
+        x = ppl.sample("x", dist.Exponential(1.0))
+        return ppl.sample("y", dist.Uniform(x, x + 2.0))
+
+    # u_y = (2.5 - 1) / 2 = 0.75; under do(x = 3), y = 3 + 2 * 0.75. The evidence y = 2.5 lies
+    # outside the counterfactual world's support [3, 5], which must not matter.
+    tr = ppl.trace(ppl.counterfactual(scm, {"x": 1.0, "y": 2.5}, {"x": 3.0}))()
+    assert [float(ppl.world_value(tr, "y", w)) for w in (0, 1)] == [2.5, 4.5]
+
+
 def test_multi_world_holds_k_plus_one_worlds():
     sets = [{"x": 0.0}, {"x": 1.0}, {"x": 2.0}]
     program = ppl.counterfactual(linear_gaussian_scm, {"x": 1.0, "y": 3.0}, sets, worlds="multi")
