@@ -1,7 +1,7 @@
 """Sampler training throughput of GFlowNet-EM: ``GFlowNetEM.e_step`` against the same
 trajectory-balance update written by hand in torch.
 
-Model: the hierarchical 2-D mixture (4 x 4 components, sd 0.25) on 256 points; 16
+Model: the hierarchical 2-D mixture (4 super-clusters x 4 petals, sd 0.25) on 256 points; 16
 trajectories per point per update (4,096 trajectories), the same MLP policy architecture
 and Adam(lr=1e-3) on both sides.
 """
@@ -14,6 +14,7 @@ from inference.gflownet import MLPPolicy
 from models.hierarchical_mixture import (
     SD,
     TRUE_MEANS,
+    component_means,
     hierarchical_mixture_data,
     hierarchical_mixture_model,
 )
@@ -48,7 +49,7 @@ def hand(x):
     torch.manual_seed(0)
     policy = MLPPolicy(2, 8, 2, 4, HIDDEN)
     opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
-    means = TRUE_MEANS + 0.3
+    means = component_means(TRUE_MEANS)  # the model's default initialisation
     features = x.repeat(TRAJECTORIES, 1)
     n = features.shape[0]
     rows = torch.arange(n)

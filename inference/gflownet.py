@@ -415,15 +415,29 @@ class GFlowNetEM:
         return loss.item()
 
     def _current_features(self, args, kwargs):
-        """The data elements' features (cached for the same argument objects)."""
+        """The data elements' features, ``[N, F]``; N follows the call, so minibatches of any
+        size work. Cached while the same argument objects come back (held, not their ids,
+        which a freed minibatch hands on)."""
         if not self._ready:
             self._setup(args, kwargs)
-        key = tuple(id(a) for a in args) + tuple((k, id(v)) for k, v in sorted(kwargs.items()))
-        if getattr(self, "_feature_key", None) != key:
+        cached = getattr(self, "_feature_args", None)
+        if cached is None or not _same_objects(cached, (args, kwargs)):
             with BACKEND.preserved_rng(), torch.no_grad(), poutine.block():
                 trace = BACKEND.run(self.model, args, kwargs)
-            self._feature_key, self._feature_cache = key, self._features(trace)
+            features = self._features_of_call(trace)
+            if self.replay and self._buffer is not None and features.shape[0] != self._buffer[1].shape[1]:
+                raise ValueError(
+                    f"GFlowNetEM: replay keeps the best trajectories of each of "
+                    f"{self._buffer[1].shape[1]} data elements, but this call has {features.shape[0]}; "
+                    "replay needs the same data set at every step (use replay=0 with minibatches)")
+            self._feature_args, self._feature_cache = (args, dict(kwargs)), features
+        self._size = self._feature_cache.shape[0]
         return self._feature_cache
+
+    def _features_of_call(self, trace):
+        if self._plate is not None:
+            self._size = _plate_size(trace, self._plate[0])
+        return self._features(trace)
 
     def step(self, *args, **kwargs):
         """``e_steps`` sampler updates, then one M-step (unless ``m_step=None``); returns the
@@ -442,14 +456,16 @@ class GFlowNetEM:
         """``num_steps`` EM steps with a progress bar; returns the TB loss history."""
         return run_steps(self.step, args, kwargs, num_steps, progress, "GFlowNet-EM")
 
-    def evaluate(self, *args, num_samples=1000, **kwargs):
-        """log p(x) by importance sampling with the sampler as proposal (summed over elements)."""
+    def evaluate(self, *args, num_samples=1000, per_element=False, **kwargs):
+        """log p(x) by importance sampling with the sampler as proposal: summed over the data
+        elements, or with ``per_element`` one estimate per element (``[N]`` tensor)."""
         features = self._current_features(args, kwargs)
         with torch.no_grad():
             values, log_pf = self._construct(self._repeat(features, num_samples))
             log_r, _ = self._log_reward(values, args, kwargs, num=num_samples)
             log_w = log_r - log_pf.sum(-1).reshape(num_samples, self._size)
-            return float((torch.logsumexp(log_w, 0) - math.log(num_samples)).sum())
+            per_point = torch.logsumexp(log_w, 0) - math.log(num_samples)
+        return per_point if per_element else float(per_point.sum())
 
     def posterior(self, *args, num_samples=1000, **kwargs):
         """Draws from the sampler: site -> ``[num_samples, N]``."""
@@ -499,6 +515,20 @@ class GFlowNetEM:
             _, log_pf = self._construct(features.repeat(count, 1), forced=forced)
         shape = [s.size for s in self.slots]
         return log_pf.sum(-1).reshape(count, n).T.reshape([n] + shape)
+
+
+def _same_objects(a, b):
+    (args_a, kwargs_a), (args_b, kwargs_b) = a, b
+    return (len(args_a) == len(args_b) and all(p is q for p, q in zip(args_a, args_b))
+            and kwargs_a.keys() == kwargs_b.keys() and all(kwargs_a[k] is kwargs_b[k] for k in kwargs_a))
+
+
+def _plate_size(trace, name):
+    for site in trace.sites.values():
+        for plate in site.plates:
+            if plate.name == name:
+                return plate.size
+    raise ValueError(f"GFlowNetEM: no site lies in the data plate {name!r} in this call")
 
 
 def _marginal(log_table, index, size):

@@ -491,10 +491,12 @@ class TorchBackend:
             base = self.relaxed(name, fn.base_dist, temperature)
             return base.to_event(fn.reinterpreted_batch_ndims)
         tau = torch.tensor(float(temperature), dtype=fn.logits.dtype, device=fn.logits.device)
+        # no support check: at low temperatures the relaxed draws themselves round off
+        # the float32 simplex (or to exactly 0 / 1) and would fail it
         if isinstance(fn, pyro.distributions.OneHotCategorical):
-            return pyro.distributions.RelaxedOneHotCategorical(tau, logits=fn.logits)
+            return pyro.distributions.RelaxedOneHotCategorical(tau, logits=fn.logits, validate_args=False)
         if isinstance(fn, pyro.distributions.Bernoulli):
-            return pyro.distributions.RelaxedBernoulli(tau, logits=fn.logits)
+            return pyro.distributions.RelaxedBernoulli(tau, logits=fn.logits, validate_args=False)
         raise ValueError(
             f"site {name!r}: estimator 'gumbel' relaxes OneHotCategorical and Bernoulli sites, "
             f"not {type(fn).__name__}; write a Categorical site as OneHotCategorical")
