@@ -1,7 +1,7 @@
 """GFlowNet-EM (Hu et al., ICML 2023): a GFlowNet sampler for the E-step of EM over a
 program's discrete latent sites (torch).
 
-A trajectory assigns the latent sites one at a time, in program order, for each element
+A trajectory assigns the latent sites one at a time, in program order (or ``order``), for each element
 of the data plate (the plate every latent site lies in), conditioned on that element's
 observations. The E-step trains the forward policy P_F and a learned log Z(x) toward the
 reward R(z) = p_theta(x, z) with trajectory balance (the construction order is fixed, so
@@ -133,12 +133,14 @@ class GFlowNetEM:
         local_search: go back that many steps of each fresh trajectory (the backward policy
             of a fixed order is deterministic), rebuild them with P_F and accept by
             Metropolis-Hastings with the P_F ratio; the chain's states are trained on too.
+        order: the latent sites' names in the order a trajectory assigns them (default:
+            program order).
     """
 
     def __init__(self, model, policy=None, loss="tb", optimizer=None, model_optimizer=None,
                  m_step="sampled", e_steps=1, temperature=1.0, epsilon=0.0, hidden=64,
                  subtb_lambda=0.9, num_trajectories=16, sleep=0.0, sleep_probability=0.3,
-                 m_step_threshold=None, replay=0, local_search=0):
+                 m_step_threshold=None, replay=0, local_search=0, order=None):
         if loss not in LOSSES:
             raise ValueError(f"GFlowNetEM: loss must be one of {LOSSES}, got {loss!r}")
         self.loss = loss
@@ -163,6 +165,7 @@ class GFlowNetEM:
         if not isinstance(local_search, int) or local_search < 0:
             raise ValueError(f"GFlowNetEM: local_search must be a non-negative integer, got {local_search!r}")
         self.local_search = local_search
+        self.order = None if order is None else list(order)
         self.acceptance_rate = None
         self._buffer = None  # (values [k, N, T], log rewards [k, N]) of the best trajectories
         if m_step not in ("sampled", "greedy", "reweighted", None):
@@ -190,6 +193,8 @@ class GFlowNetEM:
         if not latent:
             raise ValueError("GFlowNetEM: the model has no latent site; a GFlowNet needs "
                              "discrete latent sites to construct")
+        if self.order is not None:
+            latent = self._ordered(latent)
         slots, offset = [], 0
         for site in latent:
             fn = site.fn
@@ -220,6 +225,18 @@ class GFlowNetEM:
         if getattr(self, "_pending_state", None) is not None:
             self._load_sampler(self._pending_state)
             self._pending_state = None
+
+    def _ordered(self, latent):
+        by_name = {site.name: site for site in latent}
+        unknown = [name for name in self.order if name not in by_name]
+        if unknown:
+            raise ValueError(f"GFlowNetEM: order names {unknown[0]!r}, which is not a latent site "
+                             f"of the model (latent sites: {sorted(by_name)})")
+        missing = [name for name in by_name if name not in self.order]
+        if missing or len(set(self.order)) != len(self.order):
+            raise ValueError("GFlowNetEM: order must list every latent site once; "
+                             f"{'missing ' + repr(missing[0]) if missing else 'a site is repeated'}")
+        return [by_name[name] for name in self.order]
 
     def _features(self, trace):
         """Each data element's observations, flattened: ``[N, F]`` (a zero column if none)."""

@@ -94,6 +94,17 @@ def test_trained_sampler_matches_the_exact_posterior(loss, sleep):
     assert abs(em.evaluate(X, num_samples=2000) - log_evidence) < 0.02
 
 
+def test_a_user_defined_order_builds_the_sites_in_that_order():
+    em = GFlowNetEM(two_level, m_step=None, hidden=64, epsilon=0.05, optimizer=Adam(lr=3e-3),
+                    num_trajectories=16, order=["c2", "c1"])
+    em.run(X, num_steps=600, progress=False)
+    assert [slot.name for slot in em.slots] == ["c2", "c1"]
+    sampler = em.trajectory_log_probs(X).exp().transpose(-1, -2)  # [N, c2, c1] -> [N, c1, c2]
+    exact = exact_log_joint(X)
+    exact = (exact - torch.logsumexp(exact.reshape(3, -1), -1)[:, None, None]).exp()
+    assert torch.all(0.5 * (sampler - exact).abs().reshape(3, -1).sum(-1) < 0.05)
+
+
 @pytest.mark.parametrize("m_step", ["sampled", "reweighted"])
 def test_gflownet_em_fits_mixture_weights_like_exact_em(m_step):
     y = mixture_data(300, [0.2, 0.3, 0.5], seed=3)
@@ -122,6 +133,10 @@ def test_bad_input():
         GFlowNetEM(nothing_latent).step(X)
     with pytest.raises(ValueError, match="loss must be one of"):
         GFlowNetEM(two_level, loss="fm")
+    with pytest.raises(ValueError, match="order names 'c3', which is not a latent site"):
+        GFlowNetEM(two_level, order=["c1", "c3"]).step(X)
+    with pytest.raises(ValueError, match="missing 'c2'"):
+        GFlowNetEM(two_level, order=["c1"]).step(X)
     assert math.isfinite(GFlowNetEM(two_level, m_step=None).step(X))
 
 
