@@ -201,15 +201,3 @@ def test_local_search_accepts_by_metropolis_hastings_and_still_converges():
     assert exact_em.acceptance_rate == 1.0
 
 
-def test_exact_em_on_the_hierarchical_mixture_increases_the_likelihood():
-    from models.hierarchical_mixture import (
-        TRUE_MEANS,
-        hierarchical_mixture_data,
-        hierarchical_mixture_em,
-        log_likelihood,
-    )
-
-    x = hierarchical_mixture_data(400, seed=2)
-    means, history = hierarchical_mixture_em(x, TRUE_MEANS + 0.3, iterations=30)
-    assert all(b >= a - 1e-6 for a, b in zip(history, history[1:]))  # EM never decreases it
-    assert history[-1] >= log_likelihood(x, TRUE_MEANS) - 1e-3  # the MLE beats the truth
