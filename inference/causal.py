@@ -1,7 +1,8 @@
 """Causal queries: interventional and counterfactual distributions, effects, and adjustment.
 
-The conditioning step is done by exact enumeration (``method="exact"``: small discrete
-models, and counterfactuals whose noise the evidence fixes, as in linear-Gaussian SCMs), by
+The conditioning step is done exactly (``method="exact"``: discrete models, whose latent
+sites are enumerated and summed out by variable elimination, see :mod:`inference.exact`, and
+counterfactuals whose noise the evidence fixes, as in linear-Gaussian SCMs), by
 importance sampling (``method="importance"``, with ``num_particles`` and optionally a
 ``guide`` as proposal) or by variational inference (``method="vi"``: the ``guide`` is fitted
 to the conditioned program with ``objective`` for ``num_steps``, then used as the proposal

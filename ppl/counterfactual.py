@@ -37,6 +37,7 @@ thresholds in which ``u`` falls.
     [3.0, 1.0]
 """
 
+import math
 import weakref
 
 import torch
@@ -53,6 +54,7 @@ from pyro.distributions import (
     Uniform,
 )
 from pyro.distributions.torch_distribution import TorchDistribution
+from torch.distributions import constraints
 from pyro.poutine import block
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import apply_stack
@@ -89,12 +91,19 @@ def world_dim(trace_or_nesting):
 
 
 def world_value(trace, name, world):
-    """Site ``name``'s value in ``world`` (0 factual, 1.. counterfactual), world dim dropped."""
+    """Site ``name``'s value in ``world`` (0 factual, 1.. counterfactual), world dim dropped.
+
+    When the value has batch dimensions left of the world plate (enumerated latent sites
+    of exact inference, vectorised particles), the world dimension is kept with size 1
+    instead, so that the result stays aligned with the trace's other values.
+    """
     site = trace[name]
     dim = world_dim(trace) - len(site.fn.event_shape)
     value = site.value
     if value.dim() < -dim or value.shape[dim] == 1:
         return value  # the same in every world
+    if value.dim() > -dim:
+        return value.narrow(dim, world, 1)
     return value.select(dim, world)
 
 
@@ -143,6 +152,8 @@ class _Mechanism:
                 "Exponential, Bernoulli, Categorical, Delta); write its noise explicitly as a "
                 "sample site and the mechanism as a Delta")
         self.event_dim = len(base.event_shape)
+        self._factual_fn = None
+        self._abducted = None  # (evidence, its noise) of a location-scale site
         self.noise_shape = _without_world(base.batch_shape, dim - self.event_dim) + base.event_shape
 
     def _world0(self, attr):
@@ -150,19 +161,37 @@ class _Mechanism:
 
     def _factual(self):
         """The site's distribution in the factual world alone: the evidence may lie outside
-        the support of another world's distribution, so it is never scored there."""
-        return type(self.base)(**{a: self._world0(a) for a in _params(self.base)})
+        the support of another world's distribution, so it is never scored there. Built
+        unvalidated: its parameters are a slice of the site's own (validated by torch when
+        the model built them, if validation is on); the evidence's support is checked in
+        :meth:`check_evidence`."""
+        if self._factual_fn is None:
+            params = {a: self._world0(a) for a in _params(self.base)}
+            self._factual_fn = type(self.base)(**params, validate_args=False)
+        return self._factual_fn
+
+    def check_evidence(self, value):
+        """A clear error if the evidence lies outside the factual world's support."""
+        base = self.base
+        if isinstance(base, Delta) or getattr(type(base), "support", None) is constraints.real:
+            return
+        support = self._factual().support
+        if support is constraints.real or constraints.is_dependent(support):
+            return
+        if not bool(support.check(value).all()):
+            raise ValueError(f"site {self.name!r}: the evidence lies outside the support "
+                             f"{support} of the site's distribution in the factual world")
 
     def noise_prior(self):
         base, shape = self.base, self.noise_shape
         zeros = torch.zeros(shape, dtype=_dtype(base), device=device_of(base))
         if isinstance(base, LOCATION_SCALE):
-            return type(base)(zeros, torch.ones_like(zeros))
+            return type(base)(zeros, torch.ones_like(zeros), validate_args=False)
         if isinstance(base, Categorical):
             k = base.logits.shape[-1]
             zeros = torch.zeros(shape + (k,), dtype=base.logits.dtype, device=base.logits.device)
-            return Gumbel(zeros, torch.ones_like(zeros))
-        return Uniform(zeros, torch.ones_like(zeros))
+            return Gumbel(zeros, torch.ones_like(zeros), validate_args=False)
+        return Uniform(zeros, torch.ones_like(zeros), validate_args=False)
 
     def push(self, noise):
         """The value in every world."""
@@ -181,7 +210,9 @@ class _Mechanism:
         """(noise distribution or value given the factual observation, is_deterministic)."""
         base = self.base
         if isinstance(base, LOCATION_SCALE):
-            return (value - self._world0("loc")) / self._world0("scale"), True
+            eps = (value - self._world0("loc")) / self._world0("scale")
+            self._abducted = (value, eps)
+            return eps, True
         if isinstance(base, INVERSE_CDF):
             return self._factual().cdf(value), True
         if isinstance(base, Bernoulli):
@@ -198,8 +229,23 @@ class _Mechanism:
         base = self.base
         if isinstance(base, Delta):
             return torch.zeros(())
-        lp = self._factual().log_prob(value)
+        if self._abducted is not None and self._abducted[0] is value:  # location-scale
+            lp = _standard_log_density(base, self._abducted[1]) - self._world0("scale").log()
+        else:
+            lp = self._factual().log_prob(value)
         return lp.sum(tuple(range(-self.reinterpreted, 0))) if self.reinterpreted else lp
+
+
+def _standard_log_density(base, eps):
+    """log density of the standard member of a location-scale family at ``eps``; the site's
+    log density at loc + scale * eps is this minus log(scale)."""
+    if isinstance(base, Normal):
+        return -0.5 * eps * eps - 0.5 * math.log(2 * math.pi)
+    if isinstance(base, Laplace):
+        return -eps.abs() - math.log(2.0)
+    if isinstance(base, Cauchy):
+        return -math.log(math.pi) - (eps * eps).log1p()
+    return -(eps + (-eps).exp())  # Gumbel
 
 
 def _params(base):
@@ -301,17 +347,22 @@ class CounterfactualMessenger(Messenger):
         if observed:
             raw = self.evidence[name] if name in self.evidence else msg["value"]
             evidence = fit_to_site(name, raw, _factual_fn(fn, self.dim, mechanism))
+            mechanism.check_evidence(evidence)
         noise = self._noise(name, mechanism, evidence)
         value = mechanism.push(noise)
-        value = self._intervene(name, msg, mechanism, value, noise)
+        overrides = self._intervene(name, msg, mechanism, value, noise)
         if observed:
-            value = self._set_world(value, 0, evidence, mechanism.event_dim)
+            overrides.append((0, evidence))
             if not (self.exact and isinstance(mechanism.base, Bernoulli)):
                 _side_site(f"{name}__evidence", _Factor(mechanism.factual_log_prob(evidence)),
                            value=torch.zeros(()), observed=True)
+        if overrides:
+            value = self._set_worlds(value, overrides, mechanism.event_dim)
         msg["value"] = value
         full = broadcast_shape(value.shape, fn.batch_shape + fn.event_shape)
-        msg["fn"] = Delta(value.expand(full), event_dim=len(fn.event_shape), validate_args=False)
+        # a scalar log density (zero): the point mass is one value per world, not per batch
+        msg["fn"] = Delta(value.expand(full), log_density=value.new_zeros(()),
+                          event_dim=len(fn.event_shape), validate_args=False)
         msg["value"] = msg["fn"].v
         msg["is_observed"] = True
         msg["infer"] = {**msg["infer"], "counterfactual": True}
@@ -360,6 +411,8 @@ class CounterfactualMessenger(Messenger):
         return torch.take_along_dim(midpoints, index, -1).squeeze(-1)
 
     def _intervene(self, name, msg, mechanism, value, noise):
+        """[(world, value)] for the worlds that intervene on the site."""
+        overrides = []
         for w, interventions in enumerate(self.sets, start=1):
             if name not in interventions:
                 continue
@@ -376,21 +429,23 @@ class CounterfactualMessenger(Messenger):
             else:
                 new = action
             new = fit_to_site(name, new, _factual_fn(msg["fn"], self.dim, mechanism))
-            value = self._set_world(value, w, new, mechanism.event_dim)
-        return value
+            overrides.append((w, new))
+        return overrides
 
-    def _set_world(self, value, world, new, event_dim):
+    def _set_worlds(self, value, overrides, event_dim):
+        """``value`` with the world dim at full size and each ``(world, new)`` written in."""
         d = self.dim - event_dim
-        size = len(self.sets) + 1
         if value.dim() < -d:
             value = value.reshape((1,) * (-d - value.dim()) + tuple(value.shape))
-        shape = list(broadcast_shape(value.shape, torch.as_tensor(new).shape))
-        shape[d] = size
+        news = [torch.as_tensor(new, dtype=value.dtype, device=value.device)
+                for _, new in overrides]
+        shape = list(broadcast_shape(value.shape, *(new.shape for new in news)))
+        shape[d] = len(self.sets) + 1
         value = value.expand(shape).clone()
-        new = torch.as_tensor(new, dtype=value.dtype, device=value.device)
-        if new.dim() >= -d and new.shape[d] != 1:
-            new = new.narrow(d, 0, 1)
-        value.narrow(d, world, 1).copy_(new.expand(value.narrow(d, world, 1).shape))
+        for (world, _), new in zip(overrides, news):
+            if new.dim() >= -d and new.shape[d] != 1:
+                new = new.narrow(d, 0, 1)
+            value.narrow(d, world, 1).copy_(new)  # copy_ broadcasts
         return value
 
     def _get_world(self, value, world, event_dim):

@@ -92,8 +92,12 @@ def fit_to_site(name, value, fn):
 
 
 def device_of(fn):
-    for attr in ("loc", "logits", "probs", "v", "rate", "low", "concentration", "base_dist"):
-        value = getattr(fn, attr, None)
+    """The device of a distribution's parameters (None if it has no tensor parameter).
+
+    Reads the instance's attributes rather than ``getattr``, which would compute lazy
+    parameters (the ``logits`` of a Categorical built from ``probs``) just to find a device.
+    """
+    for value in vars(fn).values():
         if torch.is_tensor(value):
             return value.device
         if isinstance(value, torch.distributions.Distribution):
@@ -129,7 +133,10 @@ class DoMessenger(CheckedSites):
             value = fit_to_site(name, action, fn)
             kind = "hard"
         msg["value"] = value
-        msg["fn"] = Delta(value, event_dim=len(fn.event_shape))
+        # the log density is a scalar zero, not one per batch element: the point mass does
+        # not depend on the values the original distribution's batch shape came from
+        msg["fn"] = Delta(value, log_density=value.new_zeros(()), event_dim=len(fn.event_shape),
+                          validate_args=False)
         msg["is_observed"] = True
         msg["infer"] = {**msg["infer"], "do": kind}
 

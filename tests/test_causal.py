@@ -179,6 +179,208 @@ def test_importance_agrees_with_exact_within_standard_error():
     assert set(sampled.distribution) == {0.0, 1.0}
 
 
+# ------------------------------------------------------------- exact (variable elimination)
+def _brute_force(tables, evidence, query):
+    """P(query | evidence) for binary networks given as {node: (parents, P(node = 1 | ...))},
+    by summing the joint over every configuration (tiny networks only)."""
+    import itertools
+
+    nodes = list(tables)
+    dist_q, total = {}, 0.0
+    for values in itertools.product([0, 1], repeat=len(nodes)):
+        x = dict(zip(nodes, values))
+        if any(x[k] != v for k, v in evidence.items()):
+            continue
+        p = 1.0
+        for node, (parents, table) in tables.items():
+            p1 = float(table[tuple(x[q] for q in parents)])
+            p *= p1 if x[node] else 1 - p1
+        key = query(x)
+        dist_q[key] = dist_q.get(key, 0.0) + p
+        total += p
+    return {k: v / total for k, v in dist_q.items()}
+
+
+DIAMOND = {  # a -> b, a -> c, (b, c) -> d, d -> e: P(node = 1 | parents)
+    "a": ((), torch.tensor(0.3)),
+    "b": (("a",), torch.tensor([0.2, 0.9])),
+    "c": (("a",), torch.tensor([0.6, 0.1])),
+    "d": (("b", "c"), torch.tensor([[0.05, 0.5], [0.7, 0.95]])),
+    "e": (("d",), torch.tensor([0.25, 0.8])),
+}
+
+
+def diamond():
+    x = {}
+    for node, (parents, table) in DIAMOND.items():
+        p = table[tuple(x[q].long() for q in parents)] if parents else table
+        x[node] = ppl.sample(node, dist.Bernoulli(p))
+    return x
+
+
+@pytest.mark.parametrize("evidence", [{}, {"e": 1.0}, {"d": 0.0, "e": 1.0}, {"c": 1.0}])
+def test_exact_marginals_match_the_joint_sum(evidence):
+    """Every marginal and a function of two sites, with evidence above and below (the
+    barren-site pruning must keep the sites that evidence depends on)."""
+    ev = {k: int(v) for k, v in evidence.items()}
+    for target in DIAMOND:
+        if target in evidence:
+            continue
+        est = interventional(diamond, {}, target, evidence=evidence)
+        expected = _brute_force(DIAMOND, ev, lambda x: x[target]).get(1, 0.0)
+        assert est.mean == pytest.approx(expected, abs=1e-6)
+    both = interventional(diamond, {}, lambda tr: tr["a"].value + 2 * tr["b"].value,
+                          evidence=evidence)
+    expected = _brute_force(DIAMOND, ev, lambda x: x["a"] + 2 * x["b"])
+    assert both.distribution.keys() == expected.keys()
+    for key, p in expected.items():
+        assert both.distribution[key] == pytest.approx(p, abs=1e-6)
+
+
+def test_exact_intervention_cuts_the_parents():
+    do_b = interventional(diamond, {"b": 1.0}, "d", evidence={"a": 1.0})
+    # d | do(b = 1), a = 1: c ~ Bernoulli(0.1), P(d) = 0.9 * 0.7 + 0.1 * 0.95
+    assert do_b.mean == pytest.approx(0.9 * 0.7 + 0.1 * 0.95, abs=1e-6)
+    seen = interventional(diamond, {}, "a", evidence={"b": 1.0})
+    assert interventional(diamond, {"b": 1.0}, "a").mean == pytest.approx(0.3, abs=1e-6)
+    assert seen.mean == pytest.approx(0.3 * 0.9 / (0.3 * 0.9 + 0.7 * 0.2), abs=1e-6)
+
+
+def test_exact_answers_follow_changed_parameters():
+    """The elimination plan is reused for programs of the same shapes; the answers are not:
+    a Categorical network queried again after its table changes in place."""
+    table = torch.tensor([[0.9, 0.1], [0.3, 0.7]])
+
+    def network(prior):
+        a = ppl.sample("a", dist.Categorical(prior))
+        return ppl.sample("b", dist.Categorical(table[a]))
+
+    for p_a in (0.2, 0.6):
+        prior = torch.tensor([1 - p_a, p_a])
+        expected = (1 - p_a) * float(table[0, 1]) + p_a * float(table[1, 1])
+        assert interventional(network, {}, "b", prior).mean == pytest.approx(expected, abs=1e-6)
+    table[1] = torch.tensor([0.5, 0.5])
+    assert interventional(network, {}, "b", prior).mean == pytest.approx(0.4 * 0.1 + 0.6 * 0.5)
+    seen = interventional(network, {}, "a", prior, evidence={"b": 1})
+    assert seen.mean == pytest.approx(0.6 * 0.5 / (0.4 * 0.1 + 0.6 * 0.5), abs=1e-6)
+
+
+def test_exact_long_chain_beyond_joint_enumeration():
+    """A 40-step binary Markov chain (2^40 joint configurations) observed at its end: variable
+    elimination answers it exactly; the forward recursion is the oracle."""
+    steps = 40
+    stay = torch.tensor([0.9, 0.8], dtype=torch.float64)  # P(x_t = x_{t-1})
+
+    def chain_model():
+        x = ppl.sample("x0", dist.Bernoulli(torch.tensor(0.5, dtype=torch.float64)))
+        for t in range(1, steps):
+            p_one = torch.where(x > 0.5, stay[1], 1 - stay[0])
+            x = ppl.sample(f"x{t}", dist.Bernoulli(p_one))
+        ppl.sample("y", dist.Bernoulli(0.2 + 0.7 * x), obs=torch.tensor(1.0, dtype=torch.float64))
+
+    transition = torch.stack([torch.stack([stay[0], 1 - stay[0]]),
+                              torch.stack([1 - stay[1], stay[1]])])
+    forward = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    for _ in range(1, steps):
+        forward = forward @ transition
+    posterior_last = forward * torch.tensor([0.2, 0.9], dtype=torch.float64)
+    expected = float(posterior_last[1] / posterior_last.sum())
+    est = interventional(chain_model, {}, f"x{steps - 1}")
+    assert est.mean == pytest.approx(expected, abs=1e-9)
+    backward = torch.tensor([0.2, 0.9], dtype=torch.float64)
+    for _ in range(1, steps):
+        backward = transition @ backward
+    first = interventional(chain_model, {}, "x0").mean
+    assert first == pytest.approx(float(backward[1] / backward.sum()), abs=1e-9)
+
+
+def test_exact_latent_outside_a_plate_of_observations():
+    data = torch.tensor([2.0, 1.5, 2.5])
+
+    def model():
+        z = ppl.sample("z", dist.Bernoulli(0.3))
+        with ppl.plate("data", 3):
+            ppl.sample("x", dist.Normal(2.0 * z, 1.0), obs=data)
+
+    like = [math.exp(sum(-0.5 * (float(x) - 2 * z) ** 2 for x in data)) for z in (0, 1)]
+    expected = 0.3 * like[1] / (0.7 * like[0] + 0.3 * like[1])
+    assert interventional(model, {}, "z").mean == pytest.approx(expected, abs=1e-6)
+
+
+def test_exact_evidence_too_unlikely_for_float64_products():
+    """400 observed sites of probability about 0.05 each: the products underflow float64
+    (about 1e-520), so elimination rescales; the answer is Bayes' rule in log space."""
+    n = 400
+
+    def model():
+        z = ppl.sample("z", dist.Bernoulli(0.5))
+        for i in range(n):
+            ppl.sample(f"x{i}", dist.Bernoulli(0.95 - 0.02 * z), obs=torch.tensor(0.0))
+
+    from inference.exact import enumerate_program
+
+    posterior = enumerate_program(model)
+    log0, log1 = n * math.log(0.05), n * math.log(0.07)
+    expected = 1 / (1 + math.exp(log0 - log1))
+    assert posterior.expectation(lambda tr: tr["z"].value) == pytest.approx(expected, abs=1e-9)
+    log_evidence = math.log(0.5) + log1 + math.log1p(math.exp(log0 - log1))
+    assert posterior.log_evidence == pytest.approx(log_evidence, rel=1e-6)
+
+
+def test_exact_errors_name_the_problem():
+    def bad_probs():
+        ppl.sample("a", dist.Bernoulli(0.5))
+        return ppl.sample("c", dist.Categorical(torch.tensor([-0.2, 1.2])))
+
+    with pytest.raises(ValueError, match="site 'c' .*negative or NaN probabilities"):
+        interventional(bad_probs, {}, "c")
+    with pytest.raises(ValueError, match="within the support"):  # torch's check (Bernoulli)
+        interventional(diamond, {}, "a", evidence={"e": 2.0})
+
+    def die():
+        a = ppl.sample("a", dist.Bernoulli(0.5))
+        return ppl.sample("k", dist.Categorical(torch.tensor([[0.5, 0.5], [0.2, 0.8]])[a.long()]))
+
+    with pytest.raises(ValueError, match="support"):
+        interventional(die, {}, "a", evidence={"k": 5})
+
+    def bad_evidence_probs():
+        a = ppl.sample("a", dist.Bernoulli(0.5))
+        ppl.sample("k", dist.Categorical(torch.tensor([[0.5, 0.5], [1.5, -0.5]])[a.long()]),
+                   obs=torch.tensor(0))
+
+    with pytest.raises(ValueError, match="site 'k' .*negative or NaN probabilities"):
+        interventional(bad_evidence_probs, {}, "a")
+
+    def copy():  # b = a exactly (torch's Bernoulli and Categorical clamp zero probabilities)
+        a = ppl.sample("a", dist.Bernoulli(0.5))
+        return ppl.sample("b", dist.Delta(a))
+
+    assert interventional(copy, {}, "a", evidence={"b": 1.0}).mean == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="evidence has probability zero"):
+        interventional(copy, {"a": 0.0}, "a", evidence={"b": 1.0})  # a constant factor
+    with pytest.raises(ValueError, match="evidence has probability zero"):
+        interventional(copy, {}, "a", evidence={"b": 0.5})  # zero in every configuration
+
+    def plated_target():
+        with ppl.plate("units", 3):
+            return ppl.sample("u", dist.Bernoulli(0.5 * torch.ones(3)), obs=torch.ones(3))
+
+    with pytest.raises(ValueError, match="does not line up with the grid"):
+        interventional(plated_target, {}, "u")
+
+    def batch_latent():
+        return ppl.sample("v", dist.Bernoulli(torch.full((3,), 0.5)))
+
+    with pytest.raises(ValueError, match="latent site 'v' has batch shape"):
+        interventional(batch_latent, {}, "v")
+    from inference.exact import enumerate_program
+
+    posterior = enumerate_program(diamond, max_cells=4)
+    with pytest.raises(ValueError, match="more than max_cells=4"):
+        posterior.expectation(lambda tr: tr["e"].value)
+
+
 # ------------------------------------------------------------------ counterfactuals
 def test_twin_world_linear_gaussian_closed_form():
     evidence = {"x": 1.0, "y": 3.0, "z": 5.0}  # abduction: u_x = 1, u_y = 1, u_z = 1
@@ -231,6 +433,27 @@ def test_probabilities_of_causation_with_monotone_coupling():
     assert probability_of_sufficiency(binary, "x", "y").mean == pytest.approx(0.5 / 0.8)
     sampled = probability_of_necessity(binary, "x", "y", method="importance", num_particles=20_000)
     assert abs(sampled.mean - 0.5 / 0.7) < 4 * sampled.stderr
+
+
+def test_exact_joint_of_factual_and_counterfactual_worlds():
+    """A function of two worlds' values of enumerated sites: x ~ B(0.5), y ~ B(0.2 + 0.5 x),
+    no evidence, do(x = 1). With the shared threshold noise u of y, y_w = 1[u > 1 - p_w]:
+    if x = 1 both worlds agree; if x = 0, y_0 = 1[u > 0.8] and y_1 = 1[u > 0.3]. So
+    (y_0, y_1) is (0, 0) w.p. 0.3, (0, 1) w.p. 0.25 and (1, 1) w.p. 0.45."""
+    def binary():
+        x = ppl.sample("x", dist.Bernoulli(0.5))
+        return ppl.sample("y", dist.Bernoulli(0.2 + 0.5 * x))
+
+    both = counterfactual(binary, {}, {"x": 1.0},
+                          lambda tr: 2 * ppl.world_value(tr, "y", 0) + ppl.world_value(tr, "y", 1))
+    assert both.distribution.keys() == {0.0, 1.0, 3.0}
+    for value, p in ((0.0, 0.3), (1.0, 0.25), (3.0, 0.45)):
+        assert both.probability(value) == pytest.approx(p, abs=1e-6)
+    # world values of different sites stay aligned with each other in the enumerated trace
+    gap = counterfactual(binary, {}, {"x": 1.0},
+                         lambda tr: ppl.world_value(tr, "y", 1) - ppl.world_value(tr, "x", 0))
+    assert gap.mean == pytest.approx(0.7 - 0.5, abs=1e-6)
+    assert gap.distribution.keys() == {-1.0, 0.0, 1.0}
 
 
 def test_counterfactual_bad_input():

@@ -11,10 +11,11 @@
   ``ppl.counterfactual`` shares the noise of a plain ``Normal`` site by its documented
   location-scale convention, so the model needs no rewriting.
 - pgmpy: exact interventional queries P(target | do(node = state)) on its bundled discrete
-  networks (asia, cancer, survey, sachs), converted to our ``DiscreteBayesianNetwork``.
-  Both sides are exact (enumeration here, variable elimination and the back-door
-  adjustment over the parents of the intervened node there), so the tolerance is float
-  round-off: our tables are float32 (torch's default dtype), errors about 1e-7.
+  networks (asia, cancer, survey, sachs, alarm), converted to our
+  ``DiscreteBayesianNetwork``. Both sides are exact (variable elimination over the
+  enumerated sites here; variable elimination and the back-door adjustment over the
+  parents of the intervened node there), so the tolerance is float round-off: our tables
+  are float32 (torch's default dtype), errors about 1e-7.
 
 Each oracle skips cleanly when its library is not installed.
 """
@@ -282,6 +283,10 @@ QUERIES = [  # (network, {node: state}, target)
     ("survey", {"A": "old"}, "R"),
     ("sachs", {"PKA": "HIGH"}, "Akt"),
     ("sachs", {"Erk": "LOW"}, "Akt"),
+    # 37 nodes, about 5.8e15 joint configurations: variable elimination, largest table 108
+    ("alarm", {"HR": "LOW"}, "BP"),
+    ("alarm", {"CATECHOL": "HIGH"}, "HR"),
+    ("alarm", {"INTUBATION": "ONESIDED"}, "SAO2"),
 ]
 
 
