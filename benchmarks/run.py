@@ -15,11 +15,12 @@ import time
 
 import torch
 
-from . import causal, discrete_vae, gflownet, importance, mixture_em, vae_step
+from . import causal, discrete_vae, gflownet, grammar, importance, mixture_em, vae_step
 from .common import load_average, log, machine_description, markdown_table, resolve_device
 
 MODULES = {"vae_step": vae_step, "importance": importance, "causal": causal,
-           "gflownet": gflownet, "mixture_em": mixture_em, "discrete_vae": discrete_vae}
+           "gflownet": gflownet, "mixture_em": mixture_em, "grammar": grammar,
+           "discrete_vae": discrete_vae}
 BENCHMARKS = {name: (module_name, fn) for module_name, module in MODULES.items()
               for name, fn in module.BENCHMARKS.items()}
 

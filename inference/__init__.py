@@ -15,6 +15,7 @@ from .causal import (
 )
 from .estimators import Enum, Estimator, Gumbel, Reparam, Score
 from .gflownet import GFlowNetEM
+from .gflownet_actions import ActionMLPPolicy, ActionSpace
 from .importance import Importance, ImportanceResult
 from .objectives import ELBO, IWAE, RWS, VIS, Objective, Renyi
 from .optim import SGD, Adam, AdamW
@@ -28,6 +29,8 @@ __all__ = [
     "SGD",
     "VI",
     "VIS",
+    "ActionMLPPolicy",
+    "ActionSpace",
     "Adam",
     "AdamW",
     "Enum",

@@ -36,6 +36,8 @@ from ppl.backends.torch import BACKEND
 from ppl.shapes import broadcast_shape
 
 from .engine_torch import TorchEngine
+from .gflownet_losses import detailed_balance, subtrajectory_balance, trajectory_balance
+from .gflownet_structured import StructuredSteps, check_action_space_options
 from .optim import Adam, make_torch_optimizer
 from .program import common_plate, plate_nesting
 from .trainer import run_steps
@@ -85,32 +87,7 @@ class MLPPolicy(nn.Module):
         return self.log_z(features).squeeze(-1)
 
 
-def trajectory_balance(log_z, log_pf, log_reward):
-    """Per-trajectory TB residual squared: (log Z + sum log P_F - log R)^2."""
-    return (log_z + log_pf - log_reward) ** 2
-
-
-def subtrajectory_balance(log_flows, log_pf_steps, log_reward, lam=0.9):
-    """Per-trajectory SubTB(lambda): sum over sub-trajectories i < j of
-    lambda^(j - i) (log F(s_i) + sum_{i <= t < j} log P_F - log F(s_j))^2, normalised by
-    the weights; log F(s_T) = log R. ``log_flows``: [n, T] for s_0 .. s_{T-1}."""
-    flows = torch.cat([log_flows, log_reward.unsqueeze(-1)], -1)  # [n, T + 1]
-    cumulative = torch.cat([torch.zeros_like(log_pf_steps[:, :1]), log_pf_steps.cumsum(-1)], -1)
-    residual = (flows.unsqueeze(-1) - cumulative.unsqueeze(-1)
-                + cumulative.unsqueeze(-2) - flows.unsqueeze(-2))  # [n, i, j]
-    length = torch.arange(flows.shape[-1], device=flows.device)
-    span = length.unsqueeze(0) - length.unsqueeze(1)  # j - i
-    weights = torch.where(span > 0, lam ** span.to(flows.dtype), torch.zeros((), dtype=flows.dtype))
-    return (weights * residual ** 2).sum((-1, -2)) / weights.sum()
-
-
-def detailed_balance(log_flows, log_pf_steps, log_reward):
-    """Per-trajectory DB: mean over steps of (log F(s_t) + log P_F - log F(s_{t+1}))^2."""
-    flows = torch.cat([log_flows, log_reward.unsqueeze(-1)], -1)
-    return ((flows[:, :-1] + log_pf_steps - flows[:, 1:]) ** 2).mean(-1)
-
-
-class GFlowNetEM:
+class GFlowNetEM(StructuredSteps):
     """EM with a GFlowNet E-step over the discrete latent sites of ``model``.
 
     Arguments:
@@ -135,12 +112,19 @@ class GFlowNetEM:
             Metropolis-Hastings with the P_F ratio; the chain's states are trained on too.
         order: the latent sites' names in the order a trajectory assigns them (default:
             program order).
+        action_space: a user-defined construction of the latent sites (a structure such as a
+            parse tree, built step by step; see :mod:`inference.gflownet_actions` for the
+            protocol), with a backward policy P_B (uniform over parents by default) in every
+            balance loss; the policy is then ``forward(features, encoding) -> logits`` over
+            the space's actions (an :class:`~inference.gflownet_actions.ActionMLPPolicy` by
+            default). ``order``, ``local_search`` and ``sleep`` do not apply (an error), nor
+            do :meth:`posterior_probs` and :meth:`trajectory_log_probs`.
     """
 
     def __init__(self, model, policy=None, loss="tb", optimizer=None, model_optimizer=None,
                  m_step="sampled", e_steps=1, temperature=1.0, epsilon=0.0, hidden=64,
                  subtb_lambda=0.9, num_trajectories=16, sleep=0.0, sleep_probability=0.3,
-                 m_step_threshold=None, replay=0, local_search=0, order=None):
+                 m_step_threshold=None, replay=0, local_search=0, order=None, action_space=None):
         if loss not in LOSSES:
             raise ValueError(f"GFlowNetEM: loss must be one of {LOSSES}, got {loss!r}")
         self.loss = loss
@@ -166,6 +150,9 @@ class GFlowNetEM:
             raise ValueError(f"GFlowNetEM: local_search must be a non-negative integer, got {local_search!r}")
         self.local_search = local_search
         self.order = None if order is None else list(order)
+        if action_space is not None:
+            check_action_space_options(action_space, order, local_search, sleep)
+        self.action_space = action_space
         self.acceptance_rate = None
         self._buffer = None  # (values [k, N, T], log rewards [k, N]) of the best trajectories
         if m_step not in ("sampled", "greedy", "reweighted", None):
@@ -193,6 +180,9 @@ class GFlowNetEM:
         if not latent:
             raise ValueError("GFlowNetEM: the model has no latent site; a GFlowNet needs "
                              "discrete latent sites to construct")
+        if self.action_space is not None:
+            self._setup_structured(trace, latent)
+            return
         if self.order is not None:
             latent = self._ordered(latent)
         slots, offset = [], 0
@@ -207,19 +197,31 @@ class GFlowNetEM:
             size = support.shape[0]
             offset += size
         self.slots = slots
+        self._set_plate(trace, latent)
+        features = self._features(trace)
+        self._finish_setup(lambda: MLPPolicy(features.shape[-1], offset, len(slots),
+                                             max(s.size for s in slots), self.hidden))
+
+    def _setup_structured(self, trace, latent):
+        self.slots = None
+        self._set_plate(trace, self._setup_action_space(trace, latent))
+        features = self._action_features(trace)
+        self._finish_setup(lambda: self._default_action_policy(features))
+
+    def _set_plate(self, trace, latent_or_plate):
         self._nesting = plate_nesting([trace])
-        plate = common_plate(latent)
+        plate = common_plate(latent_or_plate) if isinstance(latent_or_plate, list) else latent_or_plate
         self._plate = None if plate is None else (plate.name, plate.dim)
         self._size = 1 if plate is None else plate.size
         self._layout = WeightLayout(self._nesting, True, self._plate)
         self._observed = [name for name, site in trace.observed.items()
                           if plate is not None and any(p.name == plate.name for p in site.plates)]
-        features = self._features(trace)
+
+    def _finish_setup(self, make_policy):
         if self.policy is None:
             # initialised off the global random stream, so that a resumed run replays exactly
             with BACKEND.preserved_rng():
-                self.policy = MLPPolicy(features.shape[-1], offset, len(slots),
-                                        max(s.size for s in slots), self.hidden)
+                self.policy = make_policy()
         self.policy_optimizer = make_torch_optimizer(self.optimizer_spec, list(self.policy.parameters()))
         self._ready = True
         if getattr(self, "_pending_state", None) is not None:
@@ -297,6 +299,10 @@ class GFlowNetEM:
     def _log_reward(self, values, args, kwargs, num=1):
         """log p_theta(x_i, z_i) per trajectory, shape [num, N]."""
         replay = {slot.name: self._lay_out(v, num).to(slot.dtype) for slot, v in zip(self.slots, values)}
+        return self._score(replay, args, kwargs, num)
+
+    def _score(self, replay, args, kwargs, num):
+        """log p_theta(x_i, z_i) of the replayed site values, ``[num, N]``, and the trace."""
         trace = BACKEND.run(self.model, args, kwargs, replay=replay,
                             particles=(num, -(self._nesting + 1)))
         log_r = total_log_weight(BACKEND.ops, self._layout, trace.sites.values())
@@ -312,6 +318,8 @@ class GFlowNetEM:
     # ------------------------------------------------------------------ verbs
     def e_step(self, *args, **kwargs):
         """One update of the sampler with the chosen balance loss; returns its mean."""
+        if self.action_space is not None:
+            return self._e_step_actions(args, kwargs)
         num = self.num_trajectories
         base = self._current_features(args, kwargs)
         features = self._repeat(base, num)
@@ -413,12 +421,15 @@ class GFlowNetEM:
         returns that loss."""
         features = self._current_features(args, kwargs)
         num = self.num_trajectories if self.m_step == "reweighted" else 1
-        with torch.no_grad():
-            values, log_pf_steps = self._construct(self._repeat(features, num),
-                                                   greedy=self.m_step == "greedy")
-        log_r, trace = self._log_reward(values, args, kwargs, num=num)  # [num, N]
-        if self.m_step == "reweighted":
+        if self.action_space is not None:
+            log_r, trace, log_q = self._draw_and_score(num, args, kwargs, greedy=self.m_step == "greedy")
+        else:
+            with torch.no_grad():
+                values, log_pf_steps = self._construct(self._repeat(features, num),
+                                                       greedy=self.m_step == "greedy")
+            log_r, trace = self._log_reward(values, args, kwargs, num=num)  # [num, N]
             log_q = log_pf_steps.sum(-1).reshape(num, self._size)
+        if self.m_step == "reweighted":
             weights = (log_r.detach() - log_q).softmax(0)
             loss = -(weights * log_r).sum()
         else:
@@ -454,6 +465,8 @@ class GFlowNetEM:
     def _features_of_call(self, trace):
         if self._plate is not None:
             self._size = _plate_size(trace, self._plate[0])
+        if self.action_space is not None:
+            return self._action_features(trace)
         return self._features(trace)
 
     def step(self, *args, **kwargs):
@@ -478,15 +491,21 @@ class GFlowNetEM:
         elements, or with ``per_element`` one estimate per element (``[N]`` tensor)."""
         features = self._current_features(args, kwargs)
         with torch.no_grad():
-            values, log_pf = self._construct(self._repeat(features, num_samples))
-            log_r, _ = self._log_reward(values, args, kwargs, num=num_samples)
-            log_w = log_r - log_pf.sum(-1).reshape(num_samples, self._size)
+            if self.action_space is not None:  # weights on trajectories: p(x, z) P_B(tau | z) / P_F(tau)
+                log_r, _, log_q = self._draw_and_score(num_samples, args, kwargs)
+                log_w = log_r - log_q
+            else:
+                values, log_pf = self._construct(self._repeat(features, num_samples))
+                log_r, _ = self._log_reward(values, args, kwargs, num=num_samples)
+                log_w = log_r - log_pf.sum(-1).reshape(num_samples, self._size)
             per_point = torch.logsumexp(log_w, 0) - math.log(num_samples)
         return per_point if per_element else float(per_point.sum())
 
     def posterior(self, *args, num_samples=1000, **kwargs):
-        """Draws from the sampler: site -> ``[num_samples, N]``."""
+        """Draws from the sampler: site -> ``[num_samples, N, *event_shape]``."""
         features = self._current_features(args, kwargs)
+        if self.action_space is not None:
+            return self._posterior_actions(num_samples)
         with torch.no_grad():
             values, _ = self._construct(self._repeat(features, num_samples))
         return {slot.name: v.reshape(num_samples, self._size) for slot, v in zip(self.slots, values)}
@@ -514,6 +533,16 @@ class GFlowNetEM:
         self.policy.load_state_dict(state["policy"])
         self.policy_optimizer.load_state_dict(state["policy_optimizer"])
 
+    def greedy_posterior(self, *args, **kwargs):
+        """The sampler's greedy construction (the most probable action at each step): site ->
+        ``[N, *event_shape]``."""
+        self._current_features(args, kwargs)
+        if self.action_space is not None:
+            return {name: v[0] for name, v in self._posterior_actions(1, greedy=True).items()}
+        with torch.no_grad():
+            values, _ = self._construct(self._feature_cache, greedy=True)
+        return {slot.name: v for slot, v in zip(self.slots, values)}
+
     def posterior_probs(self, *args, **kwargs):
         """The sampler's marginal of the first slot, or of every slot when there is one:
         site -> ``[N, support]`` probabilities (exact, by enumerating trajectories)."""
@@ -522,6 +551,9 @@ class GFlowNetEM:
 
     def trajectory_log_probs(self, *args, **kwargs):
         """log P_F of every complete assignment: ``[N, S_1, ..., S_T]`` (small models only)."""
+        if self.action_space is not None:
+            raise ValueError("GFlowNetEM: trajectory_log_probs enumerates scalar sites; with an "
+                             "action_space, force trajectories through inference.gflownet_actions.construct")
         features = self._current_features(args, kwargs)
         grids = torch.meshgrid(*[torch.arange(s.size) for s in self.slots], indexing="ij")
         configs = [g.reshape(-1) for g in grids]

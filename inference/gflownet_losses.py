@@ -1,0 +1,85 @@
+"""The GFlowNet balance losses, per trajectory: trajectory balance (TB), detailed balance
+(DB) and lambda-weighted sub-trajectory balance (SubTB).
+
+Each takes the forward log-probabilities of the steps taken and, optionally, the backward
+log-probabilities ``log P_B(s_t | s_{t+1})`` of the same transitions (omitted: a fixed
+construction order, P_B = 1) and the trajectories' ``lengths`` (omitted: every trajectory
+has all ``T`` steps; given: steps at or after a trajectory's length are padding and are
+ignored, whatever they hold). State flows ``log_flows [n, T]`` are those of s_0 .. s_{T-1};
+the terminal state's flow is the reward, log F(s_T) = log R.
+
+    >>> import torch
+    >>> log_pf = torch.tensor([[-0.5, -1.0, 0.0]])   # a 2-step trajectory, padded to 3
+    >>> log_pb = torch.tensor([[0.0, -0.7, 0.0]])
+    >>> log_r, lengths = torch.tensor([-3.0]), torch.tensor([2])
+    >>> log_z = log_r - (log_pf - log_pb)[:, :2].sum(-1)  # the balancing log Z
+    >>> round(float(trajectory_balance(log_z, log_pf.sum(-1), log_r, log_pb.sum(-1))), 9)
+    0.0
+    >>> flows = torch.stack([log_z, log_z + log_pf[:, 0] - log_pb[:, 0], torch.zeros(1)], -1)
+    >>> round(float(detailed_balance(flows, log_pf, log_r, log_pb, lengths)), 9)
+    0.0
+    >>> round(float(subtrajectory_balance(flows, log_pf, log_r, 0.9, log_pb, lengths)), 9)
+    0.0
+"""
+
+import torch
+
+
+def trajectory_balance(log_z, log_pf, log_reward, log_pb=None):
+    """Per-trajectory TB residual squared: (log Z + sum log P_F - log R - sum log P_B)^2
+    (``log_pf``, ``log_pb``: the sums along each trajectory, ``[n]``)."""
+    if log_pb is None:
+        return (log_z + log_pf - log_reward) ** 2
+    return (log_z + log_pf - log_reward - log_pb) ** 2
+
+
+def _terminal_flows(log_flows, log_reward, lengths):
+    """``[n, T + 1]``: the state flows with log R at each trajectory's own end."""
+    flows = torch.cat([log_flows, log_reward.unsqueeze(-1)], -1)
+    if lengths is None:
+        return flows
+    return flows.scatter(1, lengths.unsqueeze(-1), log_reward.unsqueeze(-1))
+
+
+def _net_steps(log_pf_steps, log_pb_steps, lengths):
+    """log P_F - log P_B per step, zero on padding steps."""
+    net = log_pf_steps if log_pb_steps is None else log_pf_steps - log_pb_steps
+    if lengths is None:
+        return net
+    steps = torch.arange(net.shape[-1], device=net.device)
+    return torch.where(steps < lengths.unsqueeze(-1), net, torch.zeros((), dtype=net.dtype))
+
+
+def subtrajectory_balance(log_flows, log_pf_steps, log_reward, lam=0.9, log_pb_steps=None,
+                          lengths=None):
+    """Per-trajectory SubTB(lambda): sum over sub-trajectories i < j <= T of lambda^(j - i)
+    (log F(s_i) + sum_{i <= t < j} (log P_F - log P_B) - log F(s_j))^2, normalised by the
+    weights of the trajectory's own sub-trajectories; log F(s_T) = log R."""
+    flows = _terminal_flows(log_flows, log_reward, lengths)  # [n, T + 1]
+    net = _net_steps(log_pf_steps, log_pb_steps, lengths)
+    cumulative = torch.cat([torch.zeros_like(net[:, :1]), net.cumsum(-1)], -1)
+    residual = (flows.unsqueeze(-1) - cumulative.unsqueeze(-1)
+                + cumulative.unsqueeze(-2) - flows.unsqueeze(-2))  # [n, i, j]
+    length = torch.arange(flows.shape[-1], device=flows.device)
+    span = length.unsqueeze(0) - length.unsqueeze(1)  # j - i
+    weights = torch.where(span > 0, lam ** span.to(flows.dtype), torch.zeros((), dtype=flows.dtype))
+    if lengths is None:
+        return (weights * residual ** 2).sum((-1, -2)) / weights.sum()
+    inside = length.unsqueeze(0) <= lengths.unsqueeze(-1)  # [n, j]: j <= T_n (so is i < j)
+    weights = weights * inside.unsqueeze(-2).to(flows.dtype)  # [n, i, j]
+    # padding states hold arbitrary flows; zero weight must not meet an infinite residual
+    residual = torch.where(weights > 0, residual, torch.zeros((), dtype=flows.dtype))
+    return (weights * residual ** 2).sum((-1, -2)) / weights.sum((-1, -2))
+
+
+def detailed_balance(log_flows, log_pf_steps, log_reward, log_pb_steps=None, lengths=None):
+    """Per-trajectory DB: mean over steps of (log F(s_t) + log P_F - log F(s_{t+1}) - log P_B)^2."""
+    flows = _terminal_flows(log_flows, log_reward, lengths)
+    net = _net_steps(log_pf_steps, log_pb_steps, lengths)
+    residual = flows[:, :-1] + net - flows[:, 1:]
+    if lengths is None:
+        return (residual ** 2).mean(-1)
+    steps = torch.arange(net.shape[-1], device=net.device)
+    valid = steps < lengths.unsqueeze(-1)
+    residual = torch.where(valid, residual, torch.zeros((), dtype=residual.dtype))
+    return (residual ** 2).sum(-1) / lengths.to(residual.dtype)
