@@ -512,17 +512,23 @@ class GFlowNetEM(StructuredSteps):
 
     # ------------------------------------------------------------- checkpoints
     def save(self, path):
-        """Write the sampler, both optimisers, the model's parameters and the random state."""
+        """Write the sampler, both optimisers, the model's parameters, the random state, the
+        replay buffer and the adaptive schedule's state."""
         if not self._ready:
             raise RuntimeError("GFlowNetEM.save: nothing to save before the first step")
         torch.save({"policy": self.policy.state_dict(),
                     "policy_optimizer": self.policy_optimizer.state_dict(),
-                    "model": self.model_engine.state_dict(), "history": list(self.history)}, path)
+                    "model": self.model_engine.state_dict(), "history": list(self.history),
+                    "buffer": self._buffer, "loss_average": self._loss_average,
+                    "m_steps_taken": self.m_steps_taken}, path)
 
     def load(self, path):
         """Restore a :meth:`save`; the next :meth:`step` continues the saved run exactly."""
         state = torch.load(path, weights_only=False)
         self.history = list(state["history"])
+        self._buffer = state["buffer"]
+        self._loss_average = state["loss_average"]
+        self.m_steps_taken = state["m_steps_taken"]
         if self._ready:
             self._load_sampler(state)
         else:

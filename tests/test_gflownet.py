@@ -140,9 +140,10 @@ def test_bad_input():
     assert math.isfinite(GFlowNetEM(two_level, m_step=None).step(X))
 
 
-def test_checkpoint_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("options", [{}, {"replay": 2, "m_step_threshold": (5.0, 1.0, 10)}])
+def test_checkpoint_resumes_exactly(tmp_path, options):
     y = mixture_data(50, [0.2, 0.3, 0.5], seed=4)
-    em = GFlowNetEM(mixture_model, hidden=16, num_trajectories=2)
+    em = GFlowNetEM(mixture_model, hidden=16, num_trajectories=2, **options)
     em.run(y, num_steps=5, progress=False)
     em.save(tmp_path / "em.pt")
     continued = em.run(y, num_steps=4, progress=False)
@@ -150,7 +151,7 @@ def test_checkpoint_resumes_exactly(tmp_path):
 
     pyro.clear_param_store()
     torch.manual_seed(99)
-    resumed = GFlowNetEM(mixture_model, hidden=16, num_trajectories=2)
+    resumed = GFlowNetEM(mixture_model, hidden=16, num_trajectories=2, **options)
     resumed.load(tmp_path / "em.pt")
     assert resumed.run(y, num_steps=4, progress=False) == continued
     assert torch.equal(pyro.param("weights").detach(), weights)

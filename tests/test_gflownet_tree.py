@@ -246,3 +246,22 @@ def test_bad_input():
     pyro.param("rule_logits").data[:, 2, 2] = 0.0
     with pytest.raises(NonFiniteError, match="site 'tree' in the model has a non-finite log density"):
         em.step(words, lengths)
+
+
+def test_checkpoint_with_an_action_space_and_replay_resumes_exactly(tmp_path):
+    sentences, _ = pcfg_corpus(6, seed=0, max_length=4)
+    words, lengths = pad_sentences(sentences, 4)
+
+    def fresh():
+        pyro.clear_param_store()
+        return GFlowNetEM(pcfg_program(2, 2, 17, 4, seed=1), action_space=TreeActionSpace(2, 2, 17, 4),
+                          hidden=16, num_trajectories=2, m_step="reweighted", replay=2)
+
+    em = fresh()
+    em.run(words, lengths, num_steps=3, progress=False)
+    em.save(tmp_path / "em.pt")
+    continued = em.run(words, lengths, num_steps=3, progress=False)
+    torch.manual_seed(99)
+    resumed = fresh()
+    resumed.load(tmp_path / "em.pt")
+    assert resumed.run(words, lengths, num_steps=3, progress=False) == continued
