@@ -16,6 +16,9 @@ check is switched off for Categoricals only, and done instead on the tables an a
 (negative or NaN probabilities are an error naming the site), with evidence checked against
 its support. Every other distribution keeps torch's validation.
 
+The planning and contraction are :mod:`inference.elimination`; each site's factor and the
+checks, :mod:`inference.enumeration_factors`.
+
     >>> import torch, ppl, ppl.distributions as dist
     >>> def coin():
     ...     bias = ppl.sample("bias", dist.Categorical(torch.tensor([0.5, 0.5])))
@@ -31,35 +34,26 @@ its support. Every other distribution keeps torch's validation.
 import contextlib
 import math
 
-import pyro.distributions as pyro_dist
 import torch
 from pyro import poutine
-from pyro.distributions.util import scale_and_mask
 from pyro.poutine.runtime import _PYRO_STACK
-from torch.distributions import (
-    Bernoulli,
-    Binomial,
-    Categorical,
-    Geometric,
-    Multinomial,
-    NegativeBinomial,
-    OneHotCategorical,
-    Poisson,
-    constraints,
-)
 
 from ppl.backends.torch import BACKEND
 from ppl.shapes import broadcast_shape
 
+from . import elimination
+from .enumeration_factors import (
+    categoricals_unvalidated,
+    is_normalised,
+    observed_log_prob,
+    site_factor,
+    site_scope,
+    support_on_dim,
+)
 from .program import plate_nesting
 
 MAX_CELLS = 1 << 22  # the largest table variable elimination may build
 MAX_DIMS = 64  # torch's limit on a tensor's dimensions
-_PMFS = (Bernoulli, Binomial, Categorical, Geometric, Multinomial, NegativeBinomial,
-         OneHotCategorical, Poisson)  # log densities <= 0: exp() needs no rescaling
-_CATEGORICALS = {}  # type -> whether it scores and enumerates as torch's Categorical
-_PLANS = {}  # structure of a query -> its elimination plan (shapes only, never values)
-_MAX_PLANS = 512
 
 
 class EnumeratedPosterior:
@@ -186,14 +180,7 @@ class EnumeratedPosterior:
             one = torch.ones((), dtype=torch.float64)
             self._marginals[query] = (one, one, [], 1.0)
             return one, one
-        plan = self._plan(query)
-        table, scales = self._contract(plan, rescale=False)
-        total = table.sum()
-        z = float(total)
-        if not 0 < z < math.inf:  # underflow or overflow: rescale every step
-            table, scales = self._contract(plan, rescale=True)
-            total = table.sum()
-            z = float(total)
+        table, total, scales, z = elimination.marginal(self._plan(query), self._factor)
         if not 0 < z < math.inf or self._log_constant() == -math.inf:
             raise ValueError("exact enumeration: the evidence has probability zero under "
                              "the program")
@@ -206,101 +193,26 @@ class EnumeratedPosterior:
                 self._scopes = ((),) * len(self._sites)
                 self._normalised = (None,) * len(self._sites)
                 return
-            self._scopes = tuple(self._scope(site) for site in self._sites)
-            own = self._own
-            self._normalised = tuple(own.get(site.name) if _is_normalised(site) else None
+            sizes, own, first = self._sizes, self._own, self._first
+            live = {name: d for name, d in own.items() if sizes[d] > 1}
+            self._scopes = tuple(site_scope(site, first, live.get(site.name))
+                                 for site in self._sites)
+            self._normalised = tuple(own.get(site.name) if is_normalised(site) else None
                                      for site in self._sites)
-
-    def _scope(self, site):
-        """The enumeration dims a site's log density spans, read off shapes (before any
-        density is computed): its distribution's batch shape, its value's (the own dim of
-        a latent site), and those of a tensor scale or mask."""
-        first = self._first
-        fn = site.fn
-        if _at_own_atom(site):  # an observed point mass: its log density is log_density
-            batch = fn.log_density.shape
-            extras = [x for x in (site.scale, site.mask) if torch.is_tensor(x)]
-            return tuple(sorted({d for x in [batch] + [x.shape for x in extras]
-                                 for d in range(-len(x), first + 1) if x[d] > 1}))
-        batch = fn.batch_shape
-        dims = {d for d in range(-len(batch), first + 1) if batch[d] > 1}
-        if not site.observed:
-            own = self._own.get(site.name)
-            if own is not None and self._sizes[own] > 1:
-                dims.add(own)
-        extras = [site.value] if site.observed else []
-        extras += [x for x in (site.scale, site.mask) if torch.is_tensor(x)]
-        for extra in extras:
-            shape = extra.shape if torch.is_tensor(extra) else ()
-            if extra is site.value:
-                shape = shape[:len(shape) - len(site.fn.event_shape)]
-            dims.update(d for d in range(-len(shape), first + 1) if shape[d] > 1)
-        return tuple(sorted(dims))
 
     def _plan(self, query):
         """Which factors to compute and in which order to sum the other dims out."""
-        key = (self._scopes, self._normalised, tuple(self._sizes.items()), query,
-               self._max_cells)
-        plan = _PLANS.get(key)
-        if plan is None:
-            plan = _make_plan(self._scopes, self._normalised, self._sizes, query,
-                              self._max_cells)
-            if len(_PLANS) >= _MAX_PLANS:
-                _PLANS.clear()
-            _PLANS[key] = plan
-        return plan
+        return elimination.plan(self._scopes, self._normalised, self._sizes, query,
+                                self._max_cells)
 
     def _factor(self, index, rescale):
-        """(exp(log density) of site ``index`` summed over plates, as float64; the log of
-        a scale divided out of it, or None)."""
+        """Site ``index``'s table for :func:`inference.elimination.contract`, checked: its
+        probabilities must be non-negative and not NaN."""
         site = self._sites[index]
-        if _at_own_atom(site):
-            lp = scale_and_mask(site.fn.log_density, site.scale, site.mask)
-        elif site.observed:
-            _check_evidence(site)
-            lp = site.log_prob
-        else:  # the enumerated support
-            table = _categorical_table(site, self._own[site.name])
-            if table is not None:
-                return table, None
-            lp = scale_and_mask(_unchecked_log_prob(site.fn, site.value), site.scale,
-                                site.mask)
-        lp = _sum_plates(lp, self._first)
-        if lp.dtype != torch.float64:
-            lp = lp.double()
-        if rescale or not isinstance(site.fn, _PMFS) or any(p.size > 1 for p in site.plates):
-            top = lp.amax().clamp(min=-1e300)
-            return (lp - top).exp(), top
-        return lp.exp(), None
-
-    def _contract(self, plan, rescale):
-        """The product of the plan's factors with the non-query dims summed out, and the
-        logs of the scales divided out on the way."""
-        needed, steps, final, _ = plan
-        tables, log_scale = {}, []
-        for i in needed:
-            table, top = self._factor(i, rescale)
-            tables[i] = table
-            if not float(table.min()) >= 0:  # negative or NaN (NaN fails every comparison)
-                self._invalid(i)
-            if top is not None:
-                log_scale.append(top)
-        for group, dim, out in steps:
-            table = tables.pop(group[0])
-            for g in group[1:]:
-                table = table * tables.pop(g)
-            table = table.sum(dim, keepdim=True)
-            if rescale:
-                top = table.amax().clamp(min=1e-300)
-                table = table / top
-                log_scale.append(top.log())
-            tables[out] = table
-        result = None
-        for i in final:
-            result = tables[i] if result is None else result * tables[i]
-        if result is None:
-            result = torch.ones((), dtype=torch.float64)
-        return result, log_scale
+        table, top = site_factor(site, self._own.get(site.name), self._first, rescale)
+        if not float(table.min()) >= 0:  # negative or NaN (NaN fails every comparison)
+            self._invalid(index)
+        return table, top
 
     def _invalid(self, i):
         site = self._sites[i]
@@ -317,180 +229,17 @@ class EnumeratedPosterior:
             for site, scope in zip(self._sites, self._scopes):
                 if scope or not site.observed:
                     continue
-                fn = site.fn
-                if _at_own_atom(site):
-                    lp = scale_and_mask(fn.log_density, site.scale, site.mask)
-                else:
-                    _check_evidence(site)
-                    lp = site.log_prob
+                lp = observed_log_prob(site)
                 if torch.is_tensor(lp):
                     lp = lp.item() if lp.numel() == 1 else float(lp.sum())
                 if lp != lp:
                     raise ValueError(
                         f"exact enumeration: observed site {site.name!r} "
-                        f"({type(fn).__name__}) has a NaN log density; check its "
+                        f"({type(site.fn).__name__}) has a NaN log density; check its "
                         "distribution's parameters")
                 total += lp
             self._constant = total
         return self._constant
-
-
-def _at_own_atom(site):
-    """An observed point mass (an intervention) whose value is its atom: its log density
-    is its ``log_density``, whatever the shapes."""
-    fn = site.fn
-    return site.observed and getattr(fn, "v", None) is site.value and hasattr(fn, "log_density")
-
-
-def _check_evidence(site):
-    """Where torch's checks were off (a Categorical): the evidence must lie in the support
-    and the probabilities must be non-negative (torch's log_prob would clamp them)."""
-    fn, value = site.fn, site.value
-    if isinstance(fn, Categorical) and "probs" in vars(fn) and not bool(fn.probs.amin() >= 0):
-        raise ValueError(
-            f"exact enumeration: site {site.name!r} ({type(fn).__name__}) gives negative or NaN "
-            "probabilities; check its distribution's parameters")
-    if getattr(fn, "_validate_args", False):
-        return  # torch checks the value in log_prob
-    support = fn.support
-    if support is constraints.real or constraints.is_dependent(support):
-        return
-    if not bool(support.check(value).all()):
-        raise ValueError(
-            f"exact enumeration: the value of observed site {site.name!r} lies outside the "
-            f"support of its {type(fn).__name__} distribution ({support})")
-
-
-def _is_normalised(site):
-    """A latent site's density, summed over its own support, is 1 for any parent values."""
-    return not site.observed and site.mask is None and _is_one(site.scale)
-
-
-def _sum_plates(lp, first):
-    """Sum the plate dims (right of the enumeration dims), keeping them as size 1."""
-    ndim = lp.dim()
-    if ndim == 0:
-        return lp
-    plate_dims = tuple(d for d in range(max(-ndim, first + 1), 0) if lp.shape[d] > 1)
-    return lp.sum(plate_dims, keepdim=True) if plate_dims else lp
-
-
-def _categorical_table(site, dim):
-    """A latent Categorical site's probabilities with its support on its own ``dim``: the
-    factor its log density would give, without the log and exp round trip (and without
-    ``log_prob``'s clamping of zero probabilities to float epsilon). None when the site is
-    not a plain, unscaled Categorical."""
-    fn = site.fn
-    if not _plain_categorical(type(fn)) or site.mask is not None or not _is_one(site.scale):
-        return None
-    probs = fn.probs
-    batch = probs.shape[:-1]
-    pad = -dim - 1 - len(batch)
-    if pad < 0:  # parameters span dims left of the site's own (unusual): the general path
-        return None
-    strides = probs.stride()  # a view: the last dim moved first, size-1 dims in between
-    table = probs.as_strided((probs.shape[-1],) + (1,) * pad + tuple(batch),
-                             (strides[-1],) + (0,) * pad + strides[:-1], probs.storage_offset())
-    return table if table.dtype == torch.float64 else table.double()
-
-
-def _plain_categorical(cls):
-    known = _CATEGORICALS.get(cls)
-    if known is None:
-        known = (issubclass(cls, Categorical)
-                 and cls.log_prob in (Categorical.log_prob, pyro_dist.Categorical.log_prob)
-                 and cls.enumerate_support in (Categorical.enumerate_support,
-                                               pyro_dist.Categorical.enumerate_support))
-        _CATEGORICALS[cls] = known
-    return known
-
-
-def _is_one(scale):
-    return scale is None or isinstance(scale, (int, float)) and scale == 1
-
-
-@contextlib.contextmanager
-def _categoricals_unvalidated():
-    """Categoricals built inside skip torch's argument check (see the module docstring)."""
-    own = "_validate_args" in vars(Categorical)
-    saved = Categorical._validate_args
-    Categorical._validate_args = False
-    try:
-        yield
-    finally:
-        if own:
-            Categorical._validate_args = saved
-        else:
-            del Categorical._validate_args
-
-
-def _unchecked_log_prob(fn, value):
-    """``fn.log_prob(value)`` without torch's check of ``value`` (an enumerated support)."""
-    flipped, d = [], fn
-    while d is not None:
-        if getattr(d, "_validate_args", False):
-            d._validate_args = False
-            flipped.append(d)
-        d = getattr(d, "base_dist", None)
-    try:
-        return fn.log_prob(value)
-    finally:
-        for d in flipped:
-            d._validate_args = True
-
-
-def _make_plan(scopes, normalised, sizes, query, max_cells):
-    """(factors to compute, elimination steps ``(factor ids, dim, new id)``, final ids,
-    cells of the largest table).
-
-    Drops barren latent sites first (their own dim in no other factor and not queried),
-    then sums out the remaining non-query dims greedily: each time the dim whose factors
-    multiply into the smallest table.
-    """
-    active = {i: frozenset(s) for i, s in enumerate(scopes) if s}
-    count = {}
-    for scope in active.values():
-        for d in scope:
-            count[d] = count.get(d, 0) + 1
-    changed = True
-    while changed:
-        changed = False
-        for i in list(active):
-            d = normalised[i]
-            if d is not None and d not in query and count.get(d) == 1 and d in active[i]:
-                for e in active.pop(i):
-                    count[e] -= 1
-                changed = True
-    needed = sorted(active)
-    eliminate = {d for d, c in count.items() if c > 0} - query
-    steps, next_id, largest = [], len(scopes), 1
-    while eliminate:
-        best = None
-        for d in eliminate:
-            union = frozenset().union(*(s for s in active.values() if d in s))
-            cells = math.prod(sizes[e] for e in union)
-            key = (cells, len(union), -d)
-            if best is None or key < best[0]:
-                best = (key, d, union)
-        (cells, _, _), d, union = best
-        if cells > max_cells:
-            raise ValueError(
-                f"exact enumeration: summing out the latent sites needs a table of {cells} "
-                f"cells (more than max_cells={max_cells}); use method='importance'")
-        largest = max(largest, cells)
-        group = [i for i, s in active.items() if d in s]
-        for i in group:
-            del active[i]
-        active[next_id] = union - {d}
-        steps.append((tuple(group), d, next_id))
-        next_id += 1
-        eliminate.discard(d)
-    final = tuple(active)
-    cells = math.prod(sizes[e] for e in query) if query else 1
-    if cells > max_cells:
-        raise ValueError(f"exact enumeration: the queried marginal has {cells} cells (more "
-                         f"than max_cells={max_cells})")
-    return tuple(needed), tuple(steps), final, max(largest, cells)
 
 
 def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, **kwargs):
@@ -530,20 +279,12 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
                 f"exact enumeration: latent site {name!r} would need tensor dimension {dim}; "
                 f"torch allows {MAX_DIMS}, so at most {MAX_DIMS + limit + 1} latent sites "
                 f"with max_plate_nesting={max_plate_nesting}; use method='importance'")
-        if _plain_categorical(type(fn)):  # its support is arange(K)
-            k = fn._num_events
-            support = torch.arange(k, device=fn._param.device).view((k,) + (1,) * (-dim - 1))
-        else:
-            support = fn.enumerate_support(expand=False)
-            k = support.shape[0]
-            support = support.reshape((k,) + (1,) * (-dim - 1) + tuple(fn.event_shape))
-        sizes[dim] = k
+        sizes[dim], msg["value"] = support_on_dim(fn, dim)
         own[name] = dim
-        msg["value"] = support
 
     # blocked inside other handlers, which must not see the enumerated run
     hide = poutine.block() if _PYRO_STACK else contextlib.nullcontext()
-    with torch.no_grad(), hide, _categoricals_unvalidated():
+    with torch.no_grad(), hide, categoricals_unvalidated():
         trace = BACKEND.run(program, args, kwargs, draw=draw)
     nesting = plate_nesting([trace])
     if nesting > max_plate_nesting:

@@ -1,0 +1,210 @@
+"""The factor of one site of an enumerated trace (see :mod:`inference.exact`): the
+enumeration dims its density spans, read off shapes, and its density as a float64 table,
+with fast paths for Categorical sites and the checks that stand in for torch's.
+
+Torch validates a Categorical's probabilities on construction, which costs more than the
+rest of a small query on a network of Categorical sites: while the program runs, that check
+is off for Categoricals only (:func:`categoricals_unvalidated`), and done instead on the
+tables an answer uses, with evidence checked against its support (:func:`check_evidence`).
+
+    >>> import torch
+    >>> from torch.distributions import Categorical
+    >>> plain_categorical(Categorical)
+    True
+    >>> probs = torch.tensor([[0.1, 0.9], [0.6, 0.4]])  # p(b | a), a on dim -2
+    >>> support_on_dim(Categorical(probs), -1)  # b enumerated on dim -1
+    (2, tensor([0, 1]))
+"""
+
+import contextlib
+
+import pyro.distributions as pyro_dist
+import torch
+from pyro.distributions.util import scale_and_mask
+from torch.distributions import (
+    Bernoulli,
+    Binomial,
+    Categorical,
+    Geometric,
+    Multinomial,
+    NegativeBinomial,
+    OneHotCategorical,
+    Poisson,
+    constraints,
+)
+
+_PMFS = (Bernoulli, Binomial, Categorical, Geometric, Multinomial, NegativeBinomial,
+         OneHotCategorical, Poisson)  # log densities <= 0: exp() needs no rescaling
+_CATEGORICALS = {}  # type -> whether it scores and enumerates as torch's Categorical
+
+
+def site_scope(site, first, own_dim):
+    """The enumeration dims (``first`` and left of it) a site's log density spans, read off
+    shapes (before any density is computed): its distribution's batch shape, its value's
+    (``own_dim``, the own dim of a latent site, or None), and those of a tensor scale or
+    mask."""
+    fn = site.fn
+    if at_own_atom(site):  # an observed point mass: its log density is log_density
+        batch = fn.log_density.shape
+        extras = [x for x in (site.scale, site.mask) if torch.is_tensor(x)]
+        return tuple(sorted({d for x in [batch] + [x.shape for x in extras]
+                             for d in range(-len(x), first + 1) if x[d] > 1}))
+    batch = fn.batch_shape
+    dims = {d for d in range(-len(batch), first + 1) if batch[d] > 1}
+    if not site.observed and own_dim is not None:
+        dims.add(own_dim)
+    extras = [site.value] if site.observed else []
+    extras += [x for x in (site.scale, site.mask) if torch.is_tensor(x)]
+    for extra in extras:
+        shape = extra.shape if torch.is_tensor(extra) else ()
+        if extra is site.value:
+            shape = shape[:len(shape) - len(site.fn.event_shape)]
+        dims.update(d for d in range(-len(shape), first + 1) if shape[d] > 1)
+    return tuple(sorted(dims))
+
+
+def site_factor(site, own_dim, first, rescale):
+    """(exp(log density) of ``site`` summed over plates, as float64; the log of a scale
+    divided out of it, or None). ``own_dim``: a latent site's enumeration dim."""
+    if site.observed:
+        lp = observed_log_prob(site)
+    else:  # the enumerated support
+        table = categorical_table(site, own_dim)
+        if table is not None:
+            return table, None
+        lp = scale_and_mask(unchecked_log_prob(site.fn, site.value), site.scale, site.mask)
+    lp = sum_plates(lp, first)
+    if lp.dtype != torch.float64:
+        lp = lp.double()
+    if rescale or not isinstance(site.fn, _PMFS) or any(p.size > 1 for p in site.plates):
+        top = lp.amax().clamp(min=-1e300)
+        return (lp - top).exp(), top
+    return lp.exp(), None
+
+
+def observed_log_prob(site):
+    """An observed site's scaled and masked log density, its evidence checked."""
+    if at_own_atom(site):
+        return scale_and_mask(site.fn.log_density, site.scale, site.mask)
+    check_evidence(site)
+    return site.log_prob
+
+
+def at_own_atom(site):
+    """An observed point mass (an intervention) whose value is its atom: its log density
+    is its ``log_density``, whatever the shapes."""
+    fn = site.fn
+    return site.observed and getattr(fn, "v", None) is site.value and hasattr(fn, "log_density")
+
+
+def check_evidence(site):
+    """Where torch's checks were off (a Categorical): the evidence must lie in the support
+    and the probabilities must be non-negative (torch's log_prob would clamp them)."""
+    fn, value = site.fn, site.value
+    if isinstance(fn, Categorical) and "probs" in vars(fn) and not bool(fn.probs.amin() >= 0):
+        raise ValueError(
+            f"exact enumeration: site {site.name!r} ({type(fn).__name__}) gives negative or NaN "
+            "probabilities; check its distribution's parameters")
+    if getattr(fn, "_validate_args", False):
+        return  # torch checks the value in log_prob
+    support = fn.support
+    if support is constraints.real or constraints.is_dependent(support):
+        return
+    if not bool(support.check(value).all()):
+        raise ValueError(
+            f"exact enumeration: the value of observed site {site.name!r} lies outside the "
+            f"support of its {type(fn).__name__} distribution ({support})")
+
+
+def is_normalised(site):
+    """A latent site's density, summed over its own support, is 1 for any parent values."""
+    return not site.observed and site.mask is None and is_one(site.scale)
+
+
+def sum_plates(lp, first):
+    """Sum the plate dims (right of the enumeration dims), keeping them as size 1.
+
+    >>> sum_plates(torch.ones(2, 1, 3), -2).shape  # dim -2 and left: enumeration dims
+    torch.Size([2, 1, 1])
+    """
+    ndim = lp.dim()
+    if ndim == 0:
+        return lp
+    plate_dims = tuple(d for d in range(max(-ndim, first + 1), 0) if lp.shape[d] > 1)
+    return lp.sum(plate_dims, keepdim=True) if plate_dims else lp
+
+
+def categorical_table(site, dim):
+    """A latent Categorical site's probabilities with its support on its own ``dim``: the
+    factor its log density would give, without the log and exp round trip (and without
+    ``log_prob``'s clamping of zero probabilities to float epsilon). None when the site is
+    not a plain, unscaled Categorical."""
+    fn = site.fn
+    if not plain_categorical(type(fn)) or site.mask is not None or not is_one(site.scale):
+        return None
+    probs = fn.probs
+    batch = probs.shape[:-1]
+    pad = -dim - 1 - len(batch)
+    if pad < 0:  # parameters span dims left of the site's own (unusual): the general path
+        return None
+    strides = probs.stride()  # a view: the last dim moved first, size-1 dims in between
+    table = probs.as_strided((probs.shape[-1],) + (1,) * pad + tuple(batch),
+                             (strides[-1],) + (0,) * pad + strides[:-1], probs.storage_offset())
+    return table if table.dtype == torch.float64 else table.double()
+
+
+def support_on_dim(fn, dim):
+    """(support size, the support of a distribution with finite support laid out on
+    enumeration dim ``dim``, its event dims on the right)."""
+    if plain_categorical(type(fn)):  # its support is arange(K)
+        k = fn._num_events
+        return k, torch.arange(k, device=fn._param.device).view((k,) + (1,) * (-dim - 1))
+    support = fn.enumerate_support(expand=False)
+    k = support.shape[0]
+    return k, support.reshape((k,) + (1,) * (-dim - 1) + tuple(fn.event_shape))
+
+
+def plain_categorical(cls):
+    """Whether ``cls`` scores and enumerates as torch's Categorical (cached per type)."""
+    known = _CATEGORICALS.get(cls)
+    if known is None:
+        known = (issubclass(cls, Categorical)
+                 and cls.log_prob in (Categorical.log_prob, pyro_dist.Categorical.log_prob)
+                 and cls.enumerate_support in (Categorical.enumerate_support,
+                                               pyro_dist.Categorical.enumerate_support))
+        _CATEGORICALS[cls] = known
+    return known
+
+
+def is_one(scale):
+    return scale is None or isinstance(scale, (int, float)) and scale == 1
+
+
+@contextlib.contextmanager
+def categoricals_unvalidated():
+    """Categoricals built inside skip torch's argument check (see the module docstring)."""
+    own = "_validate_args" in vars(Categorical)
+    saved = Categorical._validate_args
+    Categorical._validate_args = False
+    try:
+        yield
+    finally:
+        if own:
+            Categorical._validate_args = saved
+        else:
+            del Categorical._validate_args
+
+
+def unchecked_log_prob(fn, value):
+    """``fn.log_prob(value)`` without torch's check of ``value`` (an enumerated support)."""
+    flipped, d = [], fn
+    while d is not None:
+        if getattr(d, "_validate_args", False):
+            d._validate_args = False
+            flipped.append(d)
+        d = getattr(d, "base_dist", None)
+    try:
+        return fn.log_prob(value)
+    finally:
+        for d in flipped:
+            d._validate_args = True
