@@ -191,7 +191,10 @@ class GFlowNetEM(StructuredSteps):
             if not getattr(fn, "has_enumerate_support", False) or tuple(fn.event_shape):
                 raise ValueError(
                     f"GFlowNetEM: latent site {site.name!r} ({type(fn).__name__}) is not a "
-                    "discrete scalar site; the construction assigns Categorical or Bernoulli sites")
+                    "discrete scalar site; the construction assigns Categorical or Bernoulli sites "
+                    "one per step. Declare how to treat it: observe it (obs= or ppl.condition), "
+                    "make it a parameter (ppl.param) that the M-step fits, or build it with "
+                    "action_space= (a structured value constructed step by step)")
             support = fn.enumerate_support(expand=False)
             slots.append(_Slot(site.name, support.shape[0], offset, support.dtype))
             size = support.shape[0]
