@@ -99,7 +99,7 @@ def bench_grammar(quick=False, device="cpu"):
     em = gflownet_em(model, words, lengths, steps, lr, trajectories, hidden, warmup)
     seconds = time.perf_counter() - t0
     log(f"grammar: GFlowNet-EM done in {seconds:.1f} s")
-    grammar = learned_grammar()
+    grammar = learned_grammar(em.params)
     greedy = em.greedy_posterior(test_words, test_lengths)["tree"]
     space = em.action_space
     sampler_f1 = bracketing_f1([space.to_tree(v, int(n)) for v, n in zip(greedy, test_lengths)], gold)

@@ -55,11 +55,11 @@ def run_gflownet_em(x, init, target, budget, seed=0, max_updates=None):
             em.step(x)
         spent += time.perf_counter() - start
         updates += CHECK_EVERY
-        value = log_likelihood(x, pyro.param("super_means").detach())
+        value = log_likelihood(x, em.params["super_means"])
         if value >= target - TOLERANCE:
             reached = spent
             break
-    return value, reached, updates, spent
+    return value, reached, updates, spent, em
 
 
 def bench_mixture_em(quick=False, device="cpu"):
@@ -85,7 +85,7 @@ def _compare(n, seeds, budget):
         init = initial_means(x, seed)
         exact = hierarchical_mixture_em(x, init, iterations=100)[1][-1]
         mean_field = mean_field_em(x, init, iterations=100)[1][-1]
-        value, reached, updates, spent = run_gflownet_em(x, init, exact, budget)
+        value, reached, updates, spent, _ = run_gflownet_em(x, init, exact, budget)
         met += reached is not None
         log(f"mixture_em: init {seed}: exact {exact:.4f}, mean-field {mean_field:.4f}, "
             f"GFlowNet-EM {value:.4f} after {updates} updates, {spent:.1f} s")

@@ -20,7 +20,7 @@ from .common import Method, time_interleaved
 
 # (file suffix, function name) of the framework's entry points, in call order
 BREAKDOWN = [
-    ("inference/vi.py", "step"), ("inference/engine_torch.py", "step"),
+    ("inference/vi.py", "step"), ("inference/engines/torch.py", "step"),
     ("inference/vi.py", "_surrogate"), ("inference/vi.py", "_traces"),
     ("ppl/backends/torch.py", "run"), ("pyro/poutine/runtime.py", "apply_stack"),
     ("ppl/backends/torch.py", "_broadcast"), ("ppl/backends/torch.py", "_module"),
@@ -30,7 +30,7 @@ BREAKDOWN = [
     ("torch/distributions/utils.py", "_sum_rightmost"),
     ("pyro/distributions/torch_distribution.py", "to_event"),
     ("pyro/distributions/util.py", "scale_and_mask"), ("inference/objectives.py", "loss"),
-    ("inference/engine_torch.py", "discover"), ("torch/_tensor.py", "backward"),
+    ("inference/engines/torch.py", "discover"), ("torch/_tensor.py", "backward"),
     ("torch/optim/optimizer.py", "wrapper"),
 ]
 

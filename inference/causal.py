@@ -25,8 +25,10 @@ import math
 import torch
 
 import ppl
+from ppl.backend import backend_of
 from ppl.counterfactual import counterfactual as counterfactual_program
 from ppl.counterfactual import world_value
+from ppl.errors import UnsupportedError
 
 from .exact import enumerate_program
 from .importance import Importance
@@ -37,7 +39,10 @@ METHODS = ("exact", "importance", "vi")
 class Estimate:
     """An estimated expectation: ``mean``, its Monte Carlo ``stderr`` (0 when exact), the
     ``distribution`` {value: probability} of a discrete target (computed on first access),
-    and how it was found."""
+    and how it was found; with ``method="vi"``, ``params`` holds the fitted guide's
+    parameters."""
+
+    params = None
 
     def __init__(self, mean, stderr=0.0, distribution=None, method="exact",
                  effective_sample_size=math.inf):
@@ -68,6 +73,15 @@ class Estimate:
         return f"Estimate(mean={self.mean:.6g}{se}, method={self.method!r})"
 
 
+def require_torch(model, feature):
+    """Refuse a torch-only feature on another backend, by name, rather than run the model
+    under the wrong backend (which would drop its interventions without a word)."""
+    name = backend_of(model).name
+    if name != "torch":
+        raise UnsupportedError(feature, backend=name, hint="define the model on the torch backend "
+                               "(the default) for now")
+
+
 def _check_method(method):
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -77,14 +91,17 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
              guide=None, objective=None, optimizer=None, num_steps=1000, **kwargs):
     """E[fn(trace)] under ``program`` (conditioned by its observed sites)."""
     _check_method(method)
+    require_torch(program, "causal queries")
+    params = None
     if method == "vi":
         if guide is None:
             raise ValueError("method='vi' needs guide=: a program sampling the latent sites")
         from .objectives import ELBO
         from .vi import VI
 
-        VI(program, guide, objective or ELBO(num_particles=8), optimizer).run(
-            *args, num_steps=num_steps, progress=False, **kwargs)
+        vi = VI(program, guide, objective or ELBO(num_particles=8), optimizer)
+        vi.run(*args, num_steps=num_steps, progress=False, **kwargs)
+        params = vi.params
     elif guide is not None and method == "exact":
         raise ValueError("method='exact' takes no guide")
     if method == "exact":
@@ -96,7 +113,7 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
 
         return Estimate(posterior.expectation(fn), 0.0,
                         distribution if discrete is not False else None, "exact")
-    result = Importance(program, guide, num_particles=num_particles).run(*args, **kwargs)
+    result = Importance(program, guide, num_particles=num_particles, params=params).run(*args, **kwargs)
     values = torch.as_tensor(fn(result.trace)).reshape(-1)
     if values.numel() == 1:  # the same in every particle (e.g. fixed by the evidence)
         values = values.expand(num_particles)
@@ -113,7 +130,9 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
         unique = torch.unique(values)
         if len(unique) <= 64:
             distribution = {v.item(): float(weights[values == v].sum()) for v in unique}
-    return Estimate(mean, sd / math.sqrt(ess), distribution, method, ess)
+    answer = Estimate(mean, sd / math.sqrt(ess), distribution, method, ess)
+    answer.params = params
+    return answer
 
 
 def _site_value(target):
@@ -129,6 +148,7 @@ def interventional(model, interventions, target, *args, evidence=None, method="e
     ``target``: a site name or a function of the trace. Returns an :class:`Estimate`.
     ``guide``, ``objective``, ``optimizer``, ``num_steps``: see the module docstring.
     """
+    require_torch(model, "causal queries")
     program = ppl.do(model, interventions) if interventions else model
     if evidence:
         program = ppl.condition(program, data=evidence)
@@ -142,6 +162,7 @@ def counterfactual(model, evidence, interventions, target, *args, worlds="twin",
     world) given ``evidence`` in the factual world. ``target``: a site name, or a function
     of the trace (read worlds with :func:`ppl.counterfactual.world_value`)."""
     _check_method(method)
+    require_torch(model, "counterfactual queries")
     program = counterfactual_program(model, evidence, interventions, worlds=worlds,
                                      exact=method == "exact")
     if isinstance(target, str):

@@ -38,7 +38,9 @@ import torch
 from pyro import poutine
 from pyro.poutine.runtime import _PYRO_STACK
 
+from ppl.backend import backend_of
 from ppl.backends.torch import BACKEND
+from ppl.errors import UnsupportedError
 from ppl.shapes import broadcast_shape
 
 from . import elimination
@@ -250,6 +252,9 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
     run is needed to find the program's nesting. ``max_cells`` bounds the largest table
     built while summing latent sites out.
     """
+    name = backend_of(program).name
+    if name != "torch":
+        raise UnsupportedError("exact enumeration", backend=name)
     sizes, own = {}, {}
     limit = -(max_plate_nesting + 1)
 

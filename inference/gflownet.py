@@ -33,14 +33,16 @@ import torch
 from torch import nn
 
 from ppl.backends.torch import BACKEND
+from ppl.errors import CheckpointError
 from ppl.shapes import broadcast_shape
 
-from .engine_torch import TorchEngine
+from .engines import make_engine
 from .gflownet_losses import detailed_balance, subtrajectory_balance, trajectory_balance
 from .gflownet_structured import StructuredSteps, check_action_space_options
+from .checkpoint import difference
 from .optim import Adam, make_torch_optimizer
 from .program import common_plate, plate_nesting
-from .trainer import run_steps
+from .strategy import Strategy, entering
 from .weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
 
 
@@ -87,7 +89,7 @@ class MLPPolicy(nn.Module):
         return self.log_z(features).squeeze(-1)
 
 
-class GFlowNetEM(StructuredSteps):
+class GFlowNetEM(StructuredSteps, Strategy):
     """EM with a GFlowNet E-step over the discrete latent sites of ``model``.
 
     Arguments:
@@ -112,6 +114,8 @@ class GFlowNetEM(StructuredSteps):
             Metropolis-Hastings with the P_F ratio; the chain's states are trained on too.
         order: the latent sites' names in the order a trajectory assigns them (default:
             program order).
+        rng_seed: an integer gives the strategy a random stream of its own; None draws from
+            torch's global generator.
         action_space: a user-defined construction of the latent sites (a structure such as a
             parse tree, built step by step; see :mod:`inference.gflownet_actions` for the
             protocol), with a backward policy P_B (uniform over parents by default) in every
@@ -124,7 +128,9 @@ class GFlowNetEM(StructuredSteps):
     def __init__(self, model, policy=None, loss="tb", optimizer=None, model_optimizer=None,
                  m_step="sampled", e_steps=1, temperature=1.0, epsilon=0.0, hidden=64,
                  subtb_lambda=0.9, num_trajectories=16, sleep=0.0, sleep_probability=0.3,
-                 m_step_threshold=None, replay=0, local_search=0, order=None, action_space=None):
+                 m_step_threshold=None, replay=0, local_search=0, order=None, action_space=None,
+                 rng_seed=None):
+        Strategy.__init__(self, model, rng_seed)
         if loss not in LOSSES:
             raise ValueError(f"GFlowNetEM: loss must be one of {LOSSES}, got {loss!r}")
         self.loss = loss
@@ -160,22 +166,23 @@ class GFlowNetEM(StructuredSteps):
                              f"got {m_step!r}")
         if not temperature > 0 or not 0 <= epsilon < 1:
             raise ValueError("GFlowNetEM: temperature must be positive and epsilon in [0, 1)")
-        self.model = model
         self.policy = policy
         self.optimizer_spec = optimizer or Adam(lr=1e-3)
-        self.model_engine = TorchEngine(model_optimizer or Adam(lr=1e-2), owners=(model,))
+        self.model_engine = make_engine(BACKEND.name, model_optimizer or Adam(lr=1e-2), self.state,
+                                        owners=(model,))
         self.m_step = m_step
         self.e_steps = e_steps
         self.temperature = temperature
         self.epsilon = epsilon
         self.hidden = hidden
-        self.history = []
         self._ready = False
+        self._pending_state = None
 
     # ---------------------------------------------------------------- set-up
     def _setup(self, args, kwargs):
         with BACKEND.preserved_rng(), torch.no_grad(), poutine.block():
             trace = BACKEND.run(self.model, args, kwargs)
+        self.model_engine.discover([trace], create_optimizer=False)
         latent = list(trace.latent.values())
         if not latent:
             raise ValueError("GFlowNetEM: the model has no latent site; a GFlowNet needs "
@@ -227,9 +234,12 @@ class GFlowNetEM(StructuredSteps):
                 self.policy = make_policy()
         self.policy_optimizer = make_torch_optimizer(self.optimizer_spec, list(self.policy.parameters()))
         self._ready = True
-        if getattr(self, "_pending_state", None) is not None:
-            self._load_sampler(self._pending_state)
-            self._pending_state = None
+        if self._pending_state is not None:
+            pending, self._pending_state = self._pending_state, None
+            found = self._check_sampler(pending)
+            if found:
+                raise CheckpointError(f"the loaded checkpoint does not fit this program: {found}")
+            self._load_sampler(pending)
 
     def _ordered(self, latent):
         by_name = {site.name: site for site in latent}
@@ -319,6 +329,7 @@ class GFlowNetEM(StructuredSteps):
         return features.repeat(num, 1)
 
     # ------------------------------------------------------------------ verbs
+    @entering
     def e_step(self, *args, **kwargs):
         """One update of the sampler with the chosen balance loss; returns its mean."""
         if self.action_space is not None:
@@ -417,6 +428,7 @@ class GFlowNetEM(StructuredSteps):
         _, log_pf_steps = self._construct(features, forced=forced)
         return -log_pf_steps.sum(-1).mean()
 
+    @entering
     def m_step_update(self, *args, **kwargs):
         """One gradient step on -log p_theta(x, z) with z from the sampler (or, with
         ``m_step="reweighted"``, on -sum_k w_k log p_theta(x, z_k) over ``num_trajectories``
@@ -472,6 +484,7 @@ class GFlowNetEM(StructuredSteps):
             return self._action_features(trace)
         return self._features(trace)
 
+    @entering
     def step(self, *args, **kwargs):
         """``e_steps`` sampler updates, then one M-step (unless ``m_step=None``); returns the
         last TB loss."""
@@ -483,12 +496,19 @@ class GFlowNetEM(StructuredSteps):
         if not math.isfinite(loss):
             raise NonFiniteError(f"GFlowNetEM: trajectory-balance loss is {loss}")
         self.history.append(loss)
+        self.step_count += 1
         return loss
 
-    def run(self, *args, num_steps=1000, progress=True, **kwargs):
-        """``num_steps`` EM steps with a progress bar; returns the TB loss history."""
-        return run_steps(self.step, args, kwargs, num_steps, progress, "GFlowNet-EM")
+    def _progress_label(self):
+        return "GFlowNet-EM"
 
+    @property
+    def params(self):
+        """The model's fitted parameters (constrained values) by name."""
+        with self.entered():
+            return self.model_engine.trained_params()
+
+    @entering
     def evaluate(self, *args, num_samples=1000, per_element=False, **kwargs):
         """log p(x) by importance sampling with the sampler as proposal: summed over the data
         elements, or with ``per_element`` one estimate per element (``[N]`` tensor)."""
@@ -504,6 +524,7 @@ class GFlowNetEM(StructuredSteps):
             per_point = torch.logsumexp(log_w, 0) - math.log(num_samples)
         return per_point if per_element else float(per_point.sum())
 
+    @entering
     def posterior(self, *args, num_samples=1000, **kwargs):
         """Draws from the sampler: site -> ``[num_samples, N, *event_shape]``."""
         features = self._current_features(args, kwargs)
@@ -514,21 +535,33 @@ class GFlowNetEM(StructuredSteps):
         return {slot.name: v.reshape(num_samples, self._size) for slot, v in zip(self.slots, values)}
 
     # ------------------------------------------------------------- checkpoints
-    def save(self, path):
-        """Write the sampler, both optimisers, the model's parameters, the random state, the
+    def state_dict(self):
+        """The sampler, both optimisers, the model's parameters, the random stream, the
         replay buffer and the adaptive schedule's state."""
         if not self._ready:
-            raise RuntimeError("GFlowNetEM.save: nothing to save before the first step")
-        torch.save({"policy": self.policy.state_dict(),
-                    "policy_optimizer": self.policy_optimizer.state_dict(),
-                    "model": self.model_engine.state_dict(), "history": list(self.history),
-                    "buffer": self._buffer, "loss_average": self._loss_average,
-                    "m_steps_taken": self.m_steps_taken}, path)
+            raise CheckpointError("GFlowNetEM.save: nothing to save before the first step")
+        state = Strategy.state_dict(self)
+        state.update({"policy": dict(self.policy.state_dict()),
+                      "policy_optimizer": self.policy_optimizer.state_dict(),
+                      "model": self.model_engine.state_dict(), "buffer": self._buffer,
+                      "loss_average": self._loss_average, "m_steps_taken": self.m_steps_taken})
+        return state
 
-    def load(self, path):
-        """Restore a :meth:`save`; the next :meth:`step` continues the saved run exactly."""
-        state = torch.load(path, weights_only=False)
-        self.history = list(state["history"])
+    def check_state_dict(self, state):
+        found = Strategy.check_state_dict(self, state)
+        if found is None and not all(k in state for k in ("policy", "policy_optimizer", "model", "buffer")):
+            found = "it has no sampler or model state"
+        if found is None and self._ready:
+            found = self._check_sampler(state)
+        return found or self.model_engine.check_state_dict(state["model"])
+
+    def _check_sampler(self, state):
+        current = {k: tuple(v.shape) for k, v in self.policy.state_dict().items()}
+        return difference({k: tuple(v.shape) for k, v in state["policy"].items()}, current,
+                          "policy tensor")
+
+    def load_state_dict(self, state):
+        Strategy.load_state_dict(self, state)
         self._buffer = state["buffer"]
         self._loss_average = state["loss_average"]
         self.m_steps_taken = state["m_steps_taken"]
@@ -542,6 +575,7 @@ class GFlowNetEM(StructuredSteps):
         self.policy.load_state_dict(state["policy"])
         self.policy_optimizer.load_state_dict(state["policy_optimizer"])
 
+    @entering
     def greedy_posterior(self, *args, **kwargs):
         """The sampler's greedy construction (the most probable action at each step): site ->
         ``[N, *event_shape]``."""
@@ -558,6 +592,7 @@ class GFlowNetEM(StructuredSteps):
         table = self.trajectory_log_probs(*args, **kwargs)
         return {slot.name: _marginal(table, i, slot.size) for i, slot in enumerate(self.slots)}
 
+    @entering
     def trajectory_log_probs(self, *args, **kwargs):
         """log P_F of every complete assignment: ``[N, S_1, ..., S_T]`` (small models only)."""
         if self.action_space is not None:

@@ -12,10 +12,10 @@
 """
 
 import math
-
-from ppl.backend import backend_of
+import numbers
 
 from .program import dry_run, plate_nesting, squeeze_particles, value_shapes
+from .strategy import Strategy
 from .trainer import run_steps
 from .weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
 
@@ -109,38 +109,31 @@ def _merge(ops, results):
     return ImportanceResult(ops, log_weights, samples)
 
 
-class Importance:
+class Importance(Strategy):
     """Importance sampling from ``proposal`` (the prior when None, else a guide).
 
     ``num_particles`` are drawn at once on a particle plate; ``run(num_steps=n)`` pools n
     such batches. Weights are over whole traces, so the samples are joint posterior draws.
-    On JAX, pass a fitted guide's parameters as ``params=vi.params`` (on torch they live
-    in Pyro's param store already).
+    A guide's parameters belong to the strategy that fitted it: pass them as
+    ``params=vi.params`` (otherwise the proposal's ``param`` sites take their initial
+    values). ``rng_seed``: an integer makes runs reproducible (a random stream of this
+    strategy's own); None draws from the backend's global generator (JAX: key 0).
     """
 
     def __init__(self, model, proposal=None, num_particles=1000, *, max_plate_nesting=None,
-                 rng_seed=0, params=None):
-        if (not isinstance(num_particles, int) or isinstance(num_particles, bool)
+                 rng_seed=None, params=None):
+        if (isinstance(num_particles, bool) or not isinstance(num_particles, numbers.Integral)
                 or num_particles < 1):
             raise ValueError(f"Importance: num_particles must be a positive integer, got {num_particles!r}")
-        self.model = model
+        super().__init__(model, rng_seed)
         self.proposal = proposal
-        self.num_particles = num_particles
-        self.backend = backend_of(model)
-        self.ops = self.backend.ops
+        self.num_particles = int(num_particles)
         self.max_plate_nesting = max_plate_nesting
-        if params is not None and self.backend.name == "torch":
-            raise ValueError("Importance(params=...) is for the JAX backend; on torch the "
-                             "guide reads its parameters from Pyro's param store")
         self.params = params
-        self._rng = self.backend.make_rng(rng_seed)
         self._ready = False
 
     def _next_rng(self):
-        if self._rng is None:
-            return None
-        self._rng, key = self.backend.split_rng(self._rng)
-        return key
+        return self.state.next_key()
 
     def _draw(self, msg):
         self.backend.draw_reparam(msg)
@@ -166,8 +159,14 @@ class Importance:
 
     def step(self, *args, **kwargs):
         """One batch of ``num_particles`` weighted particles."""
-        if not self._ready:
-            self._setup(args, kwargs)
+        with self.entered():
+            if not self._ready:
+                self._setup(args, kwargs)
+            result = self._batch(args, kwargs)
+        self.step_count += 1
+        return result
+
+    def _batch(self, args, kwargs):
         backend, ops, layout = self.backend, self.ops, self._layout
         K = self.num_particles
         particles = (K, -(self._plates + 1))
@@ -205,6 +204,8 @@ class Importance:
             return -results[-1].log_evidence if progress else None
 
         run_steps(one_batch, args, kwargs, num_steps, progress, "importance")
+        if not results:
+            raise ValueError("Importance.run: num_steps must be at least 1 (no particles were drawn)")
         return _merge(self.ops, results)
 
     def evaluate(self, *args, num_steps=1, **kwargs):
@@ -212,5 +213,7 @@ class Importance:
         return self.run(*args, num_steps=num_steps, **kwargs).log_evidence
 
     def posterior(self, *args, num_samples=1000, **kwargs):
-        """``num_samples`` resampled posterior draws: site -> array ``[num_samples, ...]``."""
-        return self.run(*args, **kwargs).resample(num_samples, self._next_rng())
+        """``num_samples`` resampled posterior draws: site name -> array ``[num_samples, ...]``."""
+        result = self.run(*args, **kwargs)
+        with self.entered():
+            return result.resample(num_samples, self._next_rng())

@@ -9,22 +9,26 @@
     >>> def guide(x):
     ...     loc = ppl.param("loc", torch.tensor(0.0))
     ...     ppl.sample("mu", dist.Normal(loc, 0.5))
-    >>> vi = VI(model, guide, ELBO(), Adam(lr=0.05))
+    >>> vi = VI(model, guide, ELBO(), Adam(lr=0.05), rng_seed=0)
     >>> history = vi.run(torch.full((4,), 2.0), num_steps=300, progress=False)
-    >>> 1.2 < float(ppl.param("loc")) < 2.0   # the posterior mean is 1.6
+    >>> 1.2 < float(vi.params["loc"]) < 2.0   # the posterior mean is 1.6
     True
+
+The parameters belong to ``vi``, not to Pyro's global param store: a second ``VI`` on
+the same programs starts from the initial values. ``with vi.param_scope():`` runs code
+(e.g. the trained guide) with them.
 """
 
 import math
-
-from ppl.backend import backend_of
+import numbers
 
 from .baselines import LearnedBaseline, RunningBaseline
+from .engines import make_engine
 from .estimators import Enum, Estimator, Gumbel, Score, resolve_estimator
 from .objectives import ELBO
 from .optim import Adam
 from .program import common_plate, dry_run, plate_nesting, squeeze_particles, value_shapes
-from .trainer import run_steps
+from .strategy import Strategy
 from .weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
 
 
@@ -35,7 +39,7 @@ class _Detached(Estimator):
         backend.draw_detached(msg)
 
 
-class VI:
+class VI(Strategy):
     """Fit a guide (and the model's parameters) by stochastic optimisation of ``objective``.
 
     Arguments:
@@ -51,23 +55,23 @@ class VI:
             takes the plate every latent site lies in; ``None`` weights whole traces
             (one weight per particle for the whole mini-batch).
         max_plate_nesting: plate dimensions the programs use (found by a dry run if omitted).
+        rng_seed: an integer gives this VI a random stream of its own (reproducible runs,
+            untouched by other code); None draws from the backend's global generator.
+        params: starting values (constrained) for ``param`` sites by name, e.g. another
+            fit's ``vi.params`` to continue from it (copied; modules keep their weights).
     """
 
     def __init__(self, model, guide, objective=None, optimizer=None, *, estimators=None,
-                 independent_plate="auto", max_plate_nesting=None):
-        self.model = model
+                 independent_plate="auto", max_plate_nesting=None, rng_seed=None, params=None):
+        super().__init__(model, rng_seed)
         self.guide = guide
         self.objective = objective if objective is not None else ELBO()
-        self.backend = backend_of(model)
-        self.ops = self.backend.ops
         self.estimator_config = {name: resolve_estimator(spec, name)
                                  for name, spec in (estimators or {}).items()}
         self.independent_plate = independent_plate
         self.max_plate_nesting = max_plate_nesting
-        self.engine = self.backend.make_engine(optimizer if optimizer is not None else Adam(),
-                                               owners=(model, guide))
-        self.history = []
-        self.step_count = 0
+        self.engine = make_engine(self.backend.name, optimizer if optimizer is not None else Adam(),
+                                  self.state, owners=(model, guide), initial=params)
         self._baseline_state = {}  # site name -> RunningBaseline | LearnedBaseline
         self._pending_baselines = {}
         self._ready = False
@@ -97,9 +101,7 @@ class VI:
             if isinstance(est, Enum):
                 self._enum_dims[name] = first_enum_dim - len(self._enum_dims)
         self._gumbel = {n: e for n, e in self._estimators.items() if isinstance(e, Gumbel)}
-        self.surrogate_has_extra_terms = bool(
-            self.objective.detached_samples or self.objective.sleep
-            or any(isinstance(e, Score) for e in self._estimators.values()))
+        self.engine.discover([guide_tr, model_tr], create_optimizer=False)
         self._ready = True
 
     def _independent_plate(self, model_tr, guide_tr):
@@ -173,7 +175,6 @@ class VI:
         est = self._estimators.get(name)
         if est is None:  # a site the dry run did not visit (dynamic structure)
             est = self._estimators[name] = self._choose_estimator(name, msg["fn"], msg["infer"])
-            self.surrogate_has_extra_terms |= isinstance(est, Score)
         if name in self._enum_dims:
             msg["_enum_dim"] = self._enum_dims[name]
         est.draw(self.backend, msg, self.step_count)
@@ -258,31 +259,49 @@ class VI:
         log_q = total_log_weight(self.ops, layout, guide_tr.latent.values())
         return -self.ops.sum(self.ops.mean(log_q, 0))
 
+    def _loss(self, params, rng, args, kwargs):
+        """The engine's loss function: (surrogate, bound value, traces, extra leaves)."""
+        surrogate, value, guide_tr, model_tr = self._surrogate(args, kwargs, params, rng)
+        return surrogate, value, (guide_tr, model_tr), self.baseline_parameters()
+
     def loss(self, *args, **kwargs):
         """The objective's loss (negative bound) on one fresh draw, without a gradient step."""
-        if not self._ready:
-            self._setup(args, kwargs)
-        with self.backend.no_grad():
-            _, value, _, _ = self._surrogate(args, kwargs, *self.engine.loss_inputs())
-        return -self.ops.item(value)
+        with self.entered():
+            if not self._ready:
+                self._setup(args, kwargs)
+            with self.backend.no_grad():
+                _, value, _, _ = self._surrogate(args, kwargs, *self.engine.loss_inputs())
+            return -self.ops.item(value)
 
     def differentiable_loss(self, *args, **kwargs):
         """The surrogate loss whose gradient is the estimator's (torch: call ``.backward()``)."""
-        if not self._ready:
-            self._setup(args, kwargs)
-        return self._surrogate(args, kwargs)[0]
+        with self.entered():
+            if not self._ready:
+                self._setup(args, kwargs)
+            return self._surrogate(args, kwargs)[0]
 
     # ------------------------------------------------------------------- verbs
     def step(self, *args, **kwargs):
         """One optimisation step; returns the loss (the negative bound) before the step."""
-        if not self._ready:
-            self._setup(args, kwargs)
-        value = self.engine.step(self, args, kwargs)
-        if not math.isfinite(value):
-            self._raise_non_finite(value, args, kwargs)
+        with self.entered():
+            if not self._ready:
+                self._setup(args, kwargs)
+            engine = self.engine
+            updates = engine.updates
+            try:
+                value = engine.step(self._loss, args, kwargs)
+            except BaseException:
+                if engine.updates != updates:  # interrupted after the parameters moved
+                    self._record(engine.last_loss)
+                raise
+            if not math.isfinite(value):
+                self._raise_non_finite(value, args, kwargs)
+            self._record(value)
+            return value
+
+    def _record(self, value):
         self.step_count += 1
         self.history.append(value)
-        return value
 
     def _raise_non_finite(self, value, args, kwargs):
         with self.backend.no_grad():
@@ -292,17 +311,22 @@ class VI:
             f"loss is {value} at step {self.step_count}: "
             f"{culprit or 'no single site is non-finite; the objective overflowed'}")
 
-    def run(self, *args, num_steps=1000, progress=True, **kwargs):
-        """``num_steps`` steps with a progress bar; returns the loss history of this run."""
-        return run_steps(self.step, args, kwargs, num_steps, progress, type(self.objective).__name__)
+    def _progress_label(self):
+        return type(self.objective).__name__
 
     def evaluate(self, *args, num_particles=1000, batch_particles=None, **kwargs):
         """IWAE bound log (1/K) sum_k p(x, z_k) / q(z_k) with ``num_particles`` guide draws
         (per element of the independent plate, summed), computed in batches."""
-        if not self._ready:
-            self._setup(args, kwargs)
+        _check_count("evaluate", "num_particles", num_particles)
+        if batch_particles is not None:
+            _check_count("evaluate", "batch_particles", batch_particles)
+        with self.entered():
+            if not self._ready:
+                self._setup(args, kwargs)
+            return self._evaluate(args, kwargs, num_particles, batch_particles or num_particles)
+
+    def _evaluate(self, args, kwargs, num_particles, batch):
         backend, ops = self.backend, self.ops
-        batch = batch_particles or num_particles
         layout = WeightLayout(self._plates, True, self._keep)
         chunks = []
         with backend.no_grad():
@@ -326,36 +350,46 @@ class VI:
 
     def posterior(self, *args, num_samples=1000, **kwargs):
         """``num_samples`` joint draws from the guide: site name -> array ``[num_samples, ...]``."""
-        if not self._ready:
-            self._setup(args, kwargs)
-        backend = self.backend
-        with backend.no_grad():
-            guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw_plain,
-                                   particles=(num_samples, -(self._plates + 1)),
-                                   **self._functional_inputs())
-        return squeeze_particles(self.ops, guide_tr.values(), self._single_shapes, num_samples)
+        _check_count("posterior", "num_samples", num_samples)
+        with self.entered():
+            if not self._ready:
+                self._setup(args, kwargs)
+            backend = self.backend
+            with backend.no_grad():
+                guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw_plain,
+                                       particles=(num_samples, -(self._plates + 1)),
+                                       **self._functional_inputs())
+            return squeeze_particles(self.ops, guide_tr.values(), self._single_shapes, num_samples)
 
     @property
     def params(self):
-        """The trained parameters (constrained values) by name, on either backend."""
-        return self.engine.trained_params()
+        """The trained parameters (constrained values) by name, on either backend. They
+        belong to this VI; pass them on with ``Importance(..., params=vi.params)``."""
+        with self.entered():
+            return self.engine.trained_params()
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self):
-        baselines = {name: b.state() for name, b in self._baseline_state.items()}
-        return {"engine": self.engine.state_dict(), "step": self.step_count,
-                "history": list(self.history), "baselines": baselines}
+        state = super().state_dict()
+        state["engine"] = self.engine.state_dict()
+        state["baselines"] = {name: b.state() for name, b in self._baseline_state.items()}
+        return state
+
+    def check_state_dict(self, state):
+        found = super().check_state_dict(state)
+        if found is None and not isinstance(state.get("engine"), dict):
+            found = "it has no engine state"
+        return found or self.engine.check_state_dict(state["engine"])
 
     def load_state_dict(self, state):
         self.engine.load_state_dict(state["engine"])
-        self.step_count = state["step"]
-        self.history = list(state["history"])
-        self._pending_baselines = state["baselines"]
+        super().load_state_dict(state)
+        self._pending_baselines = dict(state.get("baselines") or {})
+        for name, baseline in self._baseline_state.items():
+            if name in self._pending_baselines:
+                baseline.load(self._pending_baselines[name])
 
-    def save(self, path):
-        """Write parameters, optimiser state, baselines and random state to ``path``."""
-        self.backend.save(self.state_dict(), path)
 
-    def load(self, path):
-        """Restore a :meth:`save`: the next :meth:`step` continues the saved run exactly."""
-        self.load_state_dict(self.backend.load(path))
+def _check_count(verb, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"VI.{verb}: {name} must be a positive integer, got {value!r}")

@@ -7,9 +7,7 @@ carry independent importance weights, and returns arrays of shape ``[K]`` or ``[
 
 from dataclasses import dataclass, field
 
-
-class NonFiniteError(FloatingPointError):
-    """A loss or log-weight is NaN or infinite; the message names the site responsible."""
+from ppl.errors import NonFiniteError  # noqa: F401  (re-exported: inference.weights.NonFiniteError)
 
 
 @dataclass

@@ -17,7 +17,7 @@ Normal-Normal: ``mu ~ Normal(prior_loc, prior_scale)``, ``x_i ~ Normal(mu, obs_s
     0.3015
     >>> vi = VI(normal_normal_model, normal_normal_guide, ELBO(), Adam(lr=0.05))
     >>> _ = vi.run(data, num_steps=500, progress=False)
-    >>> abs(pyro.param("loc").item() - post_loc) < 0.15
+    >>> abs(vi.params["loc"].item() - post_loc) < 0.15
     True
     >>> result = Importance(normal_normal_model, num_particles=5000).run(data)
     >>> abs(result.log_evidence - normal_normal_log_evidence(data)) < 0.05

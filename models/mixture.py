@@ -18,7 +18,7 @@ objectives ``IWAE``/``VIS``/``RWS``.
     >>> vi = VI(mixture_model, mixture_guide, ELBO(), Adam(lr=0.1), estimators={"c": "enum"})
     >>> _ = vi.run(data, num_steps=200, progress=False)
     >>> mle = mixture_weights_mle(data)
-    >>> bool(abs(pyro.param("weights").detach().numpy() - mle).max() < 0.03)
+    >>> bool(abs(vi.params["weights"].numpy() - mle).max() < 0.03)
     True
 """
 

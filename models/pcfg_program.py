@@ -177,12 +177,14 @@ class TreeDistribution(TorchDistribution):
         return out.reshape(sample_shape + self.batch_shape + self.event_shape)
 
 
-def learned_grammar():
-    """The grammar in the param store (``rule_logits``, ``emission_logits``, ``root_logits``),
-    detached."""
-    store = ppl.param
-    return PCFG(store("rule_logits").detach(), store("emission_logits").detach(),
-                store("root_logits").detach())
+def learned_grammar(params=None):
+    """The grammar (``rule_logits``, ``emission_logits``, ``root_logits``), detached, from
+    ``params`` (a strategy's fitted parameters, e.g. ``em.params``) or, when None, from the
+    parameters ``ppl.param`` sees here."""
+    def read(name):
+        return (ppl.param(name) if params is None else params[name]).detach()
+
+    return PCFG(read("rule_logits"), read("emission_logits"), read("root_logits"))
 
 
 def pcfg_program(num_nonterminals, num_preterminals, vocab_size, max_length, seed=0, scale=1.0):

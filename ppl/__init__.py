@@ -9,7 +9,7 @@ or JAX (NumPyro).
     ['z']
 """
 
-from . import distributions
+from . import distributions, errors
 from .backend import backend, get_backend, set_backend
 from .counterfactual import counterfactual, world_value
 from .graph import graph
@@ -29,6 +29,7 @@ __all__ = [
     "counterfactual",
     "deterministic",
     "distributions",
+    "errors",
     "do",
     "factor",
     "get_backend",

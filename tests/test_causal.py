@@ -481,6 +481,6 @@ def test_vi_method_fits_a_guide_then_corrects_it_by_importance():
                          guide=stress_guide, num_steps=300, num_particles=20_000)
     assert est.method == "vi" and abs(est.mean - exact.mean) < 4 * est.stderr
     # the fitted guide is the exact posterior P(stress = 1 | smoking = 1) = 0.8, up to SGD noise
-    assert abs(ppl.param("q_stress").item() - 0.8) < 0.1
+    assert abs(est.params["q_stress"].item() - 0.8) < 0.1
     with pytest.raises(ValueError, match="method='vi' needs guide="):
         interventional(confounded_scm, {}, "cancer", method="vi")

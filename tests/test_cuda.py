@@ -28,9 +28,9 @@ def test_vi_and_importance_on_cuda():
     for objective in (ELBO(4), IWAE(8)):
         vi = VI(model, guide, objective, Adam(lr=0.05))
         vi.run(x, num_steps=300, progress=False)
-        assert ppl.param("loc").device.type == "cuda"
-        assert abs(float(ppl.param("loc")) - float(x.sum()) / 6) < 0.2
-    result = Importance(model, guide, num_particles=10000).run(x)
+        assert vi.params["loc"].device.type == "cuda"
+        assert abs(float(vi.params["loc"]) - float(x.sum()) / 6) < 0.2
+    result = Importance(model, guide, num_particles=10000, params=vi.params).run(x)
     assert result.log_weights.device.type == "cuda"
     n = len(x)
     exact = torch.distributions.MultivariateNormal(

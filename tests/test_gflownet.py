@@ -110,7 +110,7 @@ def test_gflownet_em_fits_mixture_weights_like_exact_em(m_step):
     y = mixture_data(300, [0.2, 0.3, 0.5], seed=3)
     em = GFlowNetEM(mixture_model, hidden=32, e_steps=2, num_trajectories=4, m_step=m_step)
     em.run(y, num_steps=600, progress=False)
-    weights = pyro.param("weights").detach()
+    weights = em.params["weights"]
     mle = torch.as_tensor(mixture_weights_mle(y), dtype=weights.dtype)
     se = (mle * (1 - mle) / len(y)).sqrt()
     # stochastic EM hovers around the MLE; within one standard error of the MLE itself
@@ -147,14 +147,14 @@ def test_checkpoint_resumes_exactly(tmp_path, options):
     em.run(y, num_steps=5, progress=False)
     em.save(tmp_path / "em.pt")
     continued = em.run(y, num_steps=4, progress=False)
-    weights = pyro.param("weights").detach().clone()
+    weights = em.params["weights"].clone()
 
     pyro.clear_param_store()
     torch.manual_seed(99)
     resumed = GFlowNetEM(mixture_model, hidden=16, num_trajectories=2, **options)
     resumed.load(tmp_path / "em.pt")
     assert resumed.run(y, num_steps=4, progress=False) == continued
-    assert torch.equal(pyro.param("weights").detach(), weights)
+    assert torch.equal(resumed.params["weights"], weights)
 
 
 def test_replay_buffer_keeps_the_best_trajectories_and_still_converges():

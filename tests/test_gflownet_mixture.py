@@ -1,7 +1,6 @@
 """GFlowNet-EM on the paper's hierarchical mixture against exact EM and mean-field EM (fast mode:
 1,000 points instead of 4,000; the full comparison is ``benchmarks/mixture_em.py``)."""
 
-import pyro
 
 from benchmarks.mixture_em import TOLERANCE, run_gflownet_em
 from models.hierarchical_mixture import (
@@ -28,8 +27,8 @@ def test_gflownet_em_reaches_exact_em_while_mean_field_em_stays_below():
     mean_field = mean_field_em(x, init, iterations=100)[1][-1]
     assert exact > log_likelihood(x, TRUE_MEANS) - 0.01  # exact EM finds the global optimum here
     assert mean_field < exact - 0.5  # the factorised posterior leaves it in a worse optimum
-    value, reached, updates, _ = run_gflownet_em(x, init, exact, budget=float("inf"), max_updates=1500)
+    value, reached, updates, _, em = run_gflownet_em(x, init, exact, budget=float("inf"), max_updates=1500)
     assert reached is not None, (value, exact, updates)
     assert value >= exact - TOLERANCE
-    means = pyro.param("super_means").detach()
+    means = em.params["super_means"]
     assert (means - hierarchical_mixture_em(x, init, iterations=100)[0]).abs().max() < 0.05

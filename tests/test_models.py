@@ -263,7 +263,7 @@ def test_vi_beta_bernoulli_moves_to_posterior():
     alpha, beta = beta_bernoulli_posterior(flips)
     vi = VI(beta_bernoulli_model, beta_bernoulli_guide, ELBO(10), Adam(0.05))
     vi.run(flips, num_steps=600, progress=False)
-    a_q, b_q = pyro.param("alpha_q").item(), pyro.param("beta_q").item()
+    a_q, b_q = vi.params["alpha_q"].item(), vi.params["beta_q"].item()
     sd = math.sqrt(stats.beta.var(alpha, beta))
     assert abs(a_q / (a_q + b_q) - alpha / (alpha + beta)) < sd
     assert 0.75 < (a_q + b_q) / (alpha + beta) < 1.33
@@ -352,7 +352,7 @@ def test_mixture_vi_enum_matches_em():
     mle = mixture_weights_mle(data)
     vi = VI(mixture_model, mixture_guide, ELBO(), Adam(0.1), estimators={"c": "enum"})
     losses = vi.run(data, num_steps=300, progress=False)
-    fitted = pyro.param("weights").detach().numpy()
+    fitted = vi.params["weights"].numpy()
     assert np.abs(fitted - mle).max() < 0.01, (fitted, mle)
     # the final ELBO is within a few nats of the log marginal likelihood, and below it
     log_lik = mixture_log_likelihood(data, mle)
@@ -368,7 +368,7 @@ def test_mixture_guide_works_with_vis():
     mle = mixture_weights_mle(data)
     vi = VI(mixture_model, mixture_guide, VIS(10), Adam(0.05))
     vi.run(data, num_steps=60, progress=False)
-    fitted = pyro.param("weights").detach().numpy()
+    fitted = vi.params["weights"].numpy()
     uniform = np.full(3, 1 / 3)
     assert np.abs(fitted - mle).max() < 0.25 * np.abs(uniform - mle).max()
     assert mixture_log_likelihood(data, fitted) > mixture_log_likelihood(data, uniform)
@@ -417,8 +417,8 @@ def test_vae_loss_decreases(objective):
     # ~1100 (IWAE) in 80 steps over seeds 0-5; the per-step noise is tens of nats, so a
     # 30% drop of the 5-step averages is a safe criterion
     assert last < 0.7 * first, (first, last)
-    # parameters registered through ppl.module in Pyro's param store are what was trained
-    names = set(pyro.get_param_store().keys())
+    # parameters registered through ppl.module in the strategy's own store are what was trained
+    names = set(vi.params)
     assert any(n.startswith("decoder$$$") for n in names)
     assert any(n.startswith("encoder$$$") for n in names)
     recon = vae.reconstruct(x)

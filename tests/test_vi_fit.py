@@ -31,13 +31,13 @@ def test_full_rank_guide_recovers_analytic_posterior():
     precision = torch.linalg.inv(PRIOR_COV) + len(X2) * torch.eye(2)
     post_cov = torch.linalg.inv(precision)
     post_mean = post_cov @ X2.sum(0)
-    VI(mvn_model, full_rank_guide, ELBO(num_particles=32), Adam(lr=0.02)).run(
-        X2, num_steps=1000, progress=False)
-    # a second, slower phase continues from the param store's values
-    VI(mvn_model, full_rank_guide, ELBO(num_particles=128), Adam(lr=0.002)).run(
-        X2, num_steps=1000, progress=False)
-    loc = pyro.param("loc").detach()
-    tril = pyro.param("tril").detach()
+    first = VI(mvn_model, full_rank_guide, ELBO(num_particles=32), Adam(lr=0.02))
+    first.run(X2, num_steps=1000, progress=False)
+    # a second, slower phase continues from the first one's values
+    second = VI(mvn_model, full_rank_guide, ELBO(num_particles=128), Adam(lr=0.002),
+                params=first.params)
+    second.run(X2, num_steps=1000, progress=False)
+    loc, tril = second.params["loc"], second.params["tril"]
     cov = tril @ tril.T
     post_sd = post_cov.diag().sqrt()
     # the family contains the posterior, so only optimiser noise remains: with 128
@@ -137,7 +137,7 @@ def test_importance_objectives_recover_mixture_weights(objective):
     y = mixture_data()
     vi = VI(mixture_model, mixture_guide, objective, Adam(lr=0.05))
     vi.run(y, num_steps=600, progress=False)
-    weights = pyro.param("weights").detach()
+    weights = vi.params["weights"]
     mle = em_weights(y)
     se = (mle * (1 - mle) / len(y)).sqrt()
     # VIS / RWS maximise log p_hat(x), whose optimum is the MLE: the fit must be closer
@@ -190,7 +190,8 @@ def test_gumbel_softmax_equals_hand_written_estimator(straight_through):
     vi = VI(categorical_model, categorical_guide, ELBO(num_particles=64),
             estimators={"c": Gumbel(temperature=0.5, straight_through=straight_through)})
     vi.loss(y)
-    logits = pyro.param("q_logits")
+    with vi.param_scope():
+        logits = pyro.param("q_logits")
     with torch.no_grad():
         logits.copy_(torch.tensor([0.2, -0.4, 0.1]))
     torch.manual_seed(11)
@@ -212,7 +213,7 @@ def test_gumbel_softmax_training_improves_exact_elbo(straight_through):
             estimators={"c": Gumbel(temperature=1.0, straight_through=straight_through)})
     initial = exact_discrete_elbo(torch.zeros(3), y)
     vi.run(y, num_steps=400, progress=False)
-    fitted = pyro.param("q_logits").detach()
+    fitted = vi.params["q_logits"]
     exact_posterior = (torch.tensor([0.3, 0.4, 0.3]).log()
                        + torch.distributions.Normal(ONE_HOT_MEANS, 1.0).log_prob(y))
     assert fitted.argmax() == exact_posterior.argmax()

@@ -39,7 +39,8 @@ def gradient_estimates(estimator, num_particles, repeats):
     grads = []
     for _ in range(repeats):
         loss = vi.differentiable_loss(X)
-        loc, log_scale = pyro.param("loc"), pyro.param("log_scale")
+        with vi.param_scope():
+            loc, log_scale = pyro.param("loc"), pyro.param("log_scale")
         g_loc, g_log_scale = torch.autograd.grad(loss, [loc, log_scale])
         grads.append(torch.stack([-g_loc, -g_log_scale]))  # loss = -ELBO
     return torch.stack(grads)
@@ -94,7 +95,8 @@ def exact_mixture_elbo(logits):
 def test_enumerated_elbo_equals_exact_expectation_and_gradient():
     vi = VI(mixture_model, mixture_guide, ELBO())
     loss = vi.differentiable_loss(Y)
-    logits = pyro.param("logits")
+    with vi.param_scope():
+        logits = pyro.param("logits")
     exact = exact_mixture_elbo(logits)
     assert torch.allclose(-loss, exact, atol=1e-5)
     (ours,) = torch.autograd.grad(loss, [logits])
@@ -121,7 +123,7 @@ def test_enumeration_with_particles_and_reparameterised_site():
     # exact: shift ~ N(0, 0.1) integrated numerically on a grid
     grid = torch.linspace(-0.6, 0.6, 2001)
     q_shift = torch.distributions.Normal(0.0, 0.1)
-    logits = pyro.param("logits").detach()
+    logits = vi.params["logits"]
     log_q = torch.log_softmax(logits, -1)
     shifted = torch.distributions.Normal(MEANS[None, None, :] + grid[:, None, None], 1.0)
     log_lik = shifted.log_prob(Y[None, :, None])
@@ -157,8 +159,10 @@ def test_elbo_gradient_equals_pyro_on_same_draws():
     vi = VI(model, guide, ELBO())
     vi.loss(X)
     pyro.set_rng_seed(5)
-    ours = torch.autograd.grad(vi.differentiable_loss(X), [pyro.param("loc")])[0]
-    pyro.set_rng_seed(5)
-    theirs_loss = pyro.infer.Trace_ELBO().differentiable_loss(model, guide, X)
-    theirs = torch.autograd.grad(theirs_loss, [pyro.param("loc")])[0]
+    with vi.param_scope():  # Pyro's Trace_ELBO reads the same parameters
+        loc = pyro.param("loc")
+        ours = torch.autograd.grad(vi.differentiable_loss(X), [loc])[0]
+        pyro.set_rng_seed(5)
+        theirs_loss = pyro.infer.Trace_ELBO().differentiable_loss(model, guide, X)
+        theirs = torch.autograd.grad(theirs_loss, [loc])[0]
     assert torch.allclose(ours, theirs, atol=1e-5)

@@ -99,8 +99,8 @@ updates, every = (300, 25) if FAST else (3000, 50)
 gfn_history, start = [], time.perf_counter()
 for chunk in range(updates // every):
     em.run(x, num_steps=every, progress=False)
-    gfn_history.append(log_likelihood(x, pyro.param("super_means").detach()))
-gfn_means = pyro.param("super_means").detach()
+    gfn_history.append(log_likelihood(x, em.params["super_means"]))
+gfn_means = em.params["super_means"]
 print(f"GFlowNet-EM:    {gfn_history[-1]:.4f} after {updates} updates "
       f"({time.perf_counter() - start:.0f} s)")
 
@@ -206,7 +206,7 @@ for _ in range(10 if FAST else 100):
 gfn_curve = [corpus_log_likelihood(init)]
 for chunk in range(steps // every):
     tree_em.run(words, lengths, num_steps=every, progress=False)
-    gfn_curve.append(corpus_log_likelihood(learned_grammar()))
+    gfn_curve.append(corpus_log_likelihood(learned_grammar(tree_em.params)))
 
 
 def viterbi_f1(grammar):
@@ -217,7 +217,7 @@ truth = true_pcfg()
 print(f"log p(x) per sentence: initial {exact_curve[0]:.3f}, exact EM {exact_curve[-1]:.3f}, "
       f"GFlowNet-EM {gfn_curve[-1]:.3f}, true grammar {corpus_log_likelihood(truth):.3f}")
 print(f"bracketing F1 of Viterbi parses: exact EM {viterbi_f1(exact_grammar):.3f}, "
-      f"GFlowNet-EM {viterbi_f1(learned_grammar()):.3f}, true grammar {viterbi_f1(truth):.3f}")
+      f"GFlowNet-EM {viterbi_f1(learned_grammar(tree_em.params)):.3f}, true grammar {viterbi_f1(truth):.3f}")
 
 # %% [markdown]
 # Maximum likelihood does not pin down the gold bracketing: grammars learned from a random

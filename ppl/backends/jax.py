@@ -5,7 +5,7 @@ stream when none is given), and parameters are passed in rather than stored.
 """
 
 import contextlib
-import pickle
+import threading
 import types
 
 import jax
@@ -183,6 +183,21 @@ class _Ops:
         return jax.random.choice(rng, probs.shape[0], (num,), p=probs)
 
 
+_LOCK = threading.RLock()
+
+
+class ProgramState:
+    """A strategy's PRNG stream: ``next_key()`` splits a fresh key off it."""
+
+    def __init__(self, rng_seed=None):
+        self.rng_seed = rng_seed
+        self.rng = jax.random.PRNGKey(0 if rng_seed is None else int(rng_seed))
+
+    def next_key(self):
+        self.rng, key = jax.random.split(self.rng)
+        return key
+
+
 class JaxBackend:
     """The backend protocol on JAX (see DESIGN.md, "Backend protocol")."""
 
@@ -203,6 +218,24 @@ class JaxBackend:
 
     def make_rng(self, seed):
         return jax.random.PRNGKey(seed)
+
+    def new_state(self, rng_seed=None):
+        """A strategy's own random stream (parameters are values on JAX, held by engines)."""
+        return ProgramState(rng_seed)
+
+    @contextlib.contextmanager
+    def entered(self, state):
+        """Run a strategy's call: one thread at a time, and NumPyro's handler stack left as
+        it was if the call fails."""
+        from numpyro.primitives import _PYRO_STACK
+
+        with _LOCK:
+            depth = len(_PYRO_STACK)
+            try:
+                yield state
+            except BaseException:
+                del _PYRO_STACK[depth:]
+                raise
 
     def split_rng(self, rng):
         return tuple(jax.random.split(rng))
@@ -238,19 +271,6 @@ class JaxBackend:
 
     def relaxed(self, name, fn, temperature):
         raise NotImplementedError(f"site {name!r}: the 'gumbel' estimator is torch-only for now")
-
-    def make_engine(self, optimizer, owners=()):
-        from inference.engine_jax import JaxEngine
-
-        return JaxEngine(optimizer)
-
-    def save(self, state, path):
-        with open(path, "wb") as f:
-            pickle.dump(jax.device_get(state), f)
-
-    def load(self, path):
-        with open(path, "rb") as f:
-            return pickle.load(f)
 
     @contextlib.contextmanager
     def no_grad(self):

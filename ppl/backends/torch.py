@@ -6,7 +6,10 @@ Messenger it stacks with every ``pyro.poutine`` handler.
 """
 
 import contextlib
+import random
 import types
+
+import numpy
 
 import pyro
 import pyro.distributions
@@ -23,6 +26,7 @@ from pyro.poutine.subsample_messenger import SubsampleMessenger, _Subsample
 
 from ..backend import activated
 from ..shapes import broadcast_shape
+from .torch_state import ProgramState, entered, restored_rng
 from ..trace_view import PlateInfo, Site, Trace
 
 PARTICLE_PLATE = "_particles"
@@ -311,15 +315,29 @@ class _ReplayValues(Messenger):
 
 
 class _Seed(Messenger):
-    """Seeds torch's (and Pyro's) random number generators on entry."""
+    """Seeds torch's (and Python's and NumPy's) random number generators on entry and
+    restores them on exit, so that code after the block draws as if it had not run."""
 
     def __init__(self, rng_seed):
         super().__init__()
         self.rng_seed = rng_seed
+        self._outer = []
 
     def __enter__(self):
+        fork = restored_rng()
+        fork.__enter__()
+        self._outer.append((fork, random.getstate(), numpy.random.get_state()))
         pyro.set_rng_seed(self.rng_seed)
         return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            fork, python_state, numpy_state = self._outer.pop()
+            random.setstate(python_state)
+            numpy.random.set_state(numpy_state)
+            fork.__exit__(None, None, None)
 
 
 def _condition(fn=None, data=None):
@@ -421,6 +439,21 @@ class _Ops:
         return torch.as_tensor(x)
 
 
+class _FixedParams(Messenger):
+    """``param`` sites take the given values instead of the store's. A module's weights
+    (``name$$$weight``) stay in the module: Pyro would otherwise swap the module's own
+    parameters for these."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = {name: value for name, value in values.items() if "$$$" not in name}
+
+    def _pyro_param(self, msg):
+        if msg["name"] in self.values:
+            msg["value"] = self.values[msg["name"]]
+            msg["done"] = True
+
+
 class TorchBackend:
     """The backend protocol on PyTorch (see DESIGN.md, "Backend protocol")."""
 
@@ -437,11 +470,13 @@ class TorchBackend:
         """Run ``fn`` under a :class:`Recorder` and return its :class:`Trace` view.
 
         ``particles``: ``(num, dim)`` to vectorise the run over a particle plate.
-        ``params`` and ``rng`` are for functional backends; on torch parameters live in
-        Pyro's param store and randomness in torch's global generator.
+        ``params``: values that ``param`` sites take instead of the store's (modules keep
+        their own weights). ``rng`` is for functional backends; on torch randomness comes
+        from the generator of the entered :class:`ProgramState`.
         """
         recorder = Recorder(replay, draw, adjust)
-        with activated(self.name), recorder:
+        fixed = _FixedParams(params) if params else contextlib.nullcontext()
+        with activated(self.name), fixed, recorder:
             if particles is None:
                 value = fn(*args, **(kwargs or {}))
             else:
@@ -455,16 +490,11 @@ class TorchBackend:
     def split_rng(self, rng):
         return None, None
 
-    def make_engine(self, optimizer, owners=()):
-        from inference.engine_torch import TorchEngine
+    def new_state(self, rng_seed=None):
+        """A strategy's own parameter store and (when seeded) random stream."""
+        return ProgramState(rng_seed)
 
-        return TorchEngine(optimizer, owners)
-
-    def save(self, state, path):
-        torch.save(state, path)
-
-    def load(self, path):
-        return torch.load(path, weights_only=False)
+    entered = staticmethod(entered)
 
     def draw_reparam(self, msg):
         fn = msg["fn"]
@@ -518,8 +548,7 @@ class TorchBackend:
     @contextlib.contextmanager
     def preserved_rng(self):
         """Run a block without changing the random stream seen by the code after it."""
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-        with torch.random.fork_rng(devices=devices):
+        with restored_rng():
             yield
 
 

@@ -1,0 +1,122 @@
+"""Training on JAX: unconstrained parameters, an optax optimiser, and the strategy's PRNG
+stream (``state.next_key()``).
+
+The loss is a pure function of (parameters, key, args, kwargs), differentiated with
+``jax.value_and_grad`` and compiled with ``jax.jit`` on first use.
+"""
+
+import math
+
+import jax
+import numpy as np
+from numpyro.distributions.transforms import biject_to
+
+from ppl.errors import CheckpointError
+
+from ..checkpoint import difference
+from ..optim import make_optax
+
+
+class JaxEngine:
+    def __init__(self, optimizer, state, owners=(), initial=None):
+        self.tx = make_optax(optimizer)
+        self.initial = dict(initial or {})
+        self.state = state
+        self.params = None  # unconstrained
+        self.transforms = {}
+        self.opt_state = None
+        self._compiled = None
+        self._pending = None
+        self.updates = 0
+        self.last_loss = math.nan
+
+    def constrained(self, params=None):
+        params = self.params if params is None else params
+        if params is None:
+            return None
+        return {name: self.transforms[name](u) for name, u in params.items()}
+
+    def trained_params(self):
+        """Constrained parameter values by name."""
+        return dict(self.constrained() or {})
+
+    def loss_inputs(self):
+        return self.constrained(), self.state.next_key()
+
+    def discover(self, traces, extra=None, create_optimizer=True):
+        """Take the parameters (and their constraints) that a dry run of the programs met."""
+        if self.params is not None:
+            return
+        self.transforms, params = {}, {}
+        for trace in traces:
+            if trace is None:
+                continue
+            for name, value in trace.params.items():
+                transform = biject_to(trace.param_constraints[name])
+                self.transforms[name] = transform
+                params[name] = transform.inv(self.initial.get(name, value))
+        self.params = params
+        self.opt_state = self.tx.init(self.params)
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            found = self.check_state_dict(pending)
+            if found:
+                raise CheckpointError(f"the loaded checkpoint does not fit this program: {found}")
+            self.load_state_dict(pending)
+
+    def step(self, loss, args, kwargs):
+        if self._compiled is None:
+            def objective(params, key, args, kwargs):
+                surrogate, value, _, _ = loss(self.constrained(params), key, args, kwargs)
+                return surrogate, value
+
+            grad = jax.value_and_grad(objective, has_aux=True)
+
+            def update(params, opt_state, key, args, kwargs):
+                (_, value), grads = grad(params, key, args, kwargs)
+                updates, opt_state = self.tx.update(grads, opt_state, params)
+                params = jax.tree_util.tree_map(lambda p, u: p + u, params, updates)
+                return params, opt_state, value
+
+            self._compiled = jax.jit(update)
+        params, opt_state, value = self._compiled(self.params, self.opt_state, self.state.next_key(),
+                                                  args, kwargs)
+        result = -float(value)
+        if math.isfinite(result):
+            self.params, self.opt_state = params, opt_state
+            self.updates += 1
+            self.last_loss = result
+        return result
+
+    # ------------------------------------------------------------- checkpoints
+    def state_dict(self):
+        leaves = jax.tree_util.tree_leaves(self.opt_state) if self.opt_state is not None else None
+        return {"params": dict(self.params or {}), "opt_state": leaves, "rng": self.state.rng}
+
+    def check_state_dict(self, saved):
+        try:
+            shapes = {n: tuple(np.shape(v)) for n, v in saved["params"].items()}
+            saved["opt_state"], saved["rng"]
+        except (KeyError, TypeError, AttributeError) as error:
+            return f"its engine state is malformed ({error!r})"
+        if self.params is None:
+            return None  # checked when the program first runs
+        found = difference(shapes, {n: tuple(np.shape(v)) for n, v in self.params.items()}, "parameter")
+        if found:
+            return found
+        current = jax.tree_util.tree_leaves(self.opt_state)
+        saved_leaves = saved["opt_state"] or []
+        if len(saved_leaves) != len(current) or any(
+                np.shape(a) != np.shape(b) for a, b in zip(saved_leaves, current)):
+            return "the optimiser's state has another structure (another optimiser?)"
+        return None
+
+    def load_state_dict(self, saved):
+        if self.params is None:
+            self._pending = saved
+            return
+        self.params = {n: jax.numpy.asarray(v) for n, v in saved["params"].items()}
+        treedef = jax.tree_util.tree_structure(self.opt_state)
+        self.opt_state = jax.tree_util.tree_unflatten(
+            treedef, [jax.numpy.asarray(v) for v in saved["opt_state"]])
+        self.state.rng = jax.numpy.asarray(saved["rng"])

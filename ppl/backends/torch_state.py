@@ -1,0 +1,130 @@
+"""What a strategy owns on torch: its own parameter store and random stream, entered only
+while it runs a program.
+
+Pyro keeps parameters in one global store and draws from torch's global generator, so
+two strategies in one process would train the same tensors. A :class:`ProgramState`
+holds a strategy's own store (the three dictionaries of Pyro's ``ParamStoreDict``) and,
+when seeded, its own generator state; :func:`entered` swaps them into Pyro's global
+objects for the duration of a call (a pointer swap, no copy) and swaps the caller's back
+on exit. Pyro's ``param_store.scope()`` does the same with copies, too slow per step.
+
+:func:`entered` is also the fault barrier: a process-wide re-entrant lock serialises
+strategies running in different threads (Pyro's handler stack is one global list), and
+an exception leaves Pyro's handler stack and plate-dimension allocator as they were.
+
+    >>> import pyro, torch
+    >>> state = ProgramState(rng_seed=0)
+    >>> with entered(state):
+    ...     _ = pyro.param("loc", torch.tensor(1.0))
+    >>> "loc" in pyro.get_param_store(), sorted(state.params)
+    (False, ['loc'])
+"""
+
+import contextlib
+import threading
+
+import pyro
+import torch
+from pyro.poutine.runtime import _DIM_ALLOCATOR, _PYRO_STACK
+
+_LOCK = threading.RLock()
+
+
+class ProgramState:
+    """A strategy's parameters (unconstrained tensors, their constraints) and random stream.
+
+    ``rng_seed=None`` draws from torch's global generator, as Pyro does; an integer gives
+    the state a generator of its own, seeded once, that advances only while it is entered.
+    The store starts from copies of the values in Pyro's global store (so that a value a
+    user set with ``pyro.param`` before building the strategy is its starting point), except
+    modules' weights, which stay in their modules.
+    """
+
+    def __init__(self, rng_seed=None):
+        self.params = {}  # name -> unconstrained leaf tensor
+        self.param_to_name = {}
+        self.constraints = {}
+        with _LOCK:  # while another strategy runs, the global store is swapped out
+            store = pyro.get_param_store()
+            for name, value in store._params.items():
+                if "$$$" not in name:
+                    copy = value.detach().clone().requires_grad_(value.requires_grad)
+                    self.params[name], self.param_to_name[copy] = copy, name
+                    self.constraints[name] = store._constraints[name]
+        self.rng_seed = rng_seed
+        self.rng = None if rng_seed is None else _seeded_cpu_state(rng_seed)
+        self.cuda_rng = None
+        self.active = False
+
+    def next_key(self):
+        """Torch draws from the entered generator; there are no keys to hand out."""
+        return None
+
+    def constrained(self):
+        """name -> constrained value (detached)."""
+        store = pyro.get_param_store()
+        with entered(self):
+            return {name: store[name].detach() for name in self.params}
+
+
+def _seeded_cpu_state(seed):
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    return generator.get_state()
+
+
+@contextlib.contextmanager
+def entered(state):
+    """Make ``state`` the param store and random stream that Pyro programs see."""
+    with _LOCK:
+        if state.active:  # re-entered (one verb calling another): already in place
+            yield state
+            return
+        store = pyro.get_param_store()
+        outer = (store._params, store._param_to_name, store._constraints)
+        depth, dims = len(_PYRO_STACK), list(_DIM_ALLOCATOR._stack)
+        store._params, store._param_to_name, store._constraints = (
+            state.params, state.param_to_name, state.constraints)
+        outer_rng = _swap_rng_in(state) if state.rng is not None else None
+        state.active = True
+        try:
+            yield state
+        except BaseException:
+            # a handler whose __enter__ failed half-way (a plate that allocated its dim,
+            # then rejected its size) never exits: drop what the fault left behind
+            del _PYRO_STACK[depth:]
+            _DIM_ALLOCATOR._stack[:] = dims
+            raise
+        finally:
+            state.active = False
+            if outer_rng is not None:
+                _swap_rng_out(state, outer_rng)
+            store._params, store._param_to_name, store._constraints = outer
+
+
+def _swap_rng_in(state):
+    outer = (torch.get_rng_state(), None)
+    torch.set_rng_state(state.rng)
+    if torch.cuda.is_initialized():
+        outer = (outer[0], torch.cuda.get_rng_state_all())
+        if state.cuda_rng is None:
+            torch.cuda.manual_seed_all(state.rng_seed)
+        else:
+            torch.cuda.set_rng_state_all(state.cuda_rng)
+    return outer
+
+
+def _swap_rng_out(state, outer):
+    state.rng = torch.get_rng_state()
+    torch.set_rng_state(outer[0])
+    if outer[1] is not None:
+        state.cuda_rng = torch.cuda.get_rng_state_all()
+        torch.cuda.set_rng_state_all(outer[1])
+
+
+@contextlib.contextmanager
+def restored_rng():
+    """Seeding inside this block does not leak: torch's generators are restored on exit."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        yield
