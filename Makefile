@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/python tutorials/quickstart.py
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q --doctest-modules ppl inference models tests
 
 bench: $(STAMP)
@@ -27,6 +28,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check ppl inference models tests tutorials benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -13,6 +13,7 @@
 
 import math
 import numbers
+import warnings
 
 from .program import dry_run, plate_nesting, squeeze_particles, value_shapes
 from .strategy import Strategy
@@ -149,6 +150,7 @@ class Importance(Strategy):
                 if name not in model_tr.latent:
                     raise ValueError(f"the proposal has site {name!r} that the model lacks as a "
                                      f"latent site (model sites: {sorted(model_tr.sites)})")
+            self._warn_initial_params(guide_tr)
         P = self.max_plate_nesting
         if P is None:
             P = plate_nesting([model_tr, guide_tr])
@@ -156,6 +158,16 @@ class Importance(Strategy):
         self._layout = WeightLayout(P, True)
         self._shapes = value_shapes(model_tr)
         self._ready = True
+
+    def _warn_initial_params(self, guide_tr):
+        """A fitted guide's parameters belong to the strategy that fitted it: say so when
+        the proposal runs with initial values (a valid but untrained proposal)."""
+        given = set(self.params or {}) | set(self.state.inherited)
+        initial = sorted(n for n in guide_tr.params if n not in given and "$$$" not in n)
+        if initial:
+            warnings.warn(f"Importance: the proposal's parameters {initial} take their initial "
+                          "values; to use a fitted guide pass its parameters, e.g. "
+                          "Importance(model, guide, params=vi.params)", UserWarning, stacklevel=4)
 
     def step(self, *args, **kwargs):
         """One batch of ``num_particles`` weighted particles."""

@@ -91,7 +91,7 @@ prior_is = Importance(model, num_particles=num_particles).run(features, labels)
 rows.append(("prior (IS only)", float("nan"), prior_is.log_evidence, prior_is.log_evidence_stderr,
              prior_is.effective_sample_size, 0.0))
 for name, (vi, guide, history, seconds) in fits.items():
-    result = Importance(model, guide, num_particles=num_particles).run(features, labels)
+    result = Importance(model, guide, num_particles=num_particles, params=vi.params).run(features, labels)
     bound = vi.evaluate(features, labels, num_particles=1000)
     rows.append((name, bound, result.log_evidence, result.log_evidence_stderr,
                  result.effective_sample_size, seconds))

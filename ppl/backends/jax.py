@@ -17,15 +17,16 @@ from numpyro import handlers as nh
 from numpyro.primitives import Messenger
 
 from ..backend import activated
+from ..errors import UnsupportedError
 from ..trace_view import PlateInfo, Site, Trace
 
 PARTICLE_PLATE = "_particles"
 
 
 def _module(name, nn_module, **kwargs):
-    raise NotImplementedError(
-        f"ppl.module({name!r}) on JAX: register flax/haiku modules with "
-        "numpyro.contrib.module (flax_module / haiku_module) for now")
+    raise UnsupportedError(f"ppl.module({name!r})", backend="jax",
+                           hint="register flax/haiku modules with numpyro.contrib.module "
+                           "(flax_module / haiku_module) for now")
 
 
 primitives = types.SimpleNamespace(
@@ -192,6 +193,7 @@ class ProgramState:
     def __init__(self, rng_seed=None):
         self.rng_seed = rng_seed
         self.rng = jax.random.PRNGKey(0 if rng_seed is None else int(rng_seed))
+        self.inherited = frozenset()  # parameters are values passed in, never global
 
     def next_key(self):
         self.rng, key = jax.random.split(self.rng)
@@ -215,9 +217,6 @@ class JaxBackend:
     def _fresh_key(self):
         self._stream, key = jax.random.split(self._stream)
         return key
-
-    def make_rng(self, seed):
-        return jax.random.PRNGKey(seed)
 
     def new_state(self, rng_seed=None):
         """A strategy's own random stream (parameters are values on JAX, held by engines)."""
@@ -270,7 +269,10 @@ class JaxBackend:
         return {name: set(parents) for name, parents in deps.items()}
 
     def relaxed(self, name, fn, temperature):
-        raise NotImplementedError(f"site {name!r}: the 'gumbel' estimator is torch-only for now")
+        raise UnsupportedError(f"site {name!r}: the 'gumbel' estimator", backend=self.name)
+
+    def straight_through(self, fn, soft):
+        raise UnsupportedError("the straight-through 'gumbel' estimator", backend=self.name)
 
     @contextlib.contextmanager
     def no_grad(self):

@@ -484,9 +484,6 @@ class TorchBackend:
                     value = fn(*args, **(kwargs or {}))
         return to_trace(recorder, value)
 
-    def make_rng(self, seed):
-        return None  # torch draws from its global generator (seed it with ppl.seed)
-
     def split_rng(self, rng):
         return None, None
 

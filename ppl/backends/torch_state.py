@@ -51,6 +51,7 @@ class ProgramState:
                     copy = value.detach().clone().requires_grad_(value.requires_grad)
                     self.params[name], self.param_to_name[copy] = copy, name
                     self.constraints[name] = store._constraints[name]
+        self.inherited = frozenset(self.params)
         self.rng_seed = rng_seed
         self.rng = None if rng_seed is None else _seeded_cpu_state(rng_seed)
         self.cuda_rng = None

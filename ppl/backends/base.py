@@ -1,0 +1,80 @@
+"""The backend protocol: what a backend gives the language and the strategies.
+
+Torch (Pyro) and JAX (NumPyro) implement it in ``ppl/backends/torch.py`` and
+``ppl/backends/jax.py``; everything else (handlers' semantics, objectives, weights,
+strategies) is written against these members. ``tests/test_backend_protocol.py`` checks
+that both backends provide every one; a feature a backend lacks raises
+:class:`ppl.errors.UnsupportedError` from the member, never a foreign library's error.
+
+    >>> import ppl
+    >>> isinstance(ppl.get_backend("torch"), Backend)
+    True
+    >>> missing_members(ppl.get_backend("torch"))
+    []
+"""
+
+from typing import Any, ContextManager, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Backend(Protocol):
+    # ---------------------------------------------------------------- the language
+    name: str
+    primitives: Any  # sample, param, plate, deterministic, factor, module
+    distributions: Any  # the distributions module (pyro.distributions, numpyro.distributions)
+    handlers: Any  # replay, condition, block, scale, mask, seed, do, uncondition
+    ops: Any  # the array-ops table the objectives and weights use (logsumexp, stack, ...)
+
+    # ------------------------------------------------------- running and recording
+    Recorder: type
+
+    def to_trace(self, recorder, return_value=None):
+        """The common :class:`ppl.Trace` view of what a ``Recorder`` saw."""
+
+    def run(self, fn, args=(), kwargs=None, replay=None, draw=None, adjust=None, particles=None,
+            params=None, rng=None):
+        """Run ``fn`` under a ``Recorder`` (values replayed, latent draws chosen by ``draw``,
+        vectorised over ``particles=(num, dim)``, ``param`` sites fixed to ``params``,
+        seeded by ``rng`` where keys are explicit) and return its Trace."""
+
+    def draw_reparam(self, msg):
+        """Draw a latent site, reparameterised where the distribution allows it."""
+
+    def draw_detached(self, msg):
+        """Draw a latent site without a gradient path."""
+
+    def relaxed(self, name, fn, temperature):
+        """The Concrete relaxation of a discrete site's distribution."""
+
+    def straight_through(self, fn, soft):
+        """The hard value of a relaxed draw with the soft draw's gradient."""
+
+    # ----------------------------------------------------- a strategy's own state
+    def new_state(self, rng_seed=None):
+        """A strategy's own parameters and random stream (``next_key()`` hands out keys
+        where randomness is explicit, None where it is a global generator)."""
+
+    def entered(self, state) -> ContextManager:
+        """Make ``state`` what programs see while a strategy's call runs; one thread at a
+        time; on an exception the handler stacks (and plate allocators) are left as they
+        were before the call."""
+
+    def split_rng(self, rng):
+        """Two independent keys from one (None, None where randomness is global)."""
+
+    def preserved_rng(self) -> ContextManager:
+        """A block whose draws do not change the random stream seen after it."""
+
+    def no_grad(self) -> ContextManager:
+        """A block without gradient tracking."""
+
+    # ------------------------------------------------------ dependency tracking
+    def dependencies(self, fn, args, kwargs):
+        """site -> the sites its distribution was computed from."""
+
+
+def missing_members(backend):
+    """The members of :class:`Backend` that ``backend`` lacks (an empty list when it
+    implements the protocol)."""
+    names = [n for n in dir(Backend) if not n.startswith("_")] + list(Backend.__annotations__)
+    return sorted({n for n in names if not hasattr(backend, n)})
