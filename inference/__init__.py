@@ -13,13 +13,10 @@ from .causal import (
     probability_of_necessity_and_sufficiency,
     probability_of_sufficiency,
 )
-from .estimators import Enum, Estimator, Gumbel, Reparam, Score
-from .gflownet import GFlowNetEM
-from .gflownet_actions import ActionMLPPolicy, ActionSpace
+from .gflownet import ActionMLPPolicy, ActionSpace, GFlowNetEM
 from .importance import Importance, ImportanceResult
-from .objectives import ELBO, IWAE, RWS, VIS, Objective, Renyi
 from .optim import SGD, Adam, AdamW
-from .vi import VI
+from .vi import ELBO, IWAE, RWS, VI, VIS, Enum, Estimator, Gumbel, Objective, Renyi, Reparam, Score
 from .weights import NonFiniteError
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The bottom-up construction of parse trees (:class:`models.pcfg.TreeActions`) as a batched
 action space for :class:`inference.GFlowNetEM` (the protocol of
-:mod:`inference.gflownet_actions`): every operation works on a batch of states of
+:mod:`inference.gflownet.actions`): every operation works on a batch of states of
 sentences of different lengths at once, with the same action ids, masks and parents as
 ``TreeActions``.
 
@@ -28,7 +28,7 @@ rows after them) and ``num_nodes [n]``. A terminal state's value for the tree si
 
 import torch
 
-from inference.gflownet_actions import ActionSpace
+from inference.gflownet.actions import ActionSpace
 
 from .pcfg import Tree
 

@@ -11,10 +11,8 @@ or JAX (NumPyro).
 
 from . import distributions, errors
 from .backend import backend, get_backend, set_backend
-from .counterfactual import counterfactual, world_value
-from .graph import graph
+from .causal import Identification, counterfactual, graph, identify, world_value
 from .handlers import block, condition, do, mask, replay, scale, seed, trace
-from .identification import Identification, identify
 from .primitives import deterministic, factor, module, param, plate, sample
 from .trace_view import PlateInfo, Site, Trace
 

@@ -80,7 +80,7 @@ def condition(fn=None, data=None):
 
 
 def do(fn=None, interventions=None):
-    """Intervene on sites (hard values, distributions or shifts; see :mod:`ppl.interventions`)."""
+    """Intervene on sites (hard values, distributions or shifts; see :mod:`ppl.causal.interventions`)."""
     if interventions is None:
         raise ValueError("do needs interventions: a dict of site name -> value")
     return _dispatch("do", fn, interventions=interventions)

@@ -341,13 +341,13 @@ class _Seed(Messenger):
 
 
 def _condition(fn=None, data=None):
-    from ..interventions import condition
+    from ..causal.interventions import condition
 
     return condition(fn, data=data)
 
 
 def _do(fn=None, interventions=None):
-    from ..interventions import do
+    from ..causal.interventions import do
 
     return do(fn, interventions=interventions)
 

@@ -1,18 +1,18 @@
 """The verbs of :class:`~inference.GFlowNetEM` for a user-defined action space
 (``GFlowNetEM(model, action_space=...)``): set-up, the E-step with the balance losses and a
 backward policy, replay, the M-step, evaluation and posterior draws. The protocol an
-action space follows is in :mod:`inference.gflownet_actions`.
+action space follows is in :mod:`inference.gflownet.actions`.
 
-    >>> from inference.gflownet_structured import OPTIONS_WITHOUT_ACTION_SPACES
+    >>> from inference.gflownet.structured import OPTIONS_WITHOUT_ACTION_SPACES
     >>> OPTIONS_WITHOUT_ACTION_SPACES
     ('order', 'local_search', 'sleep')
 """
 
 import torch
 
-from .gflownet_actions import ActionMLPPolicy, construct, repeat_state
-from .gflownet_losses import detailed_balance, subtrajectory_balance, trajectory_balance
-from .program import common_plate
+from .actions import ActionMLPPolicy, construct, repeat_state
+from .losses import detailed_balance, subtrajectory_balance, trajectory_balance
+from ..program import common_plate
 
 # order: the action space fixes the construction; local search: needs backward sampling of
 # states; sleep: needs a trajectory for a dreamed value. None of them is in the protocol.
@@ -31,7 +31,7 @@ def check_action_space_options(space, order, local_search, sleep):
                       "is_terminal", "encode", "values"):
         if not hasattr(space, attribute):
             raise ValueError(f"GFlowNetEM: action_space {space!r} has no {attribute!r} (see "
-                             "inference.gflownet_actions for the protocol)")
+                             "inference.gflownet.actions for the protocol)")
 
 
 def _pad_steps(tensors, width):

@@ -10,7 +10,7 @@ from torch import nn
 import ppl
 import ppl.distributions as dist
 from inference import Adam, GFlowNetEM
-from inference.gflownet import detailed_balance, subtrajectory_balance, trajectory_balance
+from inference.gflownet.losses import detailed_balance, subtrajectory_balance, trajectory_balance
 from models import mixture_data, mixture_model, mixture_weights_mle
 
 MEANS = torch.tensor([[-3.0, -1.0], [0.0, 1.0], [2.0, 4.0]])  # [c1, c2]

@@ -16,8 +16,8 @@ check is switched off for Categoricals only, and done instead on the tables an a
 (negative or NaN probabilities are an error naming the site), with evidence checked against
 its support. Every other distribution keeps torch's validation.
 
-The planning and contraction are :mod:`inference.elimination`; each site's factor and the
-checks, :mod:`inference.enumeration_factors`.
+The planning and contraction are :mod:`inference.exact.elimination`; each site's factor and the
+checks, :mod:`inference.exact.factors`.
 
     >>> import torch, ppl, ppl.distributions as dist
     >>> def coin():
@@ -44,7 +44,7 @@ from ppl.errors import UnsupportedError
 from ppl.shapes import broadcast_shape
 
 from . import elimination
-from .enumeration_factors import (
+from .factors import (
     categoricals_unvalidated,
     is_normalised,
     observed_log_prob,
@@ -52,7 +52,7 @@ from .enumeration_factors import (
     site_scope,
     support_on_dim,
 )
-from .program import plate_nesting
+from ..program import plate_nesting
 
 MAX_CELLS = 1 << 22  # the largest table variable elimination may build
 MAX_DIMS = 64  # torch's limit on a tensor's dimensions
@@ -208,7 +208,7 @@ class EnumeratedPosterior:
                                 self._max_cells)
 
     def _factor(self, index, rescale):
-        """Site ``index``'s table for :func:`inference.elimination.contract`, checked: its
+        """Site ``index``'s table for :func:`inference.exact.elimination.contract`, checked: its
         probabilities must be non-negative and not NaN."""
         site = self._sites[index]
         table, top = site_factor(site, self._own.get(site.name), self._first, rescale)

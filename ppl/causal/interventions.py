@@ -30,7 +30,7 @@ import difflib
 
 import torch
 
-from .shapes import broadcast_shape
+from ..shapes import broadcast_shape
 from pyro.distributions import Delta
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import apply_stack
@@ -118,7 +118,8 @@ class DoMessenger(CheckedSites):
             return
         if msg["infer"].get("evidence"):
             raise ValueError(f"do: site {name!r} is conditioned on, so intervening on it would "
-                             "discard the evidence; use ppl.counterfactual for evidence in another world")
+                             "discard the evidence; use ppl.counterfactual for evidence in another "
+                             "world")
         action = self.interventions[name]
         fn = msg["fn"]
         if isinstance(action, torch.distributions.Distribution):
@@ -181,7 +182,7 @@ class ConditionMessenger(CheckedSites):
             return
         if msg["infer"].get("do") in ("hard", "shift"):
             raise ValueError(f"condition: site {name!r} is intervened on, so evidence about it "
-                             "says nothing; use ppl.counterfactual for evidence in another world")
+                             "says nothing; use ppl.causal.counterfactual for evidence in another world")
         msg["value"] = fit_to_site(name, self.data[name], msg["fn"])
         msg["is_observed"] = True
         msg["infer"] = {**msg["infer"], "evidence": True}

@@ -36,14 +36,14 @@ from ppl.backends.torch import BACKEND
 from ppl.errors import CheckpointError
 from ppl.shapes import broadcast_shape
 
-from .engines import make_engine
-from .gflownet_losses import detailed_balance, subtrajectory_balance, trajectory_balance
-from .gflownet_structured import StructuredSteps, check_action_space_options
-from .checkpoint import difference
-from .optim import Adam, make_torch_optimizer
-from .program import common_plate, plate_nesting
-from .strategy import Strategy, entering
-from .weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
+from ..engines import make_engine
+from .losses import detailed_balance, subtrajectory_balance, trajectory_balance
+from .structured import StructuredSteps, check_action_space_options
+from ..checkpoint import difference
+from ..optim import Adam, make_torch_optimizer
+from ..program import common_plate, plate_nesting
+from ..strategy import Strategy, entering
+from ..weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
 
 
 LOSSES = ("tb", "subtb", "db")
@@ -117,10 +117,10 @@ class GFlowNetEM(StructuredSteps, Strategy):
         rng_seed: an integer gives the strategy a random stream of its own; None draws from
             torch's global generator.
         action_space: a user-defined construction of the latent sites (a structure such as a
-            parse tree, built step by step; see :mod:`inference.gflownet_actions` for the
+            parse tree, built step by step; see :mod:`inference.gflownet.actions` for the
             protocol), with a backward policy P_B (uniform over parents by default) in every
             balance loss; the policy is then ``forward(features, encoding) -> logits`` over
-            the space's actions (an :class:`~inference.gflownet_actions.ActionMLPPolicy` by
+            the space's actions (an :class:`~inference.gflownet.actions.ActionMLPPolicy` by
             default). ``order``, ``local_search`` and ``sleep`` do not apply (an error), nor
             do :meth:`posterior_probs` and :meth:`trajectory_log_probs`.
     """
@@ -597,7 +597,7 @@ class GFlowNetEM(StructuredSteps, Strategy):
         """log P_F of every complete assignment: ``[N, S_1, ..., S_T]`` (small models only)."""
         if self.action_space is not None:
             raise ValueError("GFlowNetEM: trajectory_log_probs enumerates scalar sites; with an "
-                             "action_space, force trajectories through inference.gflownet_actions.construct")
+                             "action_space, force trajectories through inference.gflownet.actions.construct")
         features = self._current_features(args, kwargs)
         grids = torch.meshgrid(*[torch.arange(s.size) for s in self.slots], indexing="ij")
         configs = [g.reshape(-1) for g in grids]

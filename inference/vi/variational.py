@@ -23,13 +23,13 @@ import math
 import numbers
 
 from .baselines import LearnedBaseline, RunningBaseline
-from .engines import make_engine
+from ..engines import make_engine
 from .estimators import Enum, Estimator, Gumbel, Score, resolve_estimator
 from .objectives import ELBO
-from .optim import Adam
-from .program import common_plate, dry_run, plate_nesting, squeeze_particles, value_shapes
-from .strategy import Strategy
-from .weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
+from ..optim import Adam
+from ..program import common_plate, dry_run, plate_nesting, squeeze_particles, value_shapes
+from ..strategy import Strategy
+from ..weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
 
 
 class _Detached(Estimator):
@@ -48,7 +48,7 @@ class VI(Strategy):
         objective: ``ELBO()`` (default), ``IWAE(K)``, ``Renyi(alpha, K)``, ``VIS(K)``, ``RWS(K)``.
         optimizer: ``Adam(lr=1e-2)`` (default) or another spec from :mod:`inference.optim`.
         estimators: site name -> ``"reparam" | "score" | "enum" | "gumbel"`` or an
-            :class:`~inference.estimators.Estimator`; a site's ``infer={"estimator": ...}``
+            :class:`~inference.vi.estimators.Estimator`; a site's ``infer={"estimator": ...}``
             does the same. Default: reparameterise where possible, else score function.
         independent_plate: with ``K > 1`` particles, the plate whose elements get their own
             importance weights (a per-datapoint bound, as in the IWAE paper). ``"auto"``

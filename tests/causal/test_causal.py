@@ -410,13 +410,13 @@ def test_inverse_cdf_sites_scored_in_the_factual_world_only():
 
     # u_y = (2.5 - 1) / 2 = 0.75; under do(x = 3), y = 3 + 2 * 0.75. The evidence y = 2.5 lies
     # outside the counterfactual world's support [3, 5], which must not matter.
-    tr = ppl.trace(ppl.counterfactual(scm, {"x": 1.0, "y": 2.5}, {"x": 3.0}))()
+    tr = ppl.trace(ppl.causal.counterfactual(scm, {"x": 1.0, "y": 2.5}, {"x": 3.0}))()
     assert [float(ppl.world_value(tr, "y", w)) for w in (0, 1)] == [2.5, 4.5]
 
 
 def test_multi_world_holds_k_plus_one_worlds():
     sets = [{"x": 0.0}, {"x": 1.0}, {"x": 2.0}]
-    program = ppl.counterfactual(linear_gaussian_scm, {"x": 1.0, "y": 3.0}, sets, worlds="multi")
+    program = ppl.causal.counterfactual(linear_gaussian_scm, {"x": 1.0, "y": 3.0}, sets, worlds="multi")
     tr = ppl.trace(program)()
     assert tr["y"].value.shape[-1] == 4  # 3 interventions + the factual world, not 2^3
     assert [float(ppl.world_value(tr, "y", w)) for w in range(4)] == [3.0, 1.0, 3.0, 5.0]
@@ -461,9 +461,9 @@ def test_counterfactual_bad_input():
         return ppl.sample("p", dist.Beta(2.0, 2.0))
 
     with pytest.raises(ValueError, match="site 'p': Beta cannot be reparameterised"):
-        ppl.trace(ppl.counterfactual(beta_model, {}, {"p": 0.5}))()
+        ppl.trace(ppl.causal.counterfactual(beta_model, {}, {"p": 0.5}))()
     with pytest.raises(ValueError, match="counterfactual: the program has no sample site 'w'"):
-        ppl.trace(ppl.counterfactual(linear_gaussian_scm, {"w": 1.0}, {"x": 0.0}))()
+        ppl.trace(ppl.causal.counterfactual(linear_gaussian_scm, {"w": 1.0}, {"x": 0.0}))()
     assert math.isfinite(counterfactual(linear_gaussian_scm, {"x": 1.0, "y": 3.0, "z": 5.0},
                                         {"x": 0.0}, "y").mean)
 

@@ -26,12 +26,12 @@ import torch
 
 import ppl
 from ppl.backend import backend_of
-from ppl.counterfactual import counterfactual as counterfactual_program
-from ppl.counterfactual import world_value
+from ppl.causal.counterfactual import counterfactual as counterfactual_program
+from ppl.causal.counterfactual import world_value
 from ppl.errors import UnsupportedError
 
-from .exact import enumerate_program
-from .importance import Importance
+from ..exact import enumerate_program
+from ..importance import Importance
 
 METHODS = ("exact", "importance", "vi")
 
@@ -96,8 +96,7 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
     if method == "vi":
         if guide is None:
             raise ValueError("method='vi' needs guide=: a program sampling the latent sites")
-        from .objectives import ELBO
-        from .vi import VI
+        from ..vi import ELBO, VI
 
         vi = VI(program, guide, objective or ELBO(num_particles=8), optimizer)
         vi.run(*args, num_steps=num_steps, progress=False, **kwargs)
@@ -160,7 +159,7 @@ def counterfactual(model, evidence, interventions, target, *args, worlds="twin",
                    method="exact", num_particles=10_000, **kwargs):
     """The distribution of ``target`` in counterfactual ``world`` (1 = the first intervened
     world) given ``evidence`` in the factual world. ``target``: a site name, or a function
-    of the trace (read worlds with :func:`ppl.counterfactual.world_value`)."""
+    of the trace (read worlds with :func:`ppl.causal.counterfactual.world_value`)."""
     _check_method(method)
     require_torch(model, "counterfactual queries")
     program = counterfactual_program(model, evidence, interventions, worlds=worlds,

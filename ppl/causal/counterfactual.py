@@ -60,9 +60,9 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import apply_stack
 from pyro.poutine.subsample_messenger import _Subsample
 
-from .backends.torch import Plate
+from ..backends.torch import Plate
 from .interventions import DoMessenger, device_of, fit_to_site, missing_site_error
-from .shapes import broadcast_shape
+from ..shapes import broadcast_shape
 
 WORLD_PLATE = "_worlds"
 _NESTING = weakref.WeakKeyDictionary()  # model -> its plate nesting
@@ -87,7 +87,7 @@ def world_dim(trace_or_nesting):
         for plate in site.plates:
             if plate.name == WORLD_PLATE:
                 return plate.dim
-    raise ValueError("this trace has no world plate: run a ppl.counterfactual program")
+    raise ValueError("this trace has no world plate: run a ppl.causal.counterfactual program")
 
 
 def world_value(trace, name, world):
@@ -530,7 +530,7 @@ class CounterfactualProgram:
             except TypeError:  # not weakly referenceable
                 pass
         if self._nesting is None:
-            from .backends.torch import BACKEND
+            from ..backends.torch import BACKEND
 
             # blocked: handlers around this program must not see the dry run
             with BACKEND.preserved_rng(), torch.no_grad(), block():

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from inference import Adam, GFlowNetEM, NonFiniteError
-from inference.gflownet_actions import construct
-from inference.gflownet_losses import trajectory_balance
+from inference.gflownet.actions import construct
+from inference.gflownet.losses import trajectory_balance
 from models.pcfg import PCFG, TreeActions, inside_log_likelihood, pcfg_corpus, tree_log_prob
 from models.pcfg_program import learned_grammar, pad_sentences, pcfg_program, tree_to_value
 from models.pcfg_space import TreeActionSpace

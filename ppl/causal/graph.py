@@ -15,7 +15,7 @@ was computed from (through arbitrary tensor code and ``deterministic`` sites).
 
 import networkx as nx
 
-from .backend import backend_of
+from ..backend import backend_of
 
 
 def graph(model, *args, **kwargs):

@@ -1,0 +1,22 @@
+"""Causal queries: interventional and counterfactual distributions, effects (ATE, PN, PS,
+PNS) and adjustment formulas on data, by exact elimination, importance sampling or VI.
+
+    >>> from inference.causal import interventional, counterfactual, average_treatment_effect
+"""
+
+from .queries import (
+    METHODS,
+    Estimate,
+    adjustment_formula,
+    average_treatment_effect,
+    counterfactual,
+    estimate,
+    interventional,
+    probability_of_necessity,
+    probability_of_necessity_and_sufficiency,
+    probability_of_sufficiency,
+)
+
+__all__ = ["METHODS", "Estimate", "adjustment_formula", "average_treatment_effect", "counterfactual",
+           "estimate", "interventional", "probability_of_necessity",
+           "probability_of_necessity_and_sufficiency", "probability_of_sufficiency"]

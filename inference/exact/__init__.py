@@ -1,0 +1,8 @@
+"""Exact queries: every latent site summed out by variable elimination.
+
+    >>> from inference.exact import enumerate_program
+"""
+
+from .queries import EnumeratedPosterior, enumerate_program
+
+__all__ = ["EnumeratedPosterior", "enumerate_program"]
