@@ -16,5 +16,7 @@ of effects from that graph.
 from .counterfactual import counterfactual, world_value
 from .graph import graph
 from .identify import Identification, identify
+from .noise import NoiseModel, register_noise
 
-__all__ = ["Identification", "counterfactual", "graph", "identify", "world_value"]
+__all__ = ["Identification", "NoiseModel", "counterfactual", "graph", "identify", "register_noise",
+           "world_value"]

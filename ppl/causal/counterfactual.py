@@ -6,18 +6,10 @@ evidence holds), worlds 1..k are the intervened ones (``worlds="twin"``: one dic
 interventions, k = 1; ``worlds="multi"``: a list of k dicts, k + 1 worlds in all, never
 2^k). Site ``x`` takes one value per world; read them with :func:`world_value`.
 
-The noise convention (counterfactual answers depend on it):
-
-- location-scale sites (Normal, Laplace, Cauchy, Gumbel): ``x_w = loc_w + scale_w * eps``
-  with ``eps`` from the standard member of the family, shared by all worlds;
-- other continuous sites with an inverse CDF (Uniform, Exponential):
-  ``x_w = icdf_w(u)``, ``u ~ Uniform(0, 1)`` shared;
-- Bernoulli sites, by the Gumbel-max trick, which for two outcomes is
-  ``x_w = 1[u > 1 - p_w]`` with ``u ~ Uniform(0, 1)`` shared (a monotone coupling);
-- Categorical sites, by the Gumbel-max trick: ``x_w = argmax(logits_w + g)`` with
-  ``g ~ Gumbel(0, 1)^K`` shared;
-- ``Delta`` sites (a model that writes its noise explicitly as sample sites and its
-  mechanisms as point masses) carry no noise of their own.
+Each site's noise is shared by the rule registered for its distribution's family in
+:mod:`ppl.causal.noise` (location-scale, inverse CDF, Gumbel-max for Bernoulli and
+Categorical, none for Delta; counterfactual answers depend on it); register a rule for
+a family of your own with :func:`ppl.causal.noise.register_noise`.
 
 Abduction is exact: an observed location-scale or inverse-CDF site fixes its noise
 (``eps = (x - loc_0) / scale_0``), an observed Bernoulli site restricts ``u`` to the
@@ -37,38 +29,25 @@ thresholds in which ``u`` falls.
     [3.0, 1.0]
 """
 
-import math
 import weakref
 
 import torch
-from pyro.distributions import (
-    Bernoulli,
-    Categorical,
-    Cauchy,
-    Delta,
-    Exponential,
-    Gumbel,
-    Independent,
-    Laplace,
-    Normal,
-    Uniform,
-)
+from pyro.distributions import Categorical, Delta, Independent
 from pyro.distributions.torch_distribution import TorchDistribution
-from torch.distributions import constraints
 from pyro.poutine import block
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import apply_stack
 from pyro.poutine.subsample_messenger import _Subsample
+from torch.distributions import constraints
 
 from ..backends.torch import Plate
-from .interventions import DoMessenger, device_of, fit_to_site, missing_site_error
+from .interventions import DoMessenger, fit_to_site, missing_site_error
+from .noise import noise_model, supported_families
 from ..shapes import broadcast_shape
 
 WORLD_PLATE = "_worlds"
 _NESTING = weakref.WeakKeyDictionary()  # model -> its plate nesting
 SHARED = "_shared_across_worlds"
-LOCATION_SCALE = (Normal, Laplace, Cauchy, Gumbel)
-INVERSE_CDF = (Uniform, Exponential)
 
 
 class WorldPlate(Plate):
@@ -135,7 +114,8 @@ def _without_world(shape, dim):
 
 
 class _Mechanism:
-    """A site's distribution seen as value = f(parameters, shared noise)."""
+    """A site's distribution seen as value = push(parameters, shared noise), by the noise
+    rule registered for its family (:mod:`ppl.causal.noise`)."""
 
     def __init__(self, name, fn, dim):
         self.name, self.dim = name, dim
@@ -145,37 +125,38 @@ class _Mechanism:
             self.reinterpreted += base.reinterpreted_batch_ndims
             base = base.base_dist
         self.base = base
-        if not isinstance(base, LOCATION_SCALE + INVERSE_CDF + (Bernoulli, Categorical, Delta)):
+        self.rule = noise_model(base)
+        if self.rule is None:
             raise ValueError(
-                f"site {name!r}: {type(base).__name__} cannot be reparameterised for noise "
-                "sharing between worlds (supported: Normal, Laplace, Cauchy, Gumbel, Uniform, "
-                "Exponential, Bernoulli, Categorical, Delta); write its noise explicitly as a "
-                "sample site and the mechanism as a Delta")
+                f"site {name!r}: {type(base).__name__} has no noise-sharing rule between worlds "
+                f"(rules: {', '.join(supported_families())}); write its noise explicitly as a "
+                "sample site and the mechanism as a Delta, or register a rule with "
+                "ppl.causal.noise.register_noise")
         self.event_dim = len(base.event_shape)
         self._factual_fn = None
-        self._abducted = None  # (evidence, its noise) of a location-scale site
+        self.abducted = None  # (evidence, its noise), kept by a rule that fixes the noise
         self.noise_shape = _without_world(base.batch_shape, dim - self.event_dim) + base.event_shape
 
-    def _world0(self, attr):
+    def world0(self, attr):
+        """World 0's slice of a parameter, keeping the world dim (size 1)."""
         return _narrow(getattr(self.base, attr), self.dim, self.event_dim)
 
-    def _factual(self):
+    def factual(self):
         """The site's distribution in the factual world alone: the evidence may lie outside
         the support of another world's distribution, so it is never scored there. Built
         unvalidated: its parameters are a slice of the site's own (validated by torch when
         the model built them, if validation is on); the evidence's support is checked in
         :meth:`check_evidence`."""
         if self._factual_fn is None:
-            params = {a: self._world0(a) for a in _params(self.base)}
+            params = {a: self.world0(a) for a in self.rule.params}
             self._factual_fn = type(self.base)(**params, validate_args=False)
         return self._factual_fn
 
     def check_evidence(self, value):
         """A clear error if the evidence lies outside the factual world's support."""
-        base = self.base
-        if isinstance(base, Delta) or getattr(type(base), "support", None) is constraints.real:
+        if not self.rule.params or getattr(type(self.base), "support", None) is constraints.real:
             return
-        support = self._factual().support
+        support = self.factual().support
         if support is constraints.real or constraints.is_dependent(support):
             return
         if not bool(support.check(value).all()):
@@ -183,129 +164,20 @@ class _Mechanism:
                              f"{support} of the site's distribution in the factual world")
 
     def noise_prior(self):
-        base, shape = self.base, self.noise_shape
-        zeros = torch.zeros(shape, dtype=_dtype(base), device=device_of(base))
-        if isinstance(base, LOCATION_SCALE):
-            return type(base)(zeros, torch.ones_like(zeros), validate_args=False)
-        if isinstance(base, Categorical):
-            k = base.logits.shape[-1]
-            zeros = torch.zeros(shape + (k,), dtype=base.logits.dtype, device=base.logits.device)
-            return Gumbel(zeros, torch.ones_like(zeros), validate_args=False)
-        return Uniform(zeros, torch.ones_like(zeros), validate_args=False)
+        return self.rule.prior(self.base, self.noise_shape)
 
     def push(self, noise):
         """The value in every world."""
-        base = self.base
-        if isinstance(base, LOCATION_SCALE):
-            return base.loc + base.scale * noise
-        if isinstance(base, INVERSE_CDF):
-            return base.icdf(noise)
-        if isinstance(base, Bernoulli):
-            return (noise > 1 - base.probs).to(base.probs.dtype)
-        if isinstance(base, Categorical):
-            return (base.logits + noise).argmax(-1)
-        return base.v
+        return self.rule.push(self.base, noise)
 
     def abduct(self, value):
         """(noise distribution or value given the factual observation, is_deterministic)."""
-        base = self.base
-        if isinstance(base, LOCATION_SCALE):
-            eps = (value - self._world0("loc")) / self._world0("scale")
-            self._abducted = (value, eps)
-            return eps, True
-        if isinstance(base, INVERSE_CDF):
-            return self._factual().cdf(value), True
-        if isinstance(base, Bernoulli):
-            threshold = 1 - self._world0("probs")
-            low = torch.where(value > 0.5, threshold, torch.zeros_like(threshold))
-            high = torch.where(value > 0.5, torch.ones_like(threshold), threshold)
-            return _IntervalUniform(low, high), False
-        if isinstance(base, Categorical):
-            return _GumbelGivenArgmax(self._world0("logits"), value), False
-        return None, True
+        return self.rule.abduct(self, value)
 
     def factual_log_prob(self, value):
         """log p_0(value): the evidence's likelihood in the factual world."""
-        base = self.base
-        if isinstance(base, Delta):
-            return torch.zeros(())
-        if self._abducted is not None and self._abducted[0] is value:  # location-scale
-            lp = _standard_log_density(base, self._abducted[1]) - self._world0("scale").log()
-        else:
-            lp = self._factual().log_prob(value)
+        lp = self.rule.factual_log_prob(self, value)
         return lp.sum(tuple(range(-self.reinterpreted, 0))) if self.reinterpreted else lp
-
-
-def _standard_log_density(base, eps):
-    """log density of the standard member of a location-scale family at ``eps``; the site's
-    log density at loc + scale * eps is this minus log(scale)."""
-    if isinstance(base, Normal):
-        return -0.5 * eps * eps - 0.5 * math.log(2 * math.pi)
-    if isinstance(base, Laplace):
-        return -eps.abs() - math.log(2.0)
-    if isinstance(base, Cauchy):
-        return -math.log(math.pi) - (eps * eps).log1p()
-    return -(eps + (-eps).exp())  # Gumbel
-
-
-def _params(base):
-    if isinstance(base, LOCATION_SCALE):
-        return ("loc", "scale")
-    if isinstance(base, Uniform):
-        return ("low", "high")
-    if isinstance(base, Exponential):
-        return ("rate",)
-    if isinstance(base, Bernoulli):
-        return ("probs",)
-    if isinstance(base, Categorical):
-        return ("logits",)
-    return ()
-
-
-def _dtype(base):
-    for attr in ("loc", "probs", "logits", "low", "rate", "v"):
-        if hasattr(base, attr):
-            value = getattr(base, attr)
-            return value.dtype if value.is_floating_point() else torch.get_default_dtype()
-    return torch.get_default_dtype()
-
-
-def _IntervalUniform(low, high):
-    """Uniform(low, high), tolerating empty intervals (probability-zero evidence)."""
-    return Uniform(low, torch.maximum(high, low + 1e-12), validate_args=False)
-
-
-class _GumbelGivenArgmax(TorchDistribution):
-    """Gumbel(0, 1)^K noise conditioned on argmax(logits + g) = k (top-down sampling)."""
-
-    arg_constraints = {}
-    support = torch.distributions.constraints.real_vector
-    has_rsample = False
-
-    def __init__(self, logits, k):
-        self.logits = logits.log_softmax(-1)
-        self.k = k.long()
-        shape = broadcast_shape(self.logits.shape[:-1], self.k.shape)
-        self.logits = self.logits.expand(shape + self.logits.shape[-1:])
-        self.k = self.k.expand(shape)
-        super().__init__(shape, self.logits.shape[-1:], validate_args=False)
-
-    def sample(self, sample_shape=torch.Size()):
-        shape = torch.Size(sample_shape) + self.logits.shape
-        gumbel = -torch.log(-torch.log(torch.rand(shape, device=self.logits.device)))
-        top = gumbel[..., :1].squeeze(-1)  # max of logits + g is Gumbel(logsumexp(logits)) = Gumbel(0)
-        perturbed = self.logits + gumbel
-        # the others are Gumbel(logits_j) truncated below the maximum
-        truncated = -torch.log(torch.exp(-perturbed) + torch.exp(-top).unsqueeze(-1))
-        onehot = torch.nn.functional.one_hot(self.k, self.logits.shape[-1]).bool()
-        perturbed = torch.where(onehot, top.unsqueeze(-1), truncated)
-        return perturbed - self.logits
-
-    def log_prob(self, value):
-        gumbel = -(value + torch.exp(-value)).sum(-1)
-        argmax = (self.logits + value).argmax(-1)
-        chosen = self.logits.gather(-1, self.k.unsqueeze(-1)).squeeze(-1)
-        return torch.where(argmax == self.k, gumbel - chosen, torch.full_like(gumbel, -float("inf")))
 
 
 class _IntervalIndex(Categorical):
@@ -353,7 +225,7 @@ class CounterfactualMessenger(Messenger):
         overrides = self._intervene(name, msg, mechanism, value, noise)
         if observed:
             overrides.append((0, evidence))
-            if not (self.exact and isinstance(mechanism.base, Bernoulli)):
+            if not (self.exact and mechanism.rule.threshold_noise):
                 _side_site(f"{name}__evidence", _Factor(mechanism.factual_log_prob(evidence)),
                            value=torch.zeros(()), observed=True)
         if overrides:
@@ -368,10 +240,9 @@ class CounterfactualMessenger(Messenger):
         msg["infer"] = {**msg["infer"], "counterfactual": True}
 
     def _noise(self, name, mechanism, evidence):
-        base = mechanism.base
-        if isinstance(base, Delta):
+        if not mechanism.rule.has_noise:
             return None
-        if self.exact and isinstance(base, Bernoulli):
+        if self.exact and mechanism.rule.threshold_noise:
             return self._interval_noise(name, mechanism, evidence)
         if evidence is not None:
             abducted, deterministic = mechanism.abduct(evidence)

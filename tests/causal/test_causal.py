@@ -460,7 +460,7 @@ def test_counterfactual_bad_input():
     def beta_model():
         return ppl.sample("p", dist.Beta(2.0, 2.0))
 
-    with pytest.raises(ValueError, match="site 'p': Beta cannot be reparameterised"):
+    with pytest.raises(ValueError, match="site 'p': Beta has no noise-sharing rule"):
         ppl.trace(ppl.causal.counterfactual(beta_model, {}, {"p": 0.5}))()
     with pytest.raises(ValueError, match="counterfactual: the program has no sample site 'w'"):
         ppl.trace(ppl.causal.counterfactual(linear_gaussian_scm, {"w": 1.0}, {"x": 0.0}))()
@@ -484,3 +484,38 @@ def test_vi_method_fits_a_guide_then_corrects_it_by_importance():
     assert abs(est.params["q_stress"].item() - 0.8) < 0.1
     with pytest.raises(ValueError, match="method='vi' needs guide="):
         interventional(confounded_scm, {}, "cancer", method="vi")
+
+
+def test_a_noise_rule_registered_for_a_new_family_is_used():
+    from ppl.causal import noise
+
+    def scm():
+        a = ppl.sample("a", dist.Normal(0.0, 1.0))
+        return ppl.sample("x", dist.LogNormal(a, 1.0))
+
+    evidence, intervention = {"a": 0.0, "x": math.e}, {"a": 1.0}
+    with pytest.raises(ValueError, match="site 'x': LogNormal has no noise-sharing rule"):
+        ppl.trace(ppl.counterfactual(scm, evidence, intervention))()
+
+    class LogLocationScale(noise.NoiseModel):
+        """x = exp(loc + scale * eps), eps ~ Normal(0, 1)."""
+
+        params = ("loc", "scale")
+
+        def prior(self, base, shape):
+            return dist.Normal(torch.zeros(shape), torch.ones(shape))
+
+        def push(self, base, eps):
+            return (base.loc + base.scale * eps).exp()
+
+        def abduct(self, mechanism, value):
+            return (value.log() - mechanism.world0("loc")) / mechanism.world0("scale"), True
+
+    noise.register_noise(dist.LogNormal)(LogLocationScale)
+    try:
+        trace = ppl.trace(ppl.counterfactual(scm, evidence, intervention))()
+        # abduction: eps = log(e) - 0 = 1; in the world where a = 1, x = exp(1 + 1)
+        assert float(ppl.world_value(trace, "x", 1)) == pytest.approx(math.e ** 2)
+        assert float(ppl.world_value(trace, "x", 0)) == pytest.approx(math.e)
+    finally:
+        del noise._RULES[dist.LogNormal]
