@@ -6,8 +6,10 @@ counterfactuals whose noise the evidence fixes, as in linear-Gaussian SCMs), by
 importance sampling (``method="importance"``, with ``num_particles`` and optionally a
 ``guide`` as proposal) or by variational inference (``method="vi"``: the ``guide`` is fitted
 to the conditioned program with ``objective`` for ``num_steps``, then used as the proposal
-of importance sampling, which corrects its bias and gives a standard error). A guide for a
-counterfactual program samples its noise sites, ``"<site>__noise"``.
+of importance sampling, which corrects its bias and gives a standard error); ``method="auto"``
+takes the exact path where every latent site can be summed out and importance sampling
+otherwise (the answer's ``method`` says which ran). A guide for a counterfactual program
+samples its noise sites, ``"<site>__noise"``.
 
     >>> import torch, ppl, ppl.distributions as dist
     >>> def scm():
@@ -30,10 +32,10 @@ from ppl.causal.counterfactual import counterfactual as counterfactual_program
 from ppl.causal.counterfactual import world_value
 from ppl.errors import UnsupportedError
 
-from ..exact import enumerate_program
+from ..exact import NotEnumerableError, enumerate_program
 from ..importance import Importance
 
-METHODS = ("exact", "importance", "vi")
+METHODS = ("exact", "importance", "vi", "auto")
 
 
 class Estimate:
@@ -89,9 +91,18 @@ def _check_method(method):
 
 def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=None,
              guide=None, objective=None, optimizer=None, num_steps=1000, **kwargs):
-    """E[fn(trace)] under ``program`` (conditioned by its observed sites)."""
+    """E[fn(trace)] under ``program`` (conditioned by its observed sites). ``method="auto"``:
+    exact where every latent site can be summed out, importance sampling otherwise (with a
+    ``guide``, importance sampling from it); the answer's ``method`` says which ran."""
     _check_method(method)
     require_torch(program, "causal queries")
+    if method == "auto":
+        if guide is None:
+            try:
+                return estimate(program, fn, *args, method="exact", discrete=discrete, **kwargs)
+            except NotEnumerableError:
+                pass
+        method = "importance"
     params = None
     if method == "vi":
         if guide is None:
@@ -162,14 +173,23 @@ def counterfactual(model, evidence, interventions, target, *args, worlds="twin",
     of the trace (read worlds with :func:`ppl.causal.counterfactual.world_value`)."""
     _check_method(method)
     require_torch(model, "counterfactual queries")
-    program = counterfactual_program(model, evidence, interventions, worlds=worlds,
-                                     exact=method == "exact")
     if isinstance(target, str):
         def fn(trace):
             return world_value(trace, target, world)
     else:
         fn = target
-    return estimate(program, fn, *args, method=method, num_particles=num_particles, **kwargs)
+
+    def query(method):
+        program = counterfactual_program(model, evidence, interventions, worlds=worlds,
+                                         exact=method == "exact")
+        return estimate(program, fn, *args, method=method, num_particles=num_particles, **kwargs)
+
+    if method == "auto" and kwargs.get("guide") is None:
+        try:
+            return query("exact")
+        except NotEnumerableError:
+            method = "importance"
+    return query(method)
 
 
 def average_treatment_effect(model, treatment, outcome, *args, treated=1.0, control=0.0,

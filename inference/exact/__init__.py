@@ -3,6 +3,7 @@
     >>> from inference.exact import enumerate_program
 """
 
+from .elimination import NotEnumerableError
 from .queries import EnumeratedPosterior, enumerate_program
 
-__all__ = ["EnumeratedPosterior", "enumerate_program"]
+__all__ = ["EnumeratedPosterior", "NotEnumerableError", "enumerate_program"]

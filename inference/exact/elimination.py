@@ -21,8 +21,16 @@ import math
 
 import torch
 
+from ppl.errors import UnsupportedError
+
 _PLANS = {}  # structure of a query -> its elimination plan (shapes only, never values)
 _MAX_PLANS = 512
+
+
+class NotEnumerableError(UnsupportedError, ValueError):
+    """Exact enumeration cannot sum this program's latent sites out (a continuous site, a
+    latent site inside a plate, too large a table); ``method="auto"`` falls back to
+    importance sampling on it. Also a ``ValueError``, as it was before it had a name."""
 
 
 def plan(scopes, normalised, sizes, query, max_cells):
@@ -85,7 +93,7 @@ def make_plan(scopes, normalised, sizes, query, max_cells):
                 best = (key, d, union)
         (cells, _, _), d, union = best
         if cells > max_cells:
-            raise ValueError(
+            raise NotEnumerableError(
                 f"exact enumeration: summing out the latent sites needs a table of {cells} "
                 f"cells (more than max_cells={max_cells}); use method='importance'")
         largest = max(largest, cells)
@@ -99,7 +107,7 @@ def make_plan(scopes, normalised, sizes, query, max_cells):
     final = tuple(active)
     cells = math.prod(sizes[e] for e in query) if query else 1
     if cells > max_cells:
-        raise ValueError(f"exact enumeration: the queried marginal has {cells} cells (more "
+        raise NotEnumerableError(f"exact enumeration: the queried marginal has {cells} cells (more "
                          f"than max_cells={max_cells})")
     return tuple(needed), tuple(steps), final, max(largest, cells)
 

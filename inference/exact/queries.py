@@ -44,6 +44,7 @@ from ppl.errors import UnsupportedError
 from ppl.shapes import broadcast_shape
 
 from . import elimination
+from .elimination import NotEnumerableError
 from .factors import (
     categoricals_unvalidated,
     is_normalised,
@@ -261,26 +262,26 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
     def draw(msg):
         name, fn = msg["name"], msg["fn"]
         if not getattr(fn, "has_enumerate_support", False):
-            raise ValueError(
+            raise NotEnumerableError(
                 f"exact enumeration: latent site {name!r} ({type(fn).__name__}) has no finite "
                 "support; exact queries need every latent site discrete (or fixed by evidence); "
                 "use method='importance'")
         for frame in msg["cond_indep_stack"]:
             if frame.dim is not None and frame.size > 1:
-                raise ValueError(
+                raise NotEnumerableError(
                     f"exact enumeration: latent site {name!r} lies in plate {frame.name!r} of "
                     f"size {frame.size}; enumerating it jointly over the plate is not supported; "
                     "use method='importance'")
         batch = fn.batch_shape
         if max(batch[max(len(batch) + limit + 1, 0):], default=1) > 1:
-            raise ValueError(
+            raise NotEnumerableError(
                 f"exact enumeration: latent site {name!r} has batch shape {tuple(batch)}: more "
                 "than one value right of the enumeration dims (a batch of latent variables "
                 "outside a plate, or inside one); exact queries need one value per latent "
                 "site; use method='importance'")
         dim = limit - len(sizes)
         if -dim > MAX_DIMS:
-            raise ValueError(
+            raise NotEnumerableError(
                 f"exact enumeration: latent site {name!r} would need tensor dimension {dim}; "
                 f"torch allows {MAX_DIMS}, so at most {MAX_DIMS + limit + 1} latent sites "
                 f"with max_plate_nesting={max_plate_nesting}; use method='importance'")

@@ -519,3 +519,36 @@ def test_a_noise_rule_registered_for_a_new_family_is_used():
         assert float(ppl.world_value(trace, "x", 0)) == pytest.approx(math.e)
     finally:
         del noise._RULES[dist.LogNormal]
+
+
+def test_method_auto_is_exact_where_it_can_be_and_samples_otherwise():
+    from inference import counterfactual, interventional
+
+    def discrete():
+        z = ppl.sample("z", dist.Bernoulli(0.4))
+        x = ppl.sample("x", dist.Bernoulli(0.2 + 0.6 * z))
+        return ppl.sample("y", dist.Bernoulli(0.1 + 0.3 * x + 0.5 * z))
+
+    answer = interventional(discrete, {"x": 1.0}, "y", method="auto")
+    assert answer.method == "exact" and answer.mean == pytest.approx(0.6, abs=1e-6)
+
+    def continuous():  # a latent Normal cannot be enumerated
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        return ppl.sample("y", dist.Normal(2.0 * z, 1.0))
+
+    torch.manual_seed(0)
+    answer = interventional(continuous, {}, "z", evidence={"y": 2.0}, method="auto",
+                            num_particles=20_000)
+    # posterior of z given y = 2: Normal(0.8, sqrt(0.2)); 4 standard errors of the estimate
+    assert answer.method == "importance" and abs(answer.mean - 0.8) < 4 * answer.stderr
+    with pytest.raises(ValueError, match="no finite support"):
+        interventional(continuous, {}, "z", evidence={"y": 2.0}, method="exact")
+
+    # a counterfactual whose Bernoulli noise is enumerable runs exactly
+    def scm():
+        x = ppl.sample("x", dist.Bernoulli(0.5))
+        return ppl.sample("y", dist.Bernoulli(0.2 + 0.6 * x))
+
+    answer = counterfactual(scm, {"x": 1.0, "y": 1.0}, {"x": 0.0}, "y", method="auto")
+    exact = counterfactual(scm, {"x": 1.0, "y": 1.0}, {"x": 0.0}, "y", method="exact")
+    assert answer.method == "exact" and answer.mean == pytest.approx(exact.mean)
