@@ -20,16 +20,16 @@ from .common import Method, time_interleaved
 
 # (file suffix, function name) of the framework's entry points, in call order
 BREAKDOWN = [
-    ("inference/vi.py", "step"), ("inference/engines/torch.py", "step"),
-    ("inference/vi.py", "_surrogate"), ("inference/vi.py", "_traces"),
-    ("ppl/backends/torch.py", "run"), ("pyro/poutine/runtime.py", "apply_stack"),
-    ("ppl/backends/torch.py", "_broadcast"), ("ppl/backends/torch.py", "_module"),
-    ("ppl/backends/torch.py", "to_trace"), ("inference/weights.py", "total_log_weight"),
-    ("inference/weights.py", "reduce"), ("ppl/backends/torch.py", "_site_log_prob"),
+    ("inference/vi/variational.py", "step"), ("inference/engines/torch.py", "step"),
+    ("inference/vi/variational.py", "_surrogate"), ("inference/vi/variational.py", "_traces"),
+    ("ppl/backends/torch/backend.py", "run"), ("pyro/poutine/runtime.py", "apply_stack"),
+    ("ppl/backends/torch/plate.py", "_broadcast"), ("ppl/backends/torch/primitives.py", "_module"),
+    ("ppl/backends/torch/recorder.py", "to_trace"), ("inference/weights.py", "total_log_weight"),
+    ("inference/weights.py", "reduce"), ("ppl/backends/torch/recorder.py", "_site_log_prob"),
     ("torch/distributions/independent.py", "log_prob"),
     ("torch/distributions/utils.py", "_sum_rightmost"),
     ("pyro/distributions/torch_distribution.py", "to_event"),
-    ("pyro/distributions/util.py", "scale_and_mask"), ("inference/objectives.py", "loss"),
+    ("pyro/distributions/util.py", "scale_and_mask"), ("inference/vi/objectives.py", "loss"),
     ("inference/engines/torch.py", "discover"), ("torch/_tensor.py", "backward"),
     ("torch/optim/optimizer.py", "wrapper"),
 ]

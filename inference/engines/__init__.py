@@ -3,7 +3,7 @@ step, and their checkpointed state. Chosen by backend name; engines take a loss 
 of (parameters, random key), as NumPyro's ``SVI`` does, never a strategy's internals.
 
     >>> from inference.optim import Adam
-    >>> from ppl.backends.torch_state import ProgramState
+    >>> from ppl.backends.torch import ProgramState
     >>> type(make_engine("torch", Adam(), ProgramState())).__name__
     'TorchEngine'
 """

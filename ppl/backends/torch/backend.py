@@ -1,0 +1,114 @@
+"""The backend protocol on PyTorch (``ppl/backends/base.py``)."""
+
+import contextlib
+
+
+import pyro
+import pyro.distributions
+import torch
+
+from ...backend import activated
+from .state import ProgramState, entered, restored_rng
+from .handlers import _FixedParams, _ProvenanceTracker, handlers
+from .ops import _Ops
+from .plate import PARTICLE_PLATE, Plate
+from .primitives import distributions, primitives
+from .recorder import Recorder, to_trace
+
+
+class TorchBackend:
+    """The backend protocol on PyTorch (see DESIGN.md, "Backend protocol")."""
+
+    name = "torch"
+    primitives = primitives
+    distributions = distributions
+    handlers = handlers
+    ops = _Ops
+    Recorder = Recorder
+    to_trace = staticmethod(to_trace)
+
+    def run(self, fn, args=(), kwargs=None, replay=None, draw=None, adjust=None, particles=None,
+            params=None, rng=None):
+        """Run ``fn`` under a :class:`Recorder` and return its :class:`Trace` view.
+
+        ``particles``: ``(num, dim)`` to vectorise the run over a particle plate.
+        ``params``: values that ``param`` sites take instead of the store's (modules keep
+        their own weights). ``rng`` is for functional backends; on torch randomness comes
+        from the generator of the entered :class:`ProgramState`.
+        """
+        recorder = Recorder(replay, draw, adjust)
+        fixed = _FixedParams(params) if params else contextlib.nullcontext()
+        with activated(self.name), fixed, recorder:
+            if particles is None:
+                value = fn(*args, **(kwargs or {}))
+            else:
+                with Plate(PARTICLE_PLATE, particles[0], dim=particles[1]):
+                    value = fn(*args, **(kwargs or {}))
+        return to_trace(recorder, value)
+
+    def split_rng(self, rng):
+        return None, None
+
+    def new_state(self, rng_seed=None):
+        """A strategy's own parameter store and (when seeded) random stream."""
+        return ProgramState(rng_seed)
+
+    entered = staticmethod(entered)
+
+    def draw_reparam(self, msg):
+        fn = msg["fn"]
+        msg["value"] = fn.rsample() if fn.has_rsample else fn.sample()
+
+    def draw_detached(self, msg):
+        msg["value"] = msg["fn"].sample()
+
+    def dependencies(self, fn, args, kwargs):
+        """site -> the sites its distribution was computed from, by provenance tracking.
+
+        Unlike Pyro's ``get_dependencies``, observed and intervened sites are nodes with
+        children too, and ``deterministic`` sites pass their inputs' provenance through.
+        """
+        tracker = _ProvenanceTracker()
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), pyro.validation_enabled(False):
+            with activated(self.name), tracker:
+                fn(*args, **(kwargs or {}))
+        return tracker.parents
+
+    def relaxed(self, name, fn, temperature):
+        """The Concrete relaxation of a OneHotCategorical or Bernoulli site (through ``to_event``)."""
+        if isinstance(fn, pyro.distributions.Independent):
+            base = self.relaxed(name, fn.base_dist, temperature)
+            return base.to_event(fn.reinterpreted_batch_ndims)
+        tau = torch.tensor(float(temperature), dtype=fn.logits.dtype, device=fn.logits.device)
+        # no support check: at low temperatures the relaxed draws themselves round off
+        # the float32 simplex (or to exactly 0 / 1) and would fail it
+        if isinstance(fn, pyro.distributions.OneHotCategorical):
+            return pyro.distributions.RelaxedOneHotCategorical(tau, logits=fn.logits, validate_args=False)
+        if isinstance(fn, pyro.distributions.Bernoulli):
+            return pyro.distributions.RelaxedBernoulli(tau, logits=fn.logits, validate_args=False)
+        raise ValueError(
+            f"site {name!r}: estimator 'gumbel' relaxes OneHotCategorical and Bernoulli sites, "
+            f"not {type(fn).__name__}; write a Categorical site as OneHotCategorical")
+
+    def straight_through(self, fn, soft):
+        """The hard sample in the forward pass, the relaxed sample's gradient in the backward."""
+        base = fn.base_dist if isinstance(fn, pyro.distributions.Independent) else fn
+        if isinstance(base, pyro.distributions.OneHotCategorical):
+            hard = torch.nn.functional.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+        else:
+            hard = (soft > 0.5).to(soft.dtype)
+        return hard + (soft - soft.detach())
+
+    @contextlib.contextmanager
+    def no_grad(self):
+        with torch.no_grad():
+            yield
+
+    @contextlib.contextmanager
+    def preserved_rng(self):
+        """Run a block without changing the random stream seen by the code after it."""
+        with restored_rng():
+            yield
+
+
+BACKEND = TorchBackend()

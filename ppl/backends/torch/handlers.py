@@ -1,0 +1,112 @@
+"""The handlers table on torch: Pyro's poutine plus our replay, seed, condition, do, and
+the provenance tracker behind ``ppl.graph``."""
+
+import random
+import types
+
+import numpy
+
+import pyro
+import pyro.distributions
+import torch
+from pyro import poutine
+from pyro.ops.provenance import ProvenanceTensor, detach_provenance, get_provenance
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.subsample_messenger import _Subsample
+
+from .state import restored_rng
+
+
+class _ProvenanceTracker(Messenger):
+    """Tags every sample site's value with its name and reads each site's parents off the
+    provenance of its log density."""
+
+    def __init__(self):
+        super().__init__()
+        self.parents = {}
+
+    def _pyro_post_sample(self, msg):
+        if type(msg["fn"]) is _Subsample or msg["infer"].get("_deterministic"):
+            return
+        name = msg["name"]
+        value = detach_provenance(msg["value"])
+        if not torch.is_tensor(value):
+            value = torch.as_tensor(value)
+        tagged = ProvenanceTensor(value, frozenset({name}))
+        self.parents[name] = set(get_provenance(msg["fn"].log_prob(tagged))) - {name}
+        msg["value"] = tagged
+
+
+class _ReplayValues(Messenger):
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def _pyro_sample(self, msg):
+        if not msg["is_observed"] and msg["name"] in self.values:
+            msg["value"] = self.values[msg["name"]]
+
+
+class _Seed(Messenger):
+    """Seeds torch's (and Python's and NumPy's) random number generators on entry and
+    restores them on exit, so that code after the block draws as if it had not run."""
+
+    def __init__(self, rng_seed):
+        super().__init__()
+        self.rng_seed = rng_seed
+        self._outer = []
+
+    def __enter__(self):
+        fork = restored_rng()
+        fork.__enter__()
+        self._outer.append((fork, random.getstate(), numpy.random.get_state()))
+        pyro.set_rng_seed(self.rng_seed)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            fork, python_state, numpy_state = self._outer.pop()
+            random.setstate(python_state)
+            numpy.random.set_state(numpy_state)
+            fork.__exit__(None, None, None)
+
+
+def _condition(fn=None, data=None):
+    from ...causal.interventions import condition
+
+    return condition(fn, data=data)
+
+
+def _do(fn=None, interventions=None):
+    from ...causal.interventions import do
+
+    return do(fn, interventions=interventions)
+
+
+handlers = types.SimpleNamespace(
+    replay=lambda fn=None, values=None: _ReplayValues(values)(fn) if fn else _ReplayValues(values),
+    condition=_condition,
+    block=poutine.block,
+    scale=poutine.scale,
+    mask=poutine.mask,
+    seed=lambda fn=None, rng_seed=0: _Seed(rng_seed)(fn) if fn else _Seed(rng_seed),
+    do=_do,
+    uncondition=poutine.uncondition,
+)
+
+
+class _FixedParams(Messenger):
+    """``param`` sites take the given values instead of the store's. A module's weights
+    (``name$$$weight``) stay in the module: Pyro would otherwise swap the module's own
+    parameters for these."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = {name: value for name, value in values.items() if "$$$" not in name}
+
+    def _pyro_param(self, msg):
+        if msg["name"] in self.values:
+            msg["value"] = self.values[msg["name"]]
+            msg["done"] = True

@@ -1,0 +1,84 @@
+"""The array-ops table on torch tensors."""
+
+
+
+import pyro
+import pyro.distributions
+import torch
+from .recorder import _is_one
+
+
+
+class _Ops:
+    """Array operations the objectives need, on torch tensors."""
+
+    logsumexp = staticmethod(torch.logsumexp)
+    stop_gradient = staticmethod(torch.Tensor.detach)
+    exp = staticmethod(torch.exp)
+    log = staticmethod(torch.log)
+    where = staticmethod(torch.where)
+    softmax = staticmethod(lambda x, dim: torch.softmax(x, dim))
+    square = staticmethod(torch.square)
+
+    @staticmethod
+    def sum(x, dim=None):
+        return x.sum() if dim is None else x.sum(dim)
+
+    @staticmethod
+    def mean(x, dim=None):
+        return x.mean() if dim is None else x.mean(dim)
+
+    stack = staticmethod(torch.stack)
+    concatenate = staticmethod(torch.cat)
+
+    @staticmethod
+    def broadcast_to(x, shape):
+        return torch.as_tensor(x).expand(shape)
+
+    @staticmethod
+    def isnan(x):
+        return bool(torch.isnan(x).any())
+
+    @staticmethod
+    def categorical(probs, num, rng=None):
+        return torch.multinomial(probs, num, replacement=True)
+
+    @staticmethod
+    def numel(x):
+        return x.numel()
+
+    @staticmethod
+    def reshape(x, shape):
+        return x.reshape(shape)
+
+    @staticmethod
+    def ndim(x):
+        return x.dim()
+
+    @staticmethod
+    def isfinite(x):
+        return bool(torch.isfinite(x).all())
+
+    @staticmethod
+    def sum_log_prob(site):
+        """The site's total log density; scores ``to_event`` sites through their base
+        distribution, since everything is summed anyway."""
+        fn = site.fn
+        if (type(fn) is pyro.distributions.Independent and site.mask is None
+                and site._log_prob is None):
+            try:
+                total = fn.base_dist.log_prob(site.value).sum()
+            except (ValueError, RuntimeError):
+                return site.log_prob.sum()
+            return total if _is_one(site.scale) else total * site.scale
+        return site.log_prob.sum()
+
+    @staticmethod
+    def item(x):
+        return x.detach().item() if isinstance(x, torch.Tensor) else float(x)
+
+    @staticmethod
+    def asarray(x, like=None):
+        if like is not None:
+            return torch.as_tensor(x, dtype=like.dtype, device=like.device)
+        return torch.as_tensor(x)

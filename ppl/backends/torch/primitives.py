@@ -1,0 +1,75 @@
+"""The primitives on torch: Pyro's, with ``param`` accepting plain numbers and a cached
+``module`` registration."""
+
+import types
+
+
+import pyro
+import pyro.distributions
+import torch
+from pyro.poutine.runtime import _PYRO_STACK
+from .plate import Plate
+from .recorder import Recorder
+
+
+
+_registered_modules = {}  # name -> (module, a param-store key, its (name, parameter) pairs)
+
+
+def _module(name, nn_module, update_module_params=True):
+    """``pyro.module``, skipped once registered when only ``Recorder``s and plates listen.
+
+    Registering a module emits one ``param`` message per parameter on every call; inside
+    a strategy's own run nothing but its ``Recorder`` reads them, so the recorder is
+    handed the cached parameters directly.
+    """
+    cached = _registered_modules.get(name)
+    if cached is not None and cached[0] is nn_module and _only_recorders_listen():
+        if cached[1] in pyro.get_param_store()._params:
+            for frame in _PYRO_STACK:
+                if type(frame) is Recorder:
+                    frame.params.update(cached[2])
+            return nn_module
+    # update_module_params: a module whose parameters were loaded into the param store
+    # (a checkpoint) takes them, so that a resumed run continues exactly; parameters are
+    # global by name, as in Pyro, so a clash of shapes is an error rather than an adoption
+    _check_module_shapes(name, nn_module)
+    out = pyro.module(name, nn_module, update_module_params=update_module_params)
+    pairs = [(f"{name}$$${n}", p) for n, p in nn_module.named_parameters() if p.requires_grad]
+    if pairs:
+        _registered_modules[name] = (nn_module, pairs[0][0], pairs)
+    return out
+
+
+def _check_module_shapes(name, nn_module):
+    store = pyro.get_param_store()._params
+    for param_name, p in nn_module.named_parameters():
+        stored = store.get(f"{name}$$${param_name}")
+        if stored is not None and stored.shape != p.shape:
+            raise ValueError(
+                f"ppl.module({name!r}): the param store holds {name}$$${param_name} with shape "
+                f"{tuple(stored.shape)}, but this module's parameter has shape {tuple(p.shape)}; "
+                "register it under another name or call pyro.clear_param_store()")
+
+
+def _param(name, init_value=None, *args, **kwargs):
+    if init_value is not None and not callable(init_value) and not isinstance(init_value, torch.Tensor):
+        init_value = torch.as_tensor(init_value, dtype=torch.get_default_dtype())
+    return pyro.param(name, init_value, *args, **kwargs)
+
+
+def _only_recorders_listen():
+    return bool(_PYRO_STACK) and all(type(f) in _PARAM_BLIND for f in _PYRO_STACK)
+
+
+_PARAM_BLIND = (Recorder, Plate, pyro.plate)
+
+primitives = types.SimpleNamespace(
+    sample=pyro.sample,
+    param=_param,
+    plate=Plate,
+    deterministic=pyro.deterministic,
+    factor=pyro.factor,
+    module=_module,
+)
+distributions = pyro.distributions

@@ -1,0 +1,111 @@
+"""The Messenger that records a run for a strategy, and the ``Trace`` view of it."""
+
+
+
+from pyro.distributions.util import scale_and_mask
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.subsample_messenger import _Subsample
+
+from ...shapes import broadcast_shape
+from ...trace_view import PlateInfo, Site, Trace
+
+
+class Recorder(Messenger):
+    """Records sample, deterministic and param sites of one run.
+
+    ``replay``: values (by site name) that latent sites take instead of being drawn.
+    ``draw``: ``draw(msg)`` called for each latent site that is not replayed; it may set
+    ``msg["value"]`` (and change ``msg["fn"]``) to choose how the site is sampled.
+    ``adjust``: ``adjust(msg)`` called for each replayed site (e.g. to relax its distribution).
+    """
+
+    def __init__(self, replay=None, draw=None, adjust=None):
+        super().__init__()
+        self.replay = replay
+        self.draw = draw
+        self.adjust = adjust
+        self.sites = {}
+        self.params = {}
+        self.deterministics = {}
+
+    def _pyro_sample(self, msg):
+        if msg["is_observed"] or type(msg["fn"]) is _Subsample:
+            return
+        replay = self.replay
+        if replay is not None and msg["name"] in replay:
+            msg["value"] = replay[msg["name"]]
+            if self.adjust is not None:
+                self.adjust(msg)
+        elif self.draw is not None:
+            self.draw(msg)
+
+    def _pyro_post_sample(self, msg):
+        name = msg["name"]
+        if type(msg["fn"]) is _Subsample:  # a plate's own subsample site, not a random variable
+            return
+        if msg["infer"].get("_deterministic"):
+            self.deterministics[name] = msg["value"]
+            return
+        if name in self.sites:
+            raise ValueError(f"sample site {name!r} appears twice in one run; site names must be unique")
+        self.sites[name] = msg
+
+    def _pyro_post_param(self, msg):
+        self.params[msg["name"]] = msg["value"]
+
+
+def _is_one(scale):
+    return isinstance(scale, (int, float)) and scale == 1
+
+
+def _site_log_prob(site):
+    try:
+        log_prob = site.fn.log_prob(site.value)
+    except (ValueError, RuntimeError) as error:
+        if _broadcasts(site):
+            raise
+        raise ValueError(_shape_error(site, error)) from error
+    return scale_and_mask(log_prob, site.scale, site.mask)
+
+
+def _broadcasts(site):
+    value_shape = tuple(getattr(site.value, "shape", ()))
+    try:
+        broadcast_shape(value_shape, tuple(site.fn.batch_shape) + tuple(site.fn.event_shape))
+    except RuntimeError:
+        return False
+    return True
+
+
+def _shape_error(site, error):
+    value_shape = tuple(getattr(site.value, "shape", ()))
+    expected = tuple(site.fn.batch_shape) + tuple(site.fn.event_shape)
+    plates = ", ".join(f"{p.name!r} (dim {p.dim}, size {p.size})" for p in site.plates) or "none"
+    return (f"site {site.name!r}: cannot score a value of shape {value_shape} under "
+            f"{type(site.fn).__name__} with batch + event shape {expected}; plates: {plates}. "
+            f"({error})")
+
+
+def _plates(msg):
+    return tuple(PlateInfo(f.name, f.dim, f.size) for f in msg["cond_indep_stack"])
+
+
+def to_trace(recorder, return_value=None):
+    """The common :class:`Trace` view of what a :class:`Recorder` saw."""
+    sites = {
+        name: Site(
+            name=name,
+            value=msg["value"],
+            fn=msg["fn"],
+            observed=msg["is_observed"],
+            plates=_plates(msg),
+            infer=msg["infer"],
+            scale=msg["scale"],
+            mask=msg["mask"],
+            _log_prob_fn=_site_log_prob,
+        )
+        for name, msg in recorder.sites.items()
+    }
+    from .backend import BACKEND  # the backend module imports this one
+
+    return Trace(sites, recorder.params, recorder.deterministics, return_value, BACKEND)
