@@ -18,7 +18,7 @@ import warnings
 from .program import dry_run, plate_nesting, squeeze_particles, value_shapes
 from .strategy import Strategy
 from .trainer import run_steps
-from .weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
+from .weights import WeightLayout, total_log_weight
 
 
 class ImportanceResult:
@@ -198,8 +198,8 @@ class Importance(Strategy):
             log_w = total_log_weight(ops, layout, scored) - log_q
             log_w = ops.broadcast_to(log_w, (K,))
         if ops.isnan(log_w):
-            culprit = find_non_finite(ops, [("model", model_tr)])
-            raise NonFiniteError(f"importance weights are NaN: {culprit or 'no single site is NaN'}")
+            raise self.non_finite("importance weights are NaN", [("model", model_tr)],
+                                  "no single site is NaN")
         samples = squeeze_particles(ops, model_tr.values(), self._shapes, K)
         samples = {n: v for n, v in samples.items() if n in model_tr.latent
                    or n in model_tr.deterministics or _varies_over_particles(model_tr, n, K)}

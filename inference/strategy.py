@@ -23,10 +23,11 @@ import contextlib
 import functools
 
 from ppl.backend import backend_of
-from ppl.errors import CheckpointError
+from ppl.errors import CheckpointError, NonFiniteError
 
 from . import checkpoint
 from .trainer import run_steps
+from .weights import find_non_finite
 
 
 class Strategy:
@@ -66,6 +67,13 @@ class Strategy:
 
     def _progress_label(self):
         return type(self).__name__
+
+    def non_finite(self, what, traces, otherwise):
+        """The :class:`NonFiniteError` to raise: ``what``, then the first site responsible in
+        ``traces`` (``(role, trace)`` pairs; its value, log density or a parameter), or
+        ``otherwise`` when no single site is."""
+        culprit = find_non_finite(self.ops, traces)
+        return NonFiniteError(f"{what}: {culprit or otherwise}")
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self):

@@ -29,7 +29,7 @@ from .objectives import ELBO
 from ..optim import Adam
 from ..program import common_plate, dry_run, plate_nesting, squeeze_particles, value_shapes
 from ..strategy import Strategy
-from ..weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
+from ..weights import WeightLayout, total_log_weight
 
 
 class _Detached(Estimator):
@@ -306,10 +306,9 @@ class VI(Strategy):
     def _raise_non_finite(self, value, args, kwargs):
         with self.backend.no_grad():
             guide_tr, model_tr = self._traces(args, kwargs, *self.engine.loss_inputs())
-        culprit = find_non_finite(self.ops, [("guide", guide_tr), ("model", model_tr)])
-        raise NonFiniteError(
-            f"loss is {value} at step {self.step_count}: "
-            f"{culprit or 'no single site is non-finite; the objective overflowed'}")
+        raise self.non_finite(f"loss is {value} at step {self.step_count}",
+                              [("guide", guide_tr), ("model", model_tr)],
+                              "no single site is non-finite; the objective overflowed")
 
     def _progress_label(self):
         return type(self.objective).__name__

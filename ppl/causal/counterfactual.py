@@ -40,7 +40,9 @@ from pyro.poutine.runtime import apply_stack
 from pyro.poutine.subsample_messenger import _Subsample
 from torch.distributions import constraints
 
+from ..backend import backend_of
 from ..backends.torch import Plate
+from ..errors import UnsupportedError
 from .interventions import DoMessenger, fit_to_site, missing_site_error
 from .noise import noise_model, supported_families
 from ..shapes import broadcast_shape
@@ -368,6 +370,9 @@ def counterfactual(model, evidence, interventions, worlds="twin", exact=False,
     left of the model's ``max_plate_nesting`` plate dimensions (found by a dry run once per
     model if not given).
     """
+    backend = backend_of(model).name
+    if backend != "torch":
+        raise UnsupportedError("counterfactual worlds (ppl.counterfactual)", backend=backend)
     if worlds == "twin":
         if not isinstance(interventions, dict):
             raise ValueError("counterfactual(worlds='twin') takes one dict of interventions")

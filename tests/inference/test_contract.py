@@ -414,3 +414,13 @@ def test_jax_interventional_is_right_or_unsupported(method):
         assert abs(est.mean - 0.6) < 1e-6, est
     else:  # the estimate's own standard error (about sqrt(0.24 / 4000) = 0.008); 4 of them
         assert 0 < est.stderr < 0.05 and abs(est.mean - 0.6) < 4 * est.stderr, est
+
+
+def test_jax_counterfactual_worlds_are_unsupported_by_name():
+    # the worlds are Pyro Messengers: a NumPyro model would run without seeing them
+    pytest.importorskip("numpyro")
+    with ppl.backend("jax"):
+        with pytest.raises(UnsupportedError, match="counterfactual worlds .* jax backend"):
+            ppl.counterfactual(_backdoor, {"X": 1.0}, {"X": 0.0})
+        with pytest.raises(UnsupportedError, match="jax backend"):
+            inference.counterfactual(_backdoor, {"X": 1.0}, {"X": 0.0}, "Y", method="auto")
