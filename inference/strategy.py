@@ -23,7 +23,7 @@ import contextlib
 import functools
 
 from ppl.backend import backend_of
-from ppl.errors import CheckpointError, NonFiniteError
+from ppl.errors import CheckpointError, NonFiniteError, UnsupportedError
 
 from . import checkpoint
 from .trainer import run_steps
@@ -59,7 +59,17 @@ class Strategy:
             yield self
 
     def step(self, *args, **kwargs):
-        raise NotImplementedError
+        """One unit of work (an optimisation step, a batch of particles); returns its loss
+        or result. Subclasses write it, inside ``self.entered()``."""
+        raise UnsupportedError(f"{type(self).__name__}.step")
+
+    def evaluate(self, *args, **kwargs):
+        """An estimate of log p(x) from what the strategy has learned."""
+        raise UnsupportedError(f"{type(self).__name__}.evaluate")
+
+    def posterior(self, *args, num_samples=1000, **kwargs):
+        """``num_samples`` posterior draws: site name -> array ``[num_samples, ...]``."""
+        raise UnsupportedError(f"{type(self).__name__}.posterior")
 
     def run(self, *args, num_steps=1000, progress=True, **kwargs):
         """``num_steps`` calls of :meth:`step` with a progress bar; returns their losses."""

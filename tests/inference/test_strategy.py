@@ -1,0 +1,75 @@
+"""The strategy base: a new strategy writes its step (and its estimate) and gets the rest,
+run with history, its own parameters and random stream, checkpoints, non-finite reports."""
+
+import pyro
+import pytest
+import torch
+
+import ppl
+import ppl.distributions as dist
+from inference.strategy import Strategy, entering
+from ppl.errors import CheckpointError, NonFiniteError, UnsupportedError
+
+
+def model():
+    return ppl.sample("z", dist.Normal(ppl.param("shift", torch.tensor(1.0)), 1.0))
+
+
+class PriorMean(Strategy):
+    """Averages draws of the model's return value: a step is one draw."""
+
+    def __init__(self, model, rng_seed=None):
+        super().__init__(model, rng_seed)
+        self.total = 0.0
+
+    @entering
+    def step(self):
+        value = float(self.backend.run(self.model).return_value.detach())
+        if value != value:
+            raise self.non_finite("draw is NaN", [], "no site")
+        self.total += value
+        self.step_count += 1
+        self.history.append(value)
+        return value
+
+    def evaluate(self):
+        return self.total / self.step_count
+
+    def state_dict(self):
+        return {**super().state_dict(), "total": self.total, "rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.total = state["total"]
+        torch.set_rng_state(state["rng"])
+
+
+def test_a_new_strategy_gets_run_seeding_and_checkpoints(tmp_path):
+    a = PriorMean(model, rng_seed=3)
+    history = a.run(num_steps=50, progress=False)
+    assert history == a.history and a.step_count == 50
+    # the mean of 50 draws of N(1, 1): within 4 standard errors (4 / sqrt(50) = 0.57)
+    assert abs(a.evaluate() - 1.0) < 4 / 50 ** 0.5
+    # its parameters are its own (Pyro's global store is untouched); the same seed, the same draws
+    assert "shift" not in pyro.get_param_store()
+    assert PriorMean(model, rng_seed=3).run(num_steps=50, progress=False) == history
+    # a checkpoint resumes exactly, into a fresh instance
+    a.save(tmp_path / "prior.ckpt")
+    continued = a.run(num_steps=5, progress=False)
+    b = PriorMean(model, rng_seed=99)
+    b.load(tmp_path / "prior.ckpt")
+    assert b.run(num_steps=5, progress=False) == continued and b.step_count == 55
+    with pytest.raises(CheckpointError, match="written by a PriorMean, not a VI"):
+        from inference import VI
+
+        VI(model, model).load(tmp_path / "prior.ckpt")
+
+
+def test_the_base_names_what_a_strategy_does_not_provide():
+    strategy = PriorMean(model)
+    with pytest.raises(UnsupportedError, match="PriorMean.posterior"):
+        strategy.posterior()
+    with pytest.raises(ValueError, match="rng_seed must be an integer"):
+        PriorMean(model, rng_seed="seven")
+    error = strategy.non_finite("loss is nan", [], "the objective overflowed")
+    assert isinstance(error, NonFiniteError) and str(error) == "loss is nan: the objective overflowed"
