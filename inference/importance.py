@@ -189,7 +189,7 @@ class Importance(Strategy):
                 guide_tr = backend.run(self.proposal, args, kwargs, draw=self._draw,
                                        particles=particles, rng=self._next_rng(),
                                        params=self.params)
-                values = {n: s.value for n, s in guide_tr.latent.items()}
+                values = guide_tr.replay_values()
                 log_q = total_log_weight(ops, layout, guide_tr.latent.values())
             model_tr = backend.run(self.model, args, kwargs, replay=values, draw=self._draw,
                                    particles=particles, rng=self._next_rng(), params=self.params)

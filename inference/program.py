@@ -11,7 +11,7 @@ def dry_run(backend, model, guide, args, kwargs, draw, rng=None, params=None):
         values = None
         if guide is not None:
             guide_tr = backend.run(guide, args, kwargs, draw=draw, params=params, rng=guide_rng)
-            values = {name: s.value for name, s in guide_tr.latent.items()}
+            values = guide_tr.replay_values()
         model_tr = backend.run(model, args, kwargs, replay=values, draw=draw, params=params,
                                rng=model_rng)
     return guide_tr, model_tr

@@ -69,6 +69,14 @@ class Trace:
         self.deterministics = dict(deterministics or {})
         self.return_value = return_value
         self.backend = backend
+        self.subsamples = {}  # plate name -> the indices a subsampled plate drew
+
+    def replay_values(self):
+        """What another program replays from this one: the latent sites' values and the
+        subsampled plates' indices (by plate name)."""
+        values = {name: s.value for name, s in self.sites.items() if not s.observed}
+        values.update(self.subsamples)
+        return values
 
     def __getitem__(self, name):
         try:

@@ -209,7 +209,7 @@ class VI(Strategy):
         rng_guide, rng_model = (None, None) if rng is None else backend.split_rng(rng)
         guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw, particles=particles,
                                params=params, rng=rng_guide)
-        values = {name: s.value for name, s in guide_tr.latent.items()}
+        values = guide_tr.replay_values()
         model_tr = backend.run(self.model, args, kwargs, replay=values,
                                adjust=self._relax_model_site if self._gumbel else None,
                                particles=particles, params=params, rng=rng_model)
@@ -255,6 +255,7 @@ class VI(Strategy):
             observed = {n: s.value for n, s in dream.sites.items() if n not in self._estimators}
             guide_args, guide_kwargs = self.objective.sleep_inputs(observed, args, kwargs)
         values = {n: dream[n].value for n in self._estimators if n in dream.sites}
+        values.update(dream.subsamples)
         guide_tr = backend.run(self.guide, guide_args, guide_kwargs, replay=values, particles=particles)
         log_q = total_log_weight(self.ops, layout, guide_tr.latent.values())
         return -self.ops.sum(self.ops.mean(log_q, 0))
@@ -334,7 +335,7 @@ class VI(Strategy):
                 particles = (k, -(self._plates + 1))
                 guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw_plain,
                                        particles=particles, **self._functional_inputs())
-                values = {name: s.value for name, s in guide_tr.latent.items()}
+                values = guide_tr.replay_values()
                 model_tr = backend.run(self.model, args, kwargs, replay=values,
                                        particles=particles, **self._functional_inputs())
                 log_w = (total_log_weight(ops, layout, model_tr.sites.values())

@@ -52,8 +52,14 @@ class Recorder(Messenger):
         self.params = {}
         self.param_constraints = {}
         self.deterministics = {}
+        self.subsamples = {}
 
     def process_message(self, msg):
+        if msg["type"] == "plate":
+            size, subsample_size = msg["args"]
+            if self.replay is not None and msg["name"] in self.replay and size != subsample_size:
+                msg["value"] = self.replay[msg["name"]]  # the guide's indices (see torch's Recorder)
+            return
         if msg["type"] != "sample" or msg["is_observed"]:
             return
         if self.replay is not None and msg["name"] in self.replay:
@@ -65,7 +71,11 @@ class Recorder(Messenger):
 
     def postprocess_message(self, msg):
         kind, name = msg["type"], msg["name"]
-        if kind == "sample":
+        if kind == "plate":
+            size, subsample_size = msg["args"]
+            if size != subsample_size:
+                self.subsamples[name] = msg["value"]
+        elif kind == "sample":
             if name in self.sites:
                 raise ValueError(f"sample site {name!r} appears twice in one run; site names must be unique")
             self.sites[name] = msg
@@ -99,6 +109,7 @@ def to_trace(recorder, return_value=None):
     }
     trace = Trace(sites, recorder.params, recorder.deterministics, return_value, BACKEND)
     trace.param_constraints = recorder.param_constraints
+    trace.subsamples = recorder.subsamples
     return trace
 
 

@@ -1,11 +1,10 @@
 """The Messenger that records a run for a strategy, and the ``Trace`` view of it."""
 
-
-
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 
+from ...errors import ShapeError
 from ...shapes import broadcast_shape
 from ...trace_view import PlateInfo, Site, Trace
 
@@ -13,7 +12,9 @@ from ...trace_view import PlateInfo, Site, Trace
 class Recorder(Messenger):
     """Records sample, deterministic and param sites of one run.
 
-    ``replay``: values (by site name) that latent sites take instead of being drawn.
+    ``replay``: values (by site name) that latent sites take instead of being drawn; an
+    entry named after a subsampled plate gives that plate's indices (the guide's, so that
+    the model scores each local latent against its own data point, as Pyro does).
     ``draw``: ``draw(msg)`` called for each latent site that is not replayed; it may set
     ``msg["value"]`` (and change ``msg["fn"]``) to choose how the site is sampled.
     ``adjust``: ``adjust(msg)`` called for each replayed site (e.g. to relax its distribution).
@@ -27,9 +28,14 @@ class Recorder(Messenger):
         self.sites = {}
         self.params = {}
         self.deterministics = {}
+        self.subsamples = {}
 
     def _pyro_sample(self, msg):
-        if msg["is_observed"] or type(msg["fn"]) is _Subsample:
+        if type(msg["fn"]) is _Subsample:
+            if self.replay is not None and msg["name"] in self.replay:
+                msg["value"] = _checked_indices(msg, self.replay[msg["name"]])
+            return
+        if msg["is_observed"]:
             return
         replay = self.replay
         if replay is not None and msg["name"] in replay:
@@ -42,6 +48,7 @@ class Recorder(Messenger):
     def _pyro_post_sample(self, msg):
         name = msg["name"]
         if type(msg["fn"]) is _Subsample:  # a plate's own subsample site, not a random variable
+            self.subsamples[name] = msg["value"]
             return
         if msg["infer"].get("_deterministic"):
             self.deterministics[name] = msg["value"]
@@ -52,6 +59,16 @@ class Recorder(Messenger):
 
     def _pyro_post_param(self, msg):
         self.params[msg["name"]] = msg["value"]
+
+
+def _checked_indices(msg, indices):
+    fn = msg["fn"]
+    if indices.dim() != 1 or indices.shape[0] != fn.subsample_size:
+        raise ShapeError(f"plate {msg['name']!r}: the guide subsampled {tuple(indices.shape)} indices, "
+                         f"but the model's plate takes subsample_size={fn.subsample_size} of "
+                         f"{fn.size}; give both plates the same size and subsample_size",
+                         site=msg["name"])
+    return indices
 
 
 def _is_one(scale):
@@ -108,4 +125,6 @@ def to_trace(recorder, return_value=None):
     }
     from .backend import BACKEND  # the backend module imports this one
 
-    return Trace(sites, recorder.params, recorder.deterministics, return_value, BACKEND)
+    trace = Trace(sites, recorder.params, recorder.deterministics, return_value, BACKEND)
+    trace.subsamples = recorder.subsamples
+    return trace
