@@ -10,6 +10,8 @@
     ('Adam', 0.1)
 """
 
+from ppl.errors import UnsupportedError
+
 
 class OptimizerSpec:
     def __init__(self, name, lr, **options):
@@ -68,12 +70,31 @@ def SGD(lr=1e-2, **options):
 
 
 def make_torch_optimizer(spec, params):
-    """A ``torch.optim.Optimizer`` over ``params`` from a spec, class or factory."""
+    """A ``torch.optim.Optimizer`` over ``params`` from a spec, a ``torch.optim`` class or
+    factory, or a ``pyro.optim`` optimiser (built with its arguments)."""
     if isinstance(spec, OptimizerSpec):
         return spec.torch(params)
-    if callable(spec):
+    if hasattr(spec, "pt_optim_constructor"):
+        return _from_pyro_optim(spec, params)
+    if type(spec).__module__.startswith("pyro.optim"):
+        raise UnsupportedError(f"pyro.optim's {type(spec).__name__}",
+                               hint="pass a pyro.optim optimiser (e.g. pyro.optim.Adam) or a "
+                               "torch.optim factory")
+    if isinstance(spec, type) or (callable(spec) and not hasattr(spec, "param_groups")):
         return spec(params)
-    raise TypeError(f"optimizer must be an OptimizerSpec (e.g. Adam(lr=1e-2)) or a factory, got {spec!r}")
+    raise TypeError(f"optimizer must be an OptimizerSpec (e.g. Adam(lr=1e-2)), a torch.optim class or "
+                    f"factory, or a pyro.optim optimiser, got {spec!r} (an optimiser already built "
+                    "over other parameters cannot be used)")
+
+
+def _from_pyro_optim(spec, params):
+    args = spec.pt_optim_args
+    if callable(args):
+        raise UnsupportedError("a pyro.optim optimiser with per-parameter arguments (a callable)",
+                               hint="pass a dict of arguments")
+    if getattr(spec, "pt_clip_args", None):
+        raise UnsupportedError("pyro.optim's clip_args", hint="clip inside a torch.optim factory")
+    return spec.pt_optim_constructor(params, **args)
 
 
 def make_optax(spec):

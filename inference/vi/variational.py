@@ -26,6 +26,7 @@ from .baselines import LearnedBaseline, RunningBaseline
 from ..engines import make_engine
 from .estimators import Enum, Estimator, Gumbel, Score, resolve_estimator
 from .objectives import ELBO
+from .peers import as_objective
 from ..optim import Adam
 from ..program import common_plate, dry_run, plate_nesting, squeeze_particles, value_shapes
 from ..strategy import Strategy
@@ -45,8 +46,12 @@ class VI(Strategy):
     Arguments:
         model, guide: programs written with ``ppl`` (or the backend's own) primitives and
             taking the same arguments; either may be a ``torch.nn.Module``.
-        objective: ``ELBO()`` (default), ``IWAE(K)``, ``Renyi(alpha, K)``, ``VIS(K)``, ``RWS(K)``.
-        optimizer: ``Adam(lr=1e-2)`` (default) or another spec from :mod:`inference.optim`.
+        objective: ``ELBO()`` (default), ``IWAE(K)``, ``Renyi(alpha, K)``, ``VIS(K)``, ``RWS(K)``,
+            or Pyro's own (``Trace_ELBO``, ``TraceEnum_ELBO``, ``RenyiELBO``, ...; see
+            :mod:`inference.vi.peers`).
+        optimizer: ``Adam(lr=1e-2)`` (default) or another spec from :mod:`inference.optim`,
+            a ``torch.optim`` class or factory, a ``pyro.optim`` optimiser, or (JAX) an
+            optax transformation.
         estimators: site name -> ``"reparam" | "score" | "enum" | "gumbel"`` or an
             :class:`~inference.vi.estimators.Estimator`; a site's ``infer={"estimator": ...}``
             does the same. Default: reparameterise where possible, else score function.
@@ -65,7 +70,7 @@ class VI(Strategy):
                  independent_plate="auto", max_plate_nesting=None, rng_seed=None, params=None):
         super().__init__(model, rng_seed)
         self.guide = guide
-        self.objective = objective if objective is not None else ELBO()
+        self.objective = as_objective(objective) if objective is not None else ELBO()
         self.estimator_config = {name: resolve_estimator(spec, name)
                                  for name, spec in (estimators or {}).items()}
         self.independent_plate = independent_plate
