@@ -15,7 +15,7 @@ import math
 import numbers
 import warnings
 
-from .program import dry_run, plate_nesting, squeeze_particles, value_shapes
+from .program import dry_run, warn_auxiliary, plate_nesting, squeeze_particles, value_shapes
 from .strategy import Strategy
 from .trainer import run_steps
 from .weights import WeightLayout, total_log_weight
@@ -146,8 +146,10 @@ class Importance(Strategy):
             for name in model_tr.latent:
                 if name not in guide_tr.latent:
                     raise ValueError(f"the proposal is missing latent site {name!r} of the model")
-            for name in guide_tr.latent:
-                if name not in model_tr.latent:
+            for name, site in guide_tr.latent.items():
+                if name not in model_tr.sites:
+                    warn_auxiliary(name, site, model_tr)
+                elif name not in model_tr.latent:
                     raise ValueError(f"the proposal has site {name!r} that the model lacks as a "
                                      f"latent site (model sites: {sorted(model_tr.sites)})")
             self._warn_initial_params(guide_tr)

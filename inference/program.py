@@ -1,6 +1,7 @@
 """What strategies learn about a program from one dry run: its sites, plate nesting and shapes."""
 
 import math
+import warnings
 
 
 def dry_run(backend, model, guide, args, kwargs, draw, rng=None, params=None):
@@ -15,6 +16,17 @@ def dry_run(backend, model, guide, args, kwargs, draw, rng=None, params=None):
         model_tr = backend.run(model, args, kwargs, replay=values, draw=draw, params=params,
                                rng=model_rng)
     return guide_tr, model_tr
+
+
+def warn_auxiliary(name, site, model_tr):
+    """A guide site the model lacks is part of q, as in Pyro's ``Trace_ELBO`` (AutoGuides'
+    ``*_unconstrained`` and ``_Auto..._latent`` sites); unless it is marked
+    ``infer={"is_auxiliary": True}``, say so: it may be a misspelt model site."""
+    if not site.infer.get("is_auxiliary"):
+        warnings.warn(
+            f"the guide has site {name!r} that the model lacks (model sites: "
+            f"{sorted(model_tr.sites)}); it is treated as an auxiliary variable of q; mark it "
+            "infer={'is_auxiliary': True} if that is meant", UserWarning, stacklevel=5)
 
 
 def plate_nesting(traces):

@@ -30,6 +30,7 @@ from .peers import as_objective
 from ..optim import Adam
 from ..program import common_plate, dry_run, plate_nesting, squeeze_particles, value_shapes
 from ..strategy import Strategy
+from ..program import warn_auxiliary
 from ..weights import WeightLayout, total_log_weight
 
 
@@ -136,11 +137,10 @@ class VI(Strategy):
                 raise ValueError(
                     f"the guide is missing latent site {name!r} of the model; every latent "
                     f"site needs a guide site (guide sites: {sorted(guide_latent)})")
-        for name in guide_tr.latent:
+        for name, site in guide_tr.latent.items():
             if name not in model_tr.sites:
-                raise ValueError(
-                    f"the guide has site {name!r} that the model lacks (model sites: "
-                    f"{sorted(model_tr.sites)})")
+                warn_auxiliary(name, site, model_tr)
+                continue
             if name not in model_latent:
                 raise ValueError(f"site {name!r} is observed in the model, so the guide may not sample it")
         for name in self.estimator_config:

@@ -70,7 +70,7 @@ class Recorder(Messenger):
             self.draw(msg)
 
     def postprocess_message(self, msg):
-        kind, name = msg["type"], msg["name"]
+        kind, name = msg["type"], msg.get("name")
         if kind == "plate":
             size, subsample_size = msg["args"]
             if size != subsample_size:

@@ -1,5 +1,7 @@
 """Bad input: every error names the site and says what was expected."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -28,13 +30,22 @@ def test_guide_missing_latent_site():
         VI(model, empty_guide).step(X)
 
 
-def test_guide_with_site_the_model_lacks():
+def test_guide_with_site_the_model_lacks_is_auxiliary_with_a_warning():
+    # as in Pyro's Trace_ELBO, a guide-only site is part of q; unmarked, it may be a typo
     def extra_guide(x):
         guide(x)
         ppl.sample("sigma", dist.LogNormal(0.0, 1.0))
 
-    with pytest.raises(ValueError, match="guide has site 'sigma' that the model lacks"):
+    with pytest.warns(UserWarning, match="guide has site 'sigma' that the model lacks"):
         VI(model, extra_guide).step(X)
+
+    def marked_guide(x):
+        guide(x)
+        ppl.sample("sigma", dist.LogNormal(0.0, 1.0), infer={"is_auxiliary": True})
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        VI(model, marked_guide).step(X)
 
 
 def test_observation_that_does_not_broadcast_with_its_plate():
