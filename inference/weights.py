@@ -27,7 +27,7 @@ class WeightLayout:
 
     def reduce(self, ops, site):
         """The site's log density summed over plates: shape ``[K or 1]`` or ``[K or 1, N]``."""
-        if not self.vectorised and not self.enum:
+        if not self.vectorised and not self.enum and self.keep is None:
             return ops.sum_log_prob(site)  # a scalar: total_log_weight lays it out once
         lp = site.log_prob
         if self.enum:
@@ -36,8 +36,9 @@ class WeightLayout:
         keep_dim = None
         if self.keep is not None and any(p.name == self.keep[0] for p in site.plates):
             keep_dim = self.keep[1]
-        if not self.vectorised:
-            return ops.sum(lp)
+        if not self.vectorised:  # one particle: [N] over the kept plate, or a scalar
+            dims = tuple(d for d in range(-min(P, ops.ndim(lp)), 0) if d != keep_dim)
+            return ops.sum(lp, dims) if dims else lp
         if ops.ndim(lp) <= P:  # the site does not vary over particles
             lp = ops.reshape(lp, (1,) * (P + 1 - ops.ndim(lp)) + tuple(lp.shape))
         dims = tuple(d for d in range(-P, 0) if d != keep_dim)
@@ -86,7 +87,7 @@ def total_log_weight(ops, layout, sites):
     for site in sites:
         total = total + layout.reduce(ops, site)
     if not layout.vectorised and not isinstance(total, float):
-        total = ops.reshape(total, (1, 1) if layout.keep is not None else (1,))
+        total = ops.reshape(total, (1, -1) if layout.keep is not None else (1,))
     return total
 
 

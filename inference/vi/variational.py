@@ -22,16 +22,18 @@ the same programs starts from the initial values. ``with vi.param_scope():`` run
 import math
 import numbers
 
-from .baselines import LearnedBaseline, RunningBaseline
+from ppl.errors import PPLError, ShapeError, UnsupportedError
+
 from ..engines import make_engine
+from ..optim import Adam
+from ..program import (common_plate, dry_run, plate_nesting, squeeze_particles, value_shapes,
+                       warn_auxiliary)
+from ..strategy import Strategy
+from ..weights import WeightLayout, total_log_weight
+from .baselines import LearnedBaseline, RunningBaseline
 from .estimators import Enum, Estimator, Gumbel, Score, resolve_estimator
 from .objectives import ELBO
 from .peers import as_objective
-from ..optim import Adam
-from ..program import common_plate, dry_run, plate_nesting, squeeze_particles, value_shapes
-from ..strategy import Strategy
-from ..program import warn_auxiliary
-from ..weights import WeightLayout, total_log_weight
 
 
 class _Detached(Estimator):
@@ -65,10 +67,14 @@ class VI(Strategy):
             untouched by other code); None draws from the backend's global generator.
         params: starting values (constrained) for ``param`` sites by name, e.g. another
             fit's ``vi.params`` to continue from it (copied; modules keep their weights).
+        vectorize_particles: draw the ``K`` particles at once on a particle plate (the
+            default); False runs the programs once per particle, as Pyro does by default,
+            for programs that do not broadcast over an extra batch dimension (``x @ w``).
     """
 
     def __init__(self, model, guide, objective=None, optimizer=None, *, estimators=None,
-                 independent_plate="auto", max_plate_nesting=None, rng_seed=None, params=None):
+                 independent_plate="auto", max_plate_nesting=None, rng_seed=None, params=None,
+                 vectorize_particles=True):
         super().__init__(model, rng_seed)
         self.guide = guide
         self.objective = as_objective(objective) if objective is not None else ELBO()
@@ -76,6 +82,8 @@ class VI(Strategy):
                                  for name, spec in (estimators or {}).items()}
         self.independent_plate = independent_plate
         self.max_plate_nesting = max_plate_nesting
+        self.vectorize_particles = bool(vectorize_particles)
+        self._vectorised_ok = False
         self.engine = make_engine(self.backend.name, optimizer if optimizer is not None else Adam(),
                                   self.state, owners=(model, guide), initial=params)
         self._baseline_state = {}  # site name -> RunningBaseline | LearnedBaseline
@@ -101,8 +109,9 @@ class VI(Strategy):
         self._baselines = {}
         for name, site in guide_tr.latent.items():
             self._estimators[name] = self._choose_estimator(name, site.fn, site.infer)
-        self._layout = WeightLayout(P, K > 1, keep if K > 1 else None, {})
-        first_enum_dim = -(P + (1 if K > 1 else 0) + 1)
+        vectorised = K > 1 and self.vectorize_particles
+        self._layout = WeightLayout(P, vectorised, keep if K > 1 else None, {})
+        first_enum_dim = -(P + (1 if vectorised else 0) + 1)
         for name, est in self._estimators.items():
             if isinstance(est, Enum):
                 self._enum_dims[name] = first_enum_dim - len(self._enum_dims)
@@ -226,26 +235,63 @@ class VI(Strategy):
     def _surrogate(self, args, kwargs, params=None, rng=None):
         """(surrogate loss, bound value, guide trace, model trace) for one step."""
         ops = self.ops
+        K = self.objective.num_particles
+        if self._layout.vectorised:
+            log_p, log_q, score_log_q, guide_tr, model_tr = self._checked_vectorised(
+                args, kwargs, params, rng)
+        elif K == 1:
+            log_p, log_q, score_log_q, guide_tr, model_tr = self._weights(args, kwargs, params, rng)
+        else:  # one run per particle, their weights stacked as a vectorised run would lay them out
+            runs = []
+            for _ in range(K):
+                rng, key = (None, None) if rng is None else self.backend.split_rng(rng)
+                runs.append(self._weights(args, kwargs, params, key))
+            log_p = ops.concatenate([r[0] for r in runs], 0)
+            log_q = ops.concatenate([r[1] for r in runs], 0)
+            score_log_q = {n: ops.concatenate([r[2][n] for r in runs], 0) for n in runs[0][2]}
+            guide_tr, model_tr = runs[-1][3], runs[-1][4]
+        baselines = {name: self._baseline_for(name, log_q_site) for name, log_q_site in score_log_q.items()
+                     if name in self._baselines}
+        surrogate, value = self.objective.loss(ops, log_p, log_q, score_log_q, baselines)
+        if self.objective.sleep:
+            surrogate = surrogate + self.objective.sleep * self._sleep_loss(args, kwargs)
+        return surrogate, value, guide_tr, model_tr
+
+    def _checked_vectorised(self, args, kwargs, params, rng):
+        """The first vectorised run names the likely cause when the programs do not broadcast."""
+        if self._vectorised_ok:
+            return self._weights(args, kwargs, params, rng)
+        try:
+            out = self._weights(args, kwargs, params, rng)
+        except (RuntimeError, ValueError, TypeError) as error:
+            if isinstance(error, PPLError):
+                raise
+            raise ShapeError(
+                f"the programs failed with their {self.objective.num_particles} particles vectorised "
+                f"on a plate at dim {-(self._plates + 1)} (they ran with one particle): {error}. A "
+                "program that does not broadcast over an extra batch dimension (for example "
+                "x @ w with w a sample) runs with VI(..., vectorize_particles=False)") from error
+        self._vectorised_ok = True
+        return out
+
+    def _weights(self, args, kwargs, params, rng):
+        """One run of guide and model: (log p, log q, score-function sites' log q, traces)."""
+        ops = self.ops
         layout = self._layout
         guide_tr, model_tr = self._traces(args, kwargs, params, rng)
         log_q = total_log_weight(ops, layout, guide_tr.latent.values())
         log_p = total_log_weight(ops, layout, model_tr.sites.values())
-        score_log_q, baselines = {}, {}
+        score_log_q = {}
         for name, est in self._estimators.items():
             if isinstance(est, Score) and name in guide_tr.sites:
                 site = guide_tr[name]
                 if any(ops.ndim(site.log_prob) >= -d and site.log_prob.shape[d] > 1
                        for d in self._enum_dims.values()):
-                    raise NotImplementedError(
+                    raise UnsupportedError(
                         f"site {name!r}: a score-function site that depends on an enumerated "
-                        "site is not supported; reparameterise it or enumerate it too")
-                score_log_q[name] = layout.reduce(ops, site)
-                if name in self._baselines:
-                    baselines[name] = self._baseline_for(name, site.log_prob)
-        surrogate, value = self.objective.loss(ops, log_p, log_q, score_log_q, baselines)
-        if self.objective.sleep:
-            surrogate = surrogate + self.objective.sleep * self._sleep_loss(args, kwargs)
-        return surrogate, value, guide_tr, model_tr
+                        "site", hint="reparameterise it or enumerate it too")
+                score_log_q[name] = total_log_weight(ops, layout, [site])
+        return log_p, log_q, score_log_q, guide_tr, model_tr
 
     def _sleep_loss(self, args, kwargs):
         """-log q(z | x) on (z, x) drawn from the model (reweighted wake-sleep's sleep phase)."""
@@ -328,16 +374,18 @@ class VI(Strategy):
         with self.entered():
             if not self._ready:
                 self._setup(args, kwargs)
-            return self._evaluate(args, kwargs, num_particles, batch_particles or num_particles)
+            batch = batch_particles or num_particles
+            return self._evaluate(args, kwargs, num_particles, batch if self.vectorize_particles else 1)
 
     def _evaluate(self, args, kwargs, num_particles, batch):
         backend, ops = self.backend, self.ops
-        layout = WeightLayout(self._plates, True, self._keep)
+        vectorised = self.vectorize_particles
+        layout = WeightLayout(self._plates, vectorised, self._keep)
         chunks = []
         with backend.no_grad():
             for start in range(0, num_particles, batch):
                 k = min(batch, num_particles - start)
-                particles = (k, -(self._plates + 1))
+                particles = (k, -(self._plates + 1)) if vectorised else None
                 guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw_plain,
                                        particles=particles, **self._functional_inputs())
                 values = guide_tr.replay_values()
@@ -361,6 +409,11 @@ class VI(Strategy):
                 self._setup(args, kwargs)
             backend = self.backend
             with backend.no_grad():
+                if not self.vectorize_particles:  # one run per draw, stacked
+                    runs = [backend.run(self.guide, args, kwargs, draw=self._draw_plain,
+                                        **self._functional_inputs()).values()
+                            for _ in range(num_samples)]
+                    return {name: self.ops.stack([run[name] for run in runs]) for name in runs[0]}
                 guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw_plain,
                                        particles=(num_samples, -(self._plates + 1)),
                                        **self._functional_inputs())
