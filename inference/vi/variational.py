@@ -21,6 +21,7 @@ the same programs starts from the initial values. ``with vi.param_scope():`` run
 
 import math
 import numbers
+import warnings
 
 from ppl.errors import PPLError, ShapeError, UnsupportedError
 
@@ -69,7 +70,9 @@ class VI(Strategy):
             fit's ``vi.params`` to continue from it (copied; modules keep their weights).
         vectorize_particles: draw the ``K`` particles at once on a particle plate (the
             default); False runs the programs once per particle, as Pyro does by default,
-            for programs that do not broadcast over an extra batch dimension (``x @ w``).
+            for programs that do not broadcast over an extra batch dimension (``x @ w``);
+            ``"auto"`` vectorises and, if the first vectorised run fails, warns and runs
+            particles one by one from then on.
     """
 
     def __init__(self, model, guide, objective=None, optimizer=None, *, estimators=None,
@@ -82,7 +85,10 @@ class VI(Strategy):
                                  for name, spec in (estimators or {}).items()}
         self.independent_plate = independent_plate
         self.max_plate_nesting = max_plate_nesting
-        self.vectorize_particles = bool(vectorize_particles)
+        if vectorize_particles not in (True, False, "auto"):
+            raise ValueError(f"VI: vectorize_particles must be True, False or 'auto', got "
+                             f"{vectorize_particles!r}")
+        self.vectorize_particles = vectorize_particles
         self._vectorised_ok = False
         self.engine = make_engine(self.backend.name, optimizer if optimizer is not None else Adam(),
                                   self.state, owners=(model, guide), initial=params)
@@ -109,7 +115,7 @@ class VI(Strategy):
         self._baselines = {}
         for name, site in guide_tr.latent.items():
             self._estimators[name] = self._choose_estimator(name, site.fn, site.infer)
-        vectorised = K > 1 and self.vectorize_particles
+        vectorised = K > 1 and bool(self.vectorize_particles)
         self._layout = WeightLayout(P, vectorised, keep if K > 1 else None, {})
         first_enum_dim = -(P + (1 if vectorised else 0) + 1)
         for name, est in self._estimators.items():
@@ -266,11 +272,18 @@ class VI(Strategy):
         except (RuntimeError, ValueError, TypeError) as error:
             if isinstance(error, PPLError):
                 raise
-            raise ShapeError(
-                f"the programs failed with their {self.objective.num_particles} particles vectorised "
-                f"on a plate at dim {-(self._plates + 1)} (they ran with one particle): {error}. A "
-                "program that does not broadcast over an extra batch dimension (for example "
-                "x @ w with w a sample) runs with VI(..., vectorize_particles=False)") from error
+            message = (f"the programs failed with their {self.objective.num_particles} particles "
+                       f"vectorised on a plate at dim {-(self._plates + 1)} (they ran with one "
+                       f"particle): {error}. A program that does not broadcast over an extra batch "
+                       "dimension (for example x @ w with w a sample) runs with "
+                       "VI(..., vectorize_particles=False)")
+            if self.vectorize_particles != "auto":
+                raise ShapeError(message) from error
+            warnings.warn(message + "; running particles one by one from now on", UserWarning,
+                          stacklevel=2)
+            self.vectorize_particles = False
+            self._setup(args, kwargs)
+            return self._weights(args, kwargs, params, rng)
         self._vectorised_ok = True
         return out
 
@@ -379,7 +392,7 @@ class VI(Strategy):
 
     def _evaluate(self, args, kwargs, num_particles, batch):
         backend, ops = self.backend, self.ops
-        vectorised = self.vectorize_particles
+        vectorised = bool(self.vectorize_particles)
         layout = WeightLayout(self._plates, vectorised, self._keep)
         chunks = []
         with backend.no_grad():

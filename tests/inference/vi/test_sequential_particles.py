@@ -29,9 +29,13 @@ def guide(x, y):
     ppl.sample("w", dist.Normal(loc, scale).to_event(1))
 
 
-def test_vectorised_failure_names_the_remedy():
+def test_vectorised_failure_names_the_remedy_or_falls_back():
     with pytest.raises(ShapeError, match="vectorize_particles=False"):
         VI(model, guide, ELBO(8)).step(X, Y)
+    vi = VI(model, guide, ELBO(8), vectorize_particles="auto")
+    with pytest.warns(UserWarning, match="running particles one by one"):
+        vi.step(X, Y)
+    assert vi.vectorize_particles is False and vi.step_count == 1
 
 
 def test_sequential_particles_equal_pyros_trace_elbo_on_the_same_draws():
