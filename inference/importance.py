@@ -15,6 +15,7 @@ import math
 import numbers
 import warnings
 
+from .enumeration import log_joint, model_enumerated
 from .program import dry_run, warn_auxiliary, plate_nesting, squeeze_particles, value_shapes
 from .strategy import Strategy
 from .trainer import run_steps
@@ -137,14 +138,17 @@ class Importance(Strategy):
         return self.state.next_key()
 
     def _draw(self, msg):
-        self.backend.draw_reparam(msg)
+        if msg["name"] not in self._model_enum:  # those are enumerated, not drawn
+            self.backend.draw_reparam(msg)
 
     def _setup(self, args, kwargs):
+        self._model_enum = frozenset()
         guide_tr, model_tr = dry_run(self.backend, self.model, self.proposal, args, kwargs,
                                      self._draw, rng=self._next_rng(), params=self.params)
+        self._model_enum = frozenset(model_enumerated(model_tr, guide_tr))
         if guide_tr is not None:
             for name in model_tr.latent:
-                if name not in guide_tr.latent:
+                if name not in guide_tr.latent and name not in self._model_enum:
                     raise ValueError(f"the proposal is missing latent site {name!r} of the model")
             for name, site in guide_tr.latent.items():
                 if name not in model_tr.sites:
@@ -193,18 +197,27 @@ class Importance(Strategy):
                                        params=self.params)
                 values = guide_tr.replay_values()
                 log_q = total_log_weight(ops, layout, guide_tr.latent.values())
+            enumerate_from = -(self._plates + 2) if self._model_enum else None
             model_tr = backend.run(self.model, args, kwargs, replay=values, draw=self._draw,
-                                   particles=particles, rng=self._next_rng(), params=self.params)
-            # with the prior as proposal, log p(z) cancels: weight by the observed sites only
-            scored = model_tr.sites.values() if self.proposal is not None else model_tr.observed.values()
-            log_w = total_log_weight(ops, layout, scored) - log_q
+                                   particles=particles, rng=self._next_rng(), params=self.params,
+                                   enumerate_from=enumerate_from)
+            # with the prior as proposal, log p(z) of the drawn sites cancels: weight by the
+            # observed (and enumerated) sites only
+            scored = [s for s in model_tr if self.proposal is not None or s.observed
+                      or s.name in self._model_enum]
+            if self._model_enum:
+                log_p, kept = log_joint(scored, self._model_enum, [backend.particle_plate])
+                log_w = log_p - log_q
+            else:
+                log_w = total_log_weight(ops, layout, scored) - log_q
             log_w = ops.broadcast_to(log_w, (K,))
         if ops.isnan(log_w):
             raise self.non_finite("importance weights are NaN", [("model", model_tr)],
                                   "no single site is NaN")
         samples = squeeze_particles(ops, model_tr.values(), self._shapes, K)
-        samples = {n: v for n, v in samples.items() if n in model_tr.latent
-                   or n in model_tr.deterministics or _varies_over_particles(model_tr, n, K)}
+        samples = {n: v for n, v in samples.items() if n not in self._model_enum and (
+            n in model_tr.latent or n in model_tr.deterministics
+            or _varies_over_particles(model_tr, n, K))}
         result = ImportanceResult(ops, log_w, samples)
         result.trace = model_tr
         return result

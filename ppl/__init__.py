@@ -13,7 +13,7 @@ from . import distributions, errors
 from .backend import backend, get_backend, set_backend
 from .causal import Identification, counterfactual, graph, identify, world_value
 from .handlers import block, condition, do, mask, replay, scale, seed, trace
-from .primitives import deterministic, factor, module, param, plate, sample
+from .primitives import deterministic, factor, markov, module, param, plate, sample
 from .trace_view import PlateInfo, Site, Trace
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "get_backend",
     "graph",
     "identify",
+    "markov",
     "mask",
     "module",
     "param",

@@ -43,3 +43,14 @@ def factor(name, log_factor):
 def module(name, nn_module, **kwargs):
     """Register a neural network's parameters (``torch.nn.Module``; on JAX a flax/haiku module)."""
     return get_backend().primitives.module(name, nn_module, **kwargs)
+
+
+def markov(iterable=None, history=1):
+    """A Markov chain's steps: ``for t in ppl.markov(range(T)):`` lets enumerated sites of
+    step t see only the last ``history`` steps, so that their enumeration dimensions are
+    recycled (Pyro's ``pyro.markov``) and chains of any length fit.
+
+        >>> [t for t in markov(range(3))]
+        [0, 1, 2]
+    """
+    return get_backend().primitives.markov(iterable, history=history)

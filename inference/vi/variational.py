@@ -32,6 +32,7 @@ from ..program import (common_plate, dry_run, plate_nesting, squeeze_particles, 
 from ..strategy import Strategy
 from ..weights import WeightLayout, total_log_weight
 from .baselines import LearnedBaseline, RunningBaseline
+from ..enumeration import log_joint, model_enumerated
 from .estimators import Enum, Estimator, Gumbel, Score, resolve_estimator
 from .objectives import ELBO
 from .peers import as_objective
@@ -101,6 +102,7 @@ class VI(Strategy):
         """One dry run (random state preserved) to learn sites, plates and estimators."""
         guide_tr, model_tr = dry_run(self.backend, self.model, self.guide, args, kwargs,
                                      self._draw_plain, **self._functional_inputs())
+        self._model_enum = frozenset(model_enumerated(model_tr, guide_tr))
         self._check_sites(model_tr, guide_tr)
         P = self.max_plate_nesting
         if P is None:
@@ -121,6 +123,12 @@ class VI(Strategy):
         for name, est in self._estimators.items():
             if isinstance(est, Enum):
                 self._enum_dims[name] = first_enum_dim - len(self._enum_dims)
+        if self._model_enum and self._enum_dims:
+            raise UnsupportedError(
+                f"enumerating guide sites {sorted(self._enum_dims)} and model sites "
+                f"{sorted(self._model_enum)} in one program",
+                hint="enumerate them all in the model (the guide then leaves them out)")
+        self._enumerate_from = (first_enum_dim - len(self._enum_dims)) if self._model_enum else None
         self._gumbel = {n: e for n, e in self._estimators.items() if isinstance(e, Gumbel)}
         self.engine.discover([guide_tr, model_tr], create_optimizer=False)
         self._ready = True
@@ -148,7 +156,7 @@ class VI(Strategy):
         model_latent = set(model_tr.latent)
         guide_latent = set(guide_tr.latent)
         for name in model_tr.latent:
-            if name not in guide_latent:
+            if name not in guide_latent and name not in self._model_enum:
                 raise ValueError(
                     f"the guide is missing latent site {name!r} of the model; every latent "
                     f"site needs a guide site (guide sites: {sorted(guide_latent)})")
@@ -232,7 +240,8 @@ class VI(Strategy):
         values = guide_tr.replay_values()
         model_tr = backend.run(self.model, args, kwargs, replay=values,
                                adjust=self._relax_model_site if self._gumbel else None,
-                               particles=particles, params=params, rng=rng_model)
+                               particles=particles, params=params, rng=rng_model,
+                               enumerate_from=self._enumerate_from)
         if self._enum_dims:
             layout.enum = {name: (dim, self.ops.exp(guide_tr[name].fn.log_prob(guide_tr[name].value)))
                            for name, dim in self._enum_dims.items()}
@@ -293,7 +302,7 @@ class VI(Strategy):
         layout = self._layout
         guide_tr, model_tr = self._traces(args, kwargs, params, rng)
         log_q = total_log_weight(ops, layout, guide_tr.latent.values())
-        log_p = total_log_weight(ops, layout, model_tr.sites.values())
+        log_p = self._log_p(layout, model_tr)
         score_log_q = {}
         for name, est in self._estimators.items():
             if isinstance(est, Score) and name in guide_tr.sites:
@@ -305,6 +314,20 @@ class VI(Strategy):
                         "site", hint="reparameterise it or enumerate it too")
                 score_log_q[name] = total_log_weight(ops, layout, [site])
         return log_p, log_q, score_log_q, guide_tr, model_tr
+
+    def _log_p(self, layout, model_tr):
+        """log p(x, z) per particle (and element): the model sites' log densities, with the
+        model-enumerated sites summed out."""
+        if not self._model_enum:
+            return total_log_weight(self.ops, layout, model_tr.sites.values())
+        particle = self.backend.particle_plate
+        keep = ([particle] if layout.vectorised else []) + ([layout.keep[0]] if layout.keep else [])
+        value, kept = log_joint(model_tr, self._model_enum, keep)
+        if particle not in kept:
+            value = value.unsqueeze(0)  # the same in every particle (or one particle)
+        if layout.keep is not None and layout.keep[0] not in kept:
+            value = value.unsqueeze(-1)
+        return value
 
     def _sleep_loss(self, args, kwargs):
         """-log q(z | x) on (z, x) drawn from the model (reweighted wake-sleep's sleep phase)."""
@@ -402,10 +425,11 @@ class VI(Strategy):
                 guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw_plain,
                                        particles=particles, **self._functional_inputs())
                 values = guide_tr.replay_values()
-                model_tr = backend.run(self.model, args, kwargs, replay=values,
-                                       particles=particles, **self._functional_inputs())
-                log_w = (total_log_weight(ops, layout, model_tr.sites.values())
-                         - total_log_weight(ops, layout, guide_tr.latent.values()))
+                enumerate_from = -(self._plates + (2 if vectorised else 1)) if self._model_enum else None
+                model_tr = backend.run(self.model, args, kwargs, replay=values, particles=particles,
+                                       enumerate_from=enumerate_from, **self._functional_inputs())
+                log_q = total_log_weight(ops, layout, guide_tr.latent.values())
+                log_w = self._log_p(layout, model_tr) - log_q
                 chunks.append(ops.logsumexp(log_w, 0))
         combined = ops.logsumexp(ops.stack(chunks), 0) - math.log(num_particles)
         return ops.item(ops.sum(combined))

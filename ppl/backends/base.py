@@ -24,6 +24,7 @@ class Backend(Protocol):
     distributions: Any  # the distributions module (pyro.distributions, numpyro.distributions)
     handlers: Any  # replay, condition, block, scale, mask, seed, do, uncondition
     ops: Any  # the array-ops table the objectives and weights use (logsumexp, stack, ...)
+    particle_plate: str  # the name of the plate that vectorises particles
 
     # ------------------------------------------------------- running and recording
     Recorder: type
@@ -32,10 +33,11 @@ class Backend(Protocol):
         """The common :class:`ppl.Trace` view of what a ``Recorder`` saw."""
 
     def run(self, fn, args=(), kwargs=None, replay=None, draw=None, adjust=None, particles=None,
-            params=None, rng=None):
+            params=None, rng=None, enumerate_from=None):
         """Run ``fn`` under a ``Recorder`` (values replayed, latent draws chosen by ``draw``,
         vectorised over ``particles=(num, dim)``, ``param`` sites fixed to ``params``,
-        seeded by ``rng`` where keys are explicit) and return its Trace."""
+        seeded by ``rng`` where keys are explicit, sites marked for parallel enumeration
+        enumerated on dims from ``enumerate_from`` leftwards) and return its Trace."""
 
     def draw_reparam(self, msg):
         """Draw a latent site, reparameterised where the distribution allows it."""

@@ -29,6 +29,11 @@ def _module(name, nn_module, **kwargs):
                            "(flax_module / haiku_module) for now")
 
 
+def _markov(iterable=None, history=1):
+    raise UnsupportedError("ppl.markov (model-side enumeration of Markov chains)", backend="jax",
+                           hint="use numpyro.contrib.control_flow.scan with NumPyro's own inference")
+
+
 primitives = types.SimpleNamespace(
     sample=numpyro.sample,
     param=numpyro.param,
@@ -36,6 +41,7 @@ primitives = types.SimpleNamespace(
     deterministic=numpyro.deterministic,
     factor=numpyro.factor,
     module=_module,
+    markov=_markov,
 )
 distributions = numpyro.distributions
 
@@ -250,9 +256,14 @@ class JaxBackend:
     def split_rng(self, rng):
         return tuple(jax.random.split(rng))
 
+    particle_plate = PARTICLE_PLATE
+
     def run(self, fn, args=(), kwargs=None, replay=None, draw=None, adjust=None, particles=None,
-            params=None, rng=None):
+            params=None, rng=None, enumerate_from=None):
         """Run ``fn`` under a :class:`Recorder`, seeded with ``rng`` and with ``params`` substituted."""
+        if enumerate_from is not None:
+            raise UnsupportedError("model-side enumeration (infer={'enumerate': 'parallel'} on a "
+                                   "site the guide does not sample)", backend=self.name)
         recorder = Recorder(replay, draw, adjust)
         key = self._fresh_key() if rng is None else rng
         with activated(self.name), recorder, nh.seed(rng_seed=key), nh.substitute(data=params or {}):

@@ -2,18 +2,18 @@
 
 import contextlib
 
-
 import pyro
 import pyro.distributions
 import torch
+from pyro.poutine.enum_messenger import EnumMessenger
 
 from ...backend import activated
-from .state import ProgramState, entered, restored_rng
 from .handlers import _FixedParams, _ProvenanceTracker, handlers
 from .ops import _Ops
 from .plate import PARTICLE_PLATE, Plate
 from .primitives import distributions, primitives
 from .recorder import Recorder, to_trace
+from .state import ProgramState, entered, restored_rng
 
 
 class TorchBackend:
@@ -27,18 +27,25 @@ class TorchBackend:
     Recorder = Recorder
     to_trace = staticmethod(to_trace)
 
+    particle_plate = PARTICLE_PLATE
+
     def run(self, fn, args=(), kwargs=None, replay=None, draw=None, adjust=None, particles=None,
-            params=None, rng=None):
+            params=None, rng=None, enumerate_from=None):
         """Run ``fn`` under a :class:`Recorder` and return its :class:`Trace` view.
 
         ``particles``: ``(num, dim)`` to vectorise the run over a particle plate.
         ``params``: values that ``param`` sites take instead of the store's (modules keep
         their own weights). ``rng`` is for functional backends; on torch randomness comes
-        from the generator of the entered :class:`ProgramState`.
+        from the generator of the entered :class:`ProgramState`. ``enumerate_from``: sites
+        marked ``infer={"enumerate": "parallel"}`` that nothing replays are enumerated by
+        Pyro's ``EnumMessenger`` on dims from this one leftwards (``pyro.markov`` recycles
+        them); the recorder sits above it, so replayed values win.
         """
         recorder = Recorder(replay, draw, adjust)
         fixed = _FixedParams(params) if params else contextlib.nullcontext()
-        with activated(self.name), fixed, recorder:
+        enum = (contextlib.nullcontext() if enumerate_from is None
+                else EnumMessenger(first_available_dim=enumerate_from))
+        with activated(self.name), fixed, enum, recorder:
             if particles is None:
                 value = fn(*args, **(kwargs or {}))
             else:

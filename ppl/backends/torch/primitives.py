@@ -71,5 +71,6 @@ primitives = types.SimpleNamespace(
     deterministic=pyro.deterministic,
     factor=pyro.factor,
     module=_module,
+    markov=pyro.markov,
 )
 distributions = pyro.distributions

@@ -48,7 +48,8 @@ class Recorder(Messenger):
     def _pyro_post_sample(self, msg):
         name = msg["name"]
         if type(msg["fn"]) is _Subsample:  # a plate's own subsample site, not a random variable
-            self.subsamples[name] = msg["value"]
+            if _subsampled(msg["fn"]):
+                self.subsamples[name] = msg["value"]
             return
         if msg["infer"].get("_deterministic"):
             self.deterministics[name] = msg["value"]
@@ -61,9 +62,13 @@ class Recorder(Messenger):
         self.params[msg["name"]] = msg["value"]
 
 
+def _subsampled(fn):
+    return fn.subsample_size is not None and fn.subsample_size < fn.size
+
+
 def _checked_indices(msg, indices):
     fn = msg["fn"]
-    if indices.dim() != 1 or indices.shape[0] != fn.subsample_size:
+    if not _subsampled(fn) or indices.dim() != 1 or indices.shape[0] != fn.subsample_size:
         raise ShapeError(f"plate {msg['name']!r}: the guide subsampled {tuple(indices.shape)} indices, "
                          f"but the model's plate takes subsample_size={fn.subsample_size} of "
                          f"{fn.size}; give both plates the same size and subsample_size",

@@ -1,0 +1,124 @@
+"""Model-side enumeration: discrete model sites marked ``infer={"enumerate": "parallel"}``
+(Pyro's ``config_enumerate``) that the guide does not sample are summed out exactly.
+
+The model runs under Pyro's ``EnumMessenger``, which lays each such site's support on a
+batch dimension left of the plates and, inside ``pyro.markov``, recycles dimensions so
+that chains of any length fit torch's 64 dimensions; it annotates every site with
+``_dim_to_id``, the unique variable behind each enumerated dimension of its log density.
+:func:`log_joint` names each dimension of each site's log density (a plate, or an
+enumerated variable) and hands the plated sum-product to Pyro's tensor variable
+elimination (``pyro.ops.contract.contract_to_tensor`` in the log ring: sums over
+variables, products over plates), keeping the particle plate and the plate of
+per-element weights.
+
+    >>> import torch, ppl, ppl.distributions as dist
+    >>> from inference import VI, ELBO
+    >>> def model(x):
+    ...     with ppl.plate("data", len(x)):
+    ...         c = ppl.sample("c", dist.Categorical(torch.ones(2) / 2), infer={"enumerate": "parallel"})
+    ...         ppl.sample("x", dist.Normal(torch.tensor([-1.0, 1.0])[c], 1.0), obs=x)
+    >>> def guide(x):
+    ...     pass
+    >>> exact = float(dist.MixtureSameFamily(dist.Categorical(torch.ones(2) / 2),
+    ...     dist.Normal(torch.tensor([-1.0, 1.0]), 1.0)).log_prob(torch.tensor([0.3, 2.0])).sum())
+    >>> abs(-VI(model, guide, ELBO()).loss(torch.tensor([0.3, 2.0])) - exact) < 1e-5
+    True
+"""
+
+from collections import OrderedDict
+
+import opt_einsum
+from opt_einsum import shared_intermediates
+from pyro.ops.contract import contract_to_tensor
+from pyro.ops.rings import LogRing
+
+from ppl.errors import SiteError, UnsupportedError
+
+
+_MAX_UNSCOPED = 50  # torch allows 64 dimensions; plates and particles take some
+
+
+def model_enumerated(model_tr, guide_tr):
+    """Names of the model's latent sites marked for parallel enumeration that the guide
+    lacks; a clear error for one whose distribution has no finite support."""
+    names = []
+    for name, site in model_tr.latent.items():
+        if guide_tr is not None and name in guide_tr.latent:
+            continue
+        if site.infer.get("enumerate") != "parallel":
+            continue
+        if not getattr(site.fn, "has_enumerate_support", False):
+            raise SiteError(f"site {name!r} is marked infer={{'enumerate': 'parallel'}} but "
+                            f"{type(site.fn).__name__} has no finite support to enumerate", site=name)
+        names.append(name)
+    unscoped = [n for n in names if "_markov_scope" not in model_tr[n].infer]
+    if len(unscoped) > _MAX_UNSCOPED:
+        name = unscoped[_MAX_UNSCOPED]
+        raise SiteError(f"site {name!r}: {len(unscoped)} enumerated sites outside ppl.markov (or "
+                        "pyro.markov) would need a tensor dimension each, beyond torch's 64; "
+                        "write the chain as `for t in ppl.markov(range(T)):` so that its "
+                        "dimensions are recycled", site=name)
+    return names
+
+
+def log_joint(sites, enumerated, keep):
+    """log sum over the ``enumerated`` sites of the product of the ``sites``' densities (a
+    trace, or some of its sites in program order): a tensor over the plates named in
+    ``keep`` (in that order; e.g. the particle plate, then the plate of per-element
+    weights), product-reduced over every other plate; and the names of those kept."""
+    symbols = map(opt_einsum.get_symbol, range(10 ** 6))
+    plate_symbol, id_symbol = {}, {}
+    inputs, operands = [], []
+    for site in sites:
+        log_prob = site.log_prob
+        if site.name in enumerated and not _is_one(site.scale):
+            raise UnsupportedError(
+                f"site {site.name!r}: model-side enumeration inside a subsampled (scaled) plate",
+                hint="enumerate in a plate without subsample_size, or sample the site in the guide")
+        dims_of = {p.dim: p.name for p in site.plates if p.dim is not None}
+        dim_to_id = site.infer.get("_dim_to_id", {})
+        letters, squeeze = [], []
+        for i, size in enumerate(log_prob.shape):
+            dim = i - log_prob.dim()
+            if size == 1:
+                squeeze.append(i)
+            elif dim in dims_of:
+                name = dims_of[dim]
+                plate_symbol.setdefault(name, next(symbols))
+                letters.append(plate_symbol[name])
+            elif dim in dim_to_id:
+                key = dim_to_id[dim]
+                id_symbol.setdefault(key, next(symbols))
+                letters.append(id_symbol[key])
+            else:
+                raise SiteError(f"site {site.name!r}: its log density has a dimension {dim} of size "
+                                f"{size} that is neither a plate nor an enumerated site", site=site.name)
+        for i in reversed(squeeze):
+            log_prob = log_prob.squeeze(i)
+        inputs.append("".join(letters))
+        operands.append(log_prob)
+    kept = [name for name in keep if name in plate_symbol]
+    output = "".join(plate_symbol[name] for name in kept)
+    return _contract(inputs, operands, set(plate_symbol.values()), output), kept
+
+
+def _contract(inputs, operands, plates, output):
+    """Sum out every non-plate symbol, product-reduce the plates not in ``output``, in log
+    space (Pyro's tensor variable elimination); exact, with no scale per plate."""
+    tree, dim_to_size = OrderedDict(), {}
+    for dims, term in zip(inputs, operands):
+        term = term[...]  # a fresh view to carry the symbols
+        term._pyro_dims = dims
+        dim_to_size.update(zip(dims, term.shape))
+        tree.setdefault(frozenset(plates.intersection(dims)), []).append(term)
+    sum_dims = set(dim_to_size) - plates
+    with shared_intermediates() as cache:
+        ring = LogRing(cache, dim_to_size=dim_to_size)
+        term = contract_to_tensor(tree, sum_dims, target_ordinal=frozenset(output), ring=ring)
+    if term._pyro_dims != output:
+        term = term.permute(*map(term._pyro_dims.index, output))
+    return term
+
+
+def _is_one(scale):
+    return isinstance(scale, (int, float)) and scale == 1
