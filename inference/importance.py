@@ -214,6 +214,10 @@ class Importance(Strategy):
         if ops.isnan(log_w):
             raise self.non_finite("importance weights are NaN", [("model", model_tr)],
                                   "no single site is NaN")
+        if not ops.isfinite(ops.logsumexp(log_w, 0)):  # every weight zero (or one infinite)
+            raise self.non_finite(
+                f"every one of the {K} importance weights is zero or one is infinite",
+                [("model", model_tr)], "the evidence has probability zero under every particle")
         samples = squeeze_particles(ops, model_tr.values(), self._shapes, K)
         samples = {n: v for n, v in samples.items() if n not in self._model_enum and (
             n in model_tr.latent or n in model_tr.deterministics

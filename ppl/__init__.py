@@ -11,7 +11,7 @@ or JAX (NumPyro).
 
 from . import distributions, errors
 from .backend import backend, get_backend, set_backend
-from .causal import Identification, counterfactual, graph, identify, world_value
+from .causal import Identification, counterfactual, graph, identify, world, world_value
 from .handlers import block, condition, do, mask, replay, scale, seed, trace
 from .primitives import deterministic, factor, markov, module, param, plate, sample
 from .trace_view import PlateInfo, Site, Trace
@@ -44,5 +44,6 @@ __all__ = [
     "seed",
     "set_backend",
     "trace",
+    "world",
     "world_value",
 ]

@@ -4,6 +4,7 @@ PNS) and adjustment formulas on data, by exact elimination, importance sampling 
     >>> from inference.causal import interventional, counterfactual, average_treatment_effect
 """
 
+from .mediation import natural_direct_effect, natural_indirect_effect
 from .queries import (
     METHODS,
     Estimate,
@@ -18,5 +19,6 @@ from .queries import (
 )
 
 __all__ = ["METHODS", "Estimate", "adjustment_formula", "average_treatment_effect", "counterfactual",
-           "estimate", "interventional", "probability_of_necessity",
+           "estimate", "interventional", "natural_direct_effect", "natural_indirect_effect",
+           "probability_of_necessity",
            "probability_of_necessity_and_sufficiency", "probability_of_sufficiency"]

@@ -147,6 +147,8 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
 
 def _site_value(target):
     def read(trace):
+        if target in trace.deterministics and target not in trace.sites:  # a mechanism
+            return trace.deterministics[target]
         return trace[target].value
     return read
 

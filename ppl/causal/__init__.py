@@ -13,10 +13,10 @@ of effects from that graph.
     [frozenset({'z'})]
 """
 
-from .counterfactual import counterfactual, world_value
+from .counterfactual import counterfactual, world, world_value
 from .graph import graph
 from .identify import Identification, identify
 from .noise import NoiseModel, register_noise
 
 __all__ = ["Identification", "NoiseModel", "counterfactual", "graph", "identify", "register_noise",
-           "world_value"]
+           "world", "world_value"]

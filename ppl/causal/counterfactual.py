@@ -29,6 +29,7 @@ thresholds in which ``u`` falls.
     [3.0, 1.0]
 """
 
+import math
 import weakref
 
 import torch
@@ -42,7 +43,7 @@ from torch.distributions import constraints
 
 from ..backend import backend_of
 from ..backends.torch import Plate
-from ..errors import UnsupportedError
+from ..errors import SiteError, UnsupportedError
 from .interventions import DoMessenger, fit_to_site, missing_site_error
 from .noise import noise_model, supported_families
 from ..shapes import broadcast_shape
@@ -78,14 +79,38 @@ def world_value(trace, name, world):
     of exact inference, vectorised particles), the world dimension is kept with size 1
     instead, so that the result stays aligned with the trace's other values.
     """
-    site = trace[name]
-    dim = world_dim(trace) - len(site.fn.event_shape)
-    value = site.value
+    if name in trace.deterministics and name not in trace.sites:  # a mechanism's value
+        dim, value = world_dim(trace), trace.deterministics[name]
+    else:
+        site = trace[name]
+        dim = world_dim(trace) - len(site.fn.event_shape)
+        value = site.value
     if value.dim() < -dim or value.shape[dim] == 1:
         return value  # the same in every world
     if value.dim() > -dim:
         return value.narrow(dim, world, 1)
     return value.select(dim, world)
+
+
+class WorldValue:
+    """An intervention's value: the site's value in another world (see :func:`world`)."""
+
+    def __init__(self, world):
+        self.world = world
+
+    def __repr__(self):
+        return f"world({self.world})"
+
+
+def world(index):
+    """In a counterfactual's interventions, the site's value in world ``index``: nested
+    counterfactuals such as the natural direct effect's ``Y(X=1, M=M(X=0))`` are
+    ``ppl.counterfactual(model, {}, [{"X": 0.0}, {"X": 1.0, "M": ppl.world(1)}],
+    worlds="multi")``. Worlds are resolved in order, so world ``index`` has its own
+    interventions applied when it comes before the world that reads it."""
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValueError(f"world(index): index must be a non-negative integer, got {index!r}")
+    return WorldValue(index)
 
 
 def _side_site(name, fn, value=None, observed=False, infer=None):
@@ -100,12 +125,13 @@ def _side_site(name, fn, value=None, observed=False, infer=None):
     return msg["value"]
 
 
-def _narrow(tensor, dim, event_dim):
-    """World 0's slice of a parameter, keeping the world dim (size 1)."""
-    d = dim - event_dim
-    if tensor.dim() < -d or tensor.shape[d] == 1:
+def _narrow(tensor, index):
+    """World 0's slice of a parameter whose world dim is at ``index`` from the left (its
+    leading dims are the batch shape; a Categorical's logits have one more after them),
+    keeping the world dim (size 1)."""
+    if index < 0 or tensor.dim() <= index or tensor.shape[index] == 1:
         return tensor
-    return tensor.narrow(d, 0, 1)
+    return tensor.narrow(index, 0, 1)
 
 
 def _without_world(shape, dim):
@@ -139,9 +165,20 @@ class _Mechanism:
         self.abducted = None  # (evidence, its noise), kept by a rule that fixes the noise
         self.noise_shape = _without_world(base.batch_shape, dim - self.event_dim) + base.event_shape
 
+    def invariant(self):
+        """Whether no parameter varies along the world dimension (broadcast views have
+        stride 0 there)."""
+        i = len(self.base.batch_shape) + self.dim  # the world dim, from the left
+        if i < 0:
+            return True
+        for t in vars(self.base).values():  # the stored parameters (not lazily derived ones)
+            if torch.is_tensor(t) and t.dim() > i and t.shape[i] > 1 and t.stride(i) != 0:
+                return False
+        return True
+
     def world0(self, attr):
         """World 0's slice of a parameter, keeping the world dim (size 1)."""
-        return _narrow(getattr(self.base, attr), self.dim, self.event_dim)
+        return _narrow(getattr(self.base, attr), len(self.base.batch_shape) + self.dim)
 
     def factual(self):
         """The site's distribution in the factual world alone: the evidence may lie outside
@@ -211,10 +248,13 @@ class CounterfactualMessenger(Messenger):
 
     def _pyro_sample(self, msg):
         fn = msg["fn"]
-        if msg["infer"].get(SHARED) or type(fn) is _Subsample or msg["infer"].get("_deterministic"):
+        if msg["infer"].get(SHARED) or type(fn) is _Subsample:
             return
         name = msg["name"]
         self._seen.add(name)
+        if msg["infer"].get("_deterministic"):
+            self._mechanism_site(name, msg)
+            return
         mechanism = _Mechanism(name, fn, self.dim)
         observed = name in self.evidence or msg["is_observed"]
         evidence = None
@@ -222,12 +262,21 @@ class CounterfactualMessenger(Messenger):
             raw = self.evidence[name] if name in self.evidence else msg["value"]
             evidence = fit_to_site(name, raw, _factual_fn(fn, self.dim, mechanism))
             mechanism.check_evidence(evidence)
-        noise = self._noise(name, mechanism, evidence)
-        value = mechanism.push(noise)
+        if self._exogenous(name, mechanism):
+            # the same distribution in every world, untouched: its value is its own noise,
+            # enumerable as it is (explicit noise written as a sample site)
+            if observed:
+                value = evidence
+            else:
+                value = _side_site(f"{name}__noise", mechanism.factual())
+            noise, exogenous = value, True
+        else:
+            noise = self._noise(name, mechanism, evidence)
+            value, exogenous = mechanism.push(noise), False
         overrides = self._intervene(name, msg, mechanism, value, noise)
         if observed:
             overrides.append((0, evidence))
-            if not (self.exact and mechanism.rule.threshold_noise):
+            if exogenous or not (self.exact and mechanism.rule.threshold_noise):
                 _side_site(f"{name}__evidence", _Factor(mechanism.factual_log_prob(evidence)),
                            value=torch.zeros(()), observed=True)
         if overrides:
@@ -240,6 +289,47 @@ class CounterfactualMessenger(Messenger):
         msg["value"] = msg["fn"].v
         msg["is_observed"] = True
         msg["infer"] = {**msg["infer"], "counterfactual": True}
+
+    def _mechanism_site(self, name, msg):
+        """A ``deterministic`` site: a mechanism of explicit noise, whose value already
+        follows its inputs in each world. Interventions set it per world; evidence keeps
+        the factual world where it holds (a 0 / -inf factor: exact with discrete noise).
+        Without an explicit ``event_dim`` the mechanism is scalar per plate element."""
+        fn, value = msg["fn"], msg["value"]
+        event_dim = len(fn.event_shape)
+        if event_dim and event_dim == value.dim():
+            # Pyro's default event_dim (the value's ndim) takes in the world, particle and
+            # plate dims; a mechanism is read as one value per plate element (pass
+            # ppl.deterministic(..., event_dim=k) for a vector-valued mechanism)
+            event_dim = 0
+        split = value.dim() - event_dim
+        shape = _Shape(_without_world(value.shape[:split], self.dim), value.shape[split:],
+                       constraints.real)
+        overrides = self._intervene(name, msg, None, value, None, shape)
+        if name in self.evidence:
+            evidence = fit_to_site(name, self.evidence[name], shape)
+            factual = self._get_world(value, 0, event_dim)
+            holds = factual == evidence
+            if event_dim:
+                holds = holds.flatten(-event_dim).all(-1)
+            log_factor = torch.zeros(holds.shape, dtype=torch.get_default_dtype(), device=holds.device)
+            log_factor = log_factor.masked_fill(~holds, -math.inf)
+            _side_site(f"{name}__evidence", _Factor(log_factor), value=torch.zeros(()), observed=True)
+            overrides.append((0, evidence))
+        if overrides:
+            value = self._set_worlds(value, overrides, event_dim)
+            msg["value"] = value
+            msg["fn"] = Delta(value, event_dim=event_dim, validate_args=False)
+        msg["infer"] = {**msg["infer"], "counterfactual": True}
+
+    def _exogenous(self, name, mechanism):
+        """In exact mode, a discrete site that no world intervenes on and whose distribution
+        is the same in every world (its parameters are broadcast along the world dim)."""
+        if not self.exact or not getattr(mechanism.base, "has_enumerate_support", False):
+            return False
+        if any(name in interventions for interventions in self.sets):
+            return False
+        return mechanism.invariant()
 
     def _noise(self, name, mechanism, evidence):
         if not mechanism.rule.has_noise:
@@ -283,14 +373,26 @@ class CounterfactualMessenger(Messenger):
                                      + midpoints.shape[-1:])
         return torch.take_along_dim(midpoints, index, -1).squeeze(-1)
 
-    def _intervene(self, name, msg, mechanism, value, noise):
-        """[(world, value)] for the worlds that intervene on the site."""
+    def _intervene(self, name, msg, mechanism, value, noise, shape=None):
+        """[(world, value)] for the worlds that intervene on the site (``shape``: the
+        site's shapes less the world dim, when its distribution does not say)."""
         overrides = []
+        shape = shape or _factual_fn(msg["fn"], self.dim, mechanism)
+        event_dim = len(shape.event_shape)
         for w, interventions in enumerate(self.sets, start=1):
             if name not in interventions:
                 continue
             action = interventions[name]
-            if isinstance(action, torch.distributions.Distribution):
+            if isinstance(action, WorldValue):  # the site's value in another world (so far)
+                if not 0 <= action.world <= len(self.sets):
+                    raise SiteError(f"site {name!r}: world {w} reads world({action.world}), but the "
+                                    f"worlds are 0 .. {len(self.sets)}", site=name)
+                current = self._set_worlds(value, overrides, event_dim) if overrides else value
+                new = self._get_world(current, action.world, event_dim)
+            elif mechanism is None and isinstance(action, torch.distributions.Distribution):
+                raise SiteError(f"site {name!r} is deterministic (a mechanism): intervene with a "
+                                "value or a function of its value, not a distribution", site=name)
+            elif isinstance(action, torch.distributions.Distribution):
                 stochastic = _Mechanism(name, action, self.dim)
                 if type(stochastic.base) is not type(mechanism.base):
                     raise ValueError(
@@ -298,10 +400,10 @@ class CounterfactualMessenger(Messenger):
                         f"share the site's noise, so it must be a {type(mechanism.base).__name__}")
                 new = stochastic.push(noise)
             elif callable(action):
-                new = action(self._get_world(value, w, mechanism.event_dim))
+                new = action(self._get_world(value, w, event_dim))
             else:
                 new = action
-            new = fit_to_site(name, new, _factual_fn(msg["fn"], self.dim, mechanism))
+            new = fit_to_site(name, new, shape)
             overrides.append((w, new))
         return overrides
 

@@ -1,5 +1,6 @@
 """The causal graph of a program, found by tracking which values each site's distribution
-was computed from (through arbitrary tensor code and ``deterministic`` sites).
+was computed from (through arbitrary tensor code); ``deterministic`` sites (mechanisms of
+explicit noise) are nodes too.
 
     >>> import torch, ppl, ppl.distributions as dist
     >>> def model():
@@ -8,9 +9,9 @@ was computed from (through arbitrary tensor code and ``deterministic`` sites).
     ...     b = ppl.sample("b", dist.Normal(torch.sin(d), 1.0))
     ...     return ppl.sample("c", dist.Normal(a + b, 1.0))
     >>> sorted(ppl.graph(model).edges)
-    [('a', 'b'), ('a', 'c'), ('b', 'c')]
+    [('a', 'c'), ('a', 'd'), ('b', 'c'), ('d', 'b')]
     >>> sorted(ppl.graph(ppl.do(model, {"b": 0.0})).edges)   # do cuts the edges into b
-    [('a', 'c'), ('b', 'c')]
+    [('a', 'c'), ('a', 'd'), ('b', 'c')]
 """
 
 import networkx as nx
@@ -22,10 +23,11 @@ def graph(model, *args, **kwargs):
     """A ``networkx.DiGraph`` of the program's sample sites.
 
     Node attributes: ``observed`` (bool), ``plates`` (names, outermost first),
-    ``distribution`` (class name) and ``intervention`` (``"hard"``, ``"shift"``,
-    ``"stochastic"`` or None). An edge ``u -> v`` means v's distribution was computed from
-    u's value. Hard interventions have no parents; a shift keeps its natural value
-    (``"<name>__natural"``) as parent.
+    ``distribution`` (class name; ``"Deterministic"`` for a ``deterministic`` site, a
+    mechanism of explicit noise sites) and ``intervention`` (``"hard"``, ``"shift"``,
+    ``"stochastic"`` or None). An edge ``u -> v`` means v's distribution (or a
+    deterministic v's value) was computed from u's value. Hard interventions have no
+    parents; a shift keeps its natural value (``"<name>__natural"``) as parent.
     """
     backend = backend_of(model)
     dependencies = backend.dependencies(model, args, kwargs)
@@ -39,6 +41,9 @@ def graph(model, *args, **kwargs):
             distribution=type(site.fn).__name__,
             intervention=site.infer.get("do"),
         )
+    for name in trace.deterministics:
+        if name not in g:
+            g.add_node(name, observed=False, plates=(), distribution="Deterministic", intervention=None)
     for name, parents in dependencies.items():
         if name not in g:
             continue

@@ -81,11 +81,13 @@ def test_graph_tracks_deterministic_code_and_do():
         return c
 
     g = ppl.graph(model)
-    assert set(g.edges) == {("a", "b"), ("b", "c")}
+    # the deterministic site is a node (a mechanism) on the path a -> d -> b
+    assert set(g.edges) == {("a", "d"), ("d", "b"), ("b", "c")}
+    assert g.nodes["d"]["distribution"] == "Deterministic"
     assert g.nodes["c"]["observed"] and not g.nodes["a"]["observed"]
     assert g.nodes["c"]["plates"] == ("p",)
     cut = ppl.graph(ppl.do(model, {"b": 0.0}))
-    assert set(cut.edges) == {("b", "c")} and cut.nodes["b"]["intervention"] == "hard"
+    assert set(cut.edges) == {("a", "d"), ("b", "c")} and cut.nodes["b"]["intervention"] == "hard"
 
 
 # ------------------------------------------------------------------------ identify

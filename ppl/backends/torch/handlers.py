@@ -19,16 +19,23 @@ from .state import restored_rng
 
 class _ProvenanceTracker(Messenger):
     """Tags every sample site's value with its name and reads each site's parents off the
-    provenance of its log density."""
+    provenance of its log density. A ``deterministic`` site (a mechanism of explicit
+    noise) is a node too: its parents are the provenance of its value, which it then
+    carries under its own name."""
 
     def __init__(self):
         super().__init__()
         self.parents = {}
 
     def _pyro_post_sample(self, msg):
-        if type(msg["fn"]) is _Subsample or msg["infer"].get("_deterministic"):
+        if type(msg["fn"]) is _Subsample:
             return
         name = msg["name"]
+        if msg["infer"].get("_deterministic"):
+            self.parents[name] = set(get_provenance(msg["value"])) - {name}
+            value = detach_provenance(msg["value"])
+            msg["value"] = ProvenanceTensor(torch.as_tensor(value), frozenset({name}))
+            return
         value = detach_provenance(msg["value"])
         if not torch.is_tensor(value):
             value = torch.as_tensor(value)
