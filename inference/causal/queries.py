@@ -29,7 +29,7 @@ import torch
 import ppl
 from ppl.backend import backend_of
 from ppl.causal.counterfactual import counterfactual as counterfactual_program
-from ppl.causal.counterfactual import world_value
+from ppl.causal import world_value
 from ppl.errors import UnsupportedError
 
 from ..exact import NotEnumerableError, enumerate_program

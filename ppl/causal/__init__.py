@@ -13,7 +13,8 @@ of effects from that graph.
     [frozenset({'z'})]
 """
 
-from .counterfactual import counterfactual, world, world_value
+from .counterfactual import counterfactual
+from .worlds import world, world_value
 from .graph import graph
 from .identify import Identification, identify
 from .noise import NoiseModel, register_noise

@@ -25,7 +25,7 @@ thresholds in which ``u`` falls.
     ...     return ppl.sample("y", dist.Normal(2 * x, 1.0))
     >>> twin = counterfactual(scm, {"x": 1.0, "y": 3.0}, {"x": 0.0})
     >>> tr = ppl.trace(twin)()
-    >>> [float(world_value(tr, "y", w)) for w in (0, 1)]   # u_y = 3 - 2 * 1 = 1
+    >>> [float(ppl.world_value(tr, "y", w)) for w in (0, 1)]   # u_y = 3 - 2 * 1 = 1
     [3.0, 1.0]
 """
 
@@ -33,190 +33,21 @@ import math
 import weakref
 
 import torch
-from pyro.distributions import Categorical, Delta, Independent
-from pyro.distributions.torch_distribution import TorchDistribution
+from pyro.distributions import Categorical, Delta
 from pyro.poutine import block
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.runtime import apply_stack
 from pyro.poutine.subsample_messenger import _Subsample
 from torch.distributions import constraints
 
 from ..backend import backend_of
-from ..backends.torch import Plate
 from ..errors import SiteError, UnsupportedError
-from .interventions import DoMessenger, fit_to_site, missing_site_error
-from .noise import noise_model, supported_families
 from ..shapes import broadcast_shape
+from .interventions import DoMessenger, fit_to_site, missing_site_error
+from .mechanism import _Mechanism
+from .worlds import (SHARED, WORLD_PLATE, WorldPlate, WorldValue, _factual_fn, _Factor, _Shape,
+                     _side_site, _without_world, world_dim)
 
-WORLD_PLATE = "_worlds"
 _NESTING = weakref.WeakKeyDictionary()  # model -> its plate nesting
-SHARED = "_shared_across_worlds"
-
-
-class WorldPlate(Plate):
-    """The plate of worlds; sites flagged as shared (noise, evidence) stay outside it."""
-
-    def _process_message(self, msg):
-        if not msg["infer"].get(SHARED):
-            super()._process_message(msg)
-
-
-def world_dim(trace_or_nesting):
-    """The batch dimension of the world plate (from a trace, or from the model's nesting)."""
-    if isinstance(trace_or_nesting, int):
-        return -(trace_or_nesting + 1)
-    for site in trace_or_nesting:
-        for plate in site.plates:
-            if plate.name == WORLD_PLATE:
-                return plate.dim
-    raise ValueError("this trace has no world plate: run a ppl.causal.counterfactual program")
-
-
-def world_value(trace, name, world):
-    """Site ``name``'s value in ``world`` (0 factual, 1.. counterfactual), world dim dropped.
-
-    When the value has batch dimensions left of the world plate (enumerated latent sites
-    of exact inference, vectorised particles), the world dimension is kept with size 1
-    instead, so that the result stays aligned with the trace's other values.
-    """
-    if name in trace.deterministics and name not in trace.sites:  # a mechanism's value
-        dim, value = world_dim(trace), trace.deterministics[name]
-    else:
-        site = trace[name]
-        dim = world_dim(trace) - len(site.fn.event_shape)
-        value = site.value
-    if value.dim() < -dim or value.shape[dim] == 1:
-        return value  # the same in every world
-    if value.dim() > -dim:
-        return value.narrow(dim, world, 1)
-    return value.select(dim, world)
-
-
-class WorldValue:
-    """An intervention's value: the site's value in another world (see :func:`world`)."""
-
-    def __init__(self, world):
-        self.world = world
-
-    def __repr__(self):
-        return f"world({self.world})"
-
-
-def world(index):
-    """In a counterfactual's interventions, the site's value in world ``index``: nested
-    counterfactuals such as the natural direct effect's ``Y(X=1, M=M(X=0))`` are
-    ``ppl.counterfactual(model, {}, [{"X": 0.0}, {"X": 1.0, "M": ppl.world(1)}],
-    worlds="multi")``. Worlds are resolved in order, so world ``index`` has its own
-    interventions applied when it comes before the world that reads it."""
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise ValueError(f"world(index): index must be a non-negative integer, got {index!r}")
-    return WorldValue(index)
-
-
-def _side_site(name, fn, value=None, observed=False, infer=None):
-    """A sample site outside the world plate (noise, evidence), through the whole stack."""
-    msg = {
-        "type": "sample", "name": name, "fn": fn, "is_observed": observed, "args": (),
-        "kwargs": {}, "value": value, "infer": {SHARED: True, **(infer or {})}, "scale": 1.0,
-        "mask": None, "cond_indep_stack": (), "done": False, "stop": False,
-        "continuation": None,
-    }
-    apply_stack(msg)
-    return msg["value"]
-
-
-def _narrow(tensor, index):
-    """World 0's slice of a parameter whose world dim is at ``index`` from the left (its
-    leading dims are the batch shape; a Categorical's logits have one more after them),
-    keeping the world dim (size 1)."""
-    if index < 0 or tensor.dim() <= index or tensor.shape[index] == 1:
-        return tensor
-    return tensor.narrow(index, 0, 1)
-
-
-def _without_world(shape, dim):
-    shape = list(shape)
-    if len(shape) >= -dim:
-        shape[dim] = 1
-    return torch.Size(shape)
-
-
-class _Mechanism:
-    """A site's distribution seen as value = push(parameters, shared noise), by the noise
-    rule registered for its family (:mod:`ppl.causal.noise`)."""
-
-    def __init__(self, name, fn, dim):
-        self.name, self.dim = name, dim
-        self.reinterpreted = 0
-        base = fn
-        while isinstance(base, Independent):
-            self.reinterpreted += base.reinterpreted_batch_ndims
-            base = base.base_dist
-        self.base = base
-        self.rule = noise_model(base)
-        if self.rule is None:
-            raise ValueError(
-                f"site {name!r}: {type(base).__name__} has no noise-sharing rule between worlds "
-                f"(rules: {', '.join(supported_families())}); write its noise explicitly as a "
-                "sample site and the mechanism as a Delta, or register a rule with "
-                "ppl.causal.noise.register_noise")
-        self.event_dim = len(base.event_shape)
-        self._factual_fn = None
-        self.abducted = None  # (evidence, its noise), kept by a rule that fixes the noise
-        self.noise_shape = _without_world(base.batch_shape, dim - self.event_dim) + base.event_shape
-
-    def invariant(self):
-        """Whether no parameter varies along the world dimension (broadcast views have
-        stride 0 there)."""
-        i = len(self.base.batch_shape) + self.dim  # the world dim, from the left
-        if i < 0:
-            return True
-        for t in vars(self.base).values():  # the stored parameters (not lazily derived ones)
-            if torch.is_tensor(t) and t.dim() > i and t.shape[i] > 1 and t.stride(i) != 0:
-                return False
-        return True
-
-    def world0(self, attr):
-        """World 0's slice of a parameter, keeping the world dim (size 1)."""
-        return _narrow(getattr(self.base, attr), len(self.base.batch_shape) + self.dim)
-
-    def factual(self):
-        """The site's distribution in the factual world alone: the evidence may lie outside
-        the support of another world's distribution, so it is never scored there. Built
-        unvalidated: its parameters are a slice of the site's own (validated by torch when
-        the model built them, if validation is on); the evidence's support is checked in
-        :meth:`check_evidence`."""
-        if self._factual_fn is None:
-            params = {a: self.world0(a) for a in self.rule.params}
-            self._factual_fn = type(self.base)(**params, validate_args=False)
-        return self._factual_fn
-
-    def check_evidence(self, value):
-        """A clear error if the evidence lies outside the factual world's support."""
-        if not self.rule.params or getattr(type(self.base), "support", None) is constraints.real:
-            return
-        support = self.factual().support
-        if support is constraints.real or constraints.is_dependent(support):
-            return
-        if not bool(support.check(value).all()):
-            raise ValueError(f"site {self.name!r}: the evidence lies outside the support "
-                             f"{support} of the site's distribution in the factual world")
-
-    def noise_prior(self):
-        return self.rule.prior(self.base, self.noise_shape)
-
-    def push(self, noise):
-        """The value in every world."""
-        return self.rule.push(self.base, noise)
-
-    def abduct(self, value):
-        """(noise distribution or value given the factual observation, is_deterministic)."""
-        return self.rule.abduct(self, value)
-
-    def factual_log_prob(self, value):
-        """log p_0(value): the evidence's likelihood in the factual world."""
-        lp = self.rule.factual_log_prob(self, value)
-        return lp.sum(tuple(range(-self.reinterpreted, 0))) if self.reinterpreted else lp
 
 
 class _IntervalIndex(Categorical):
@@ -428,38 +259,6 @@ class CounterfactualMessenger(Messenger):
         if value.dim() < -d or value.shape[d] == 1:
             return value
         return value.narrow(d, world, 1)
-
-
-def _factual_fn(fn, dim, mechanism):
-    """A distribution with the site's shapes less the world dimension (to fit values to)."""
-    batch = _without_world(fn.batch_shape, dim)
-    return _Shape(batch, fn.event_shape, fn.support)
-
-
-class _Shape:
-    def __init__(self, batch_shape, event_shape, support):
-        self.batch_shape, self.event_shape, self.support = batch_shape, event_shape, support
-
-
-class _Factor(TorchDistribution):
-    """A log-density term: log_prob(anything) is the given tensor."""
-
-    arg_constraints = {}
-    support = torch.distributions.constraints.real
-    has_rsample = False
-
-    def __init__(self, log_factor):
-        self.log_factor = log_factor
-        super().__init__(log_factor.shape, torch.Size(), validate_args=False)
-
-    def sample(self, sample_shape=torch.Size()):
-        return torch.zeros(())
-
-    def log_prob(self, value):
-        return self.log_factor
-
-    def expand(self, batch_shape, _instance=None):
-        return _Factor(self.log_factor.expand(batch_shape))
 
 
 def counterfactual(model, evidence, interventions, worlds="twin", exact=False,

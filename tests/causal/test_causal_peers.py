@@ -32,7 +32,7 @@ import ppl
 import ppl.distributions as dist
 from inference import counterfactual, interventional
 from models.causal import DiscreteBayesianNetwork
-from ppl.causal.counterfactual import world_value
+from ppl.causal import world_value
 
 EXACT_TOL = 1e-6  # both sides exact; float32 tables give about 1e-7
 

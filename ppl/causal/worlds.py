@@ -1,0 +1,135 @@
+"""The world plate of counterfactual programs and what reads it: world values, references
+to another world's value (``ppl.world``), side sites outside the worlds, shape helpers.
+
+    >>> world_dim(2)   # the world plate's dim left of a model with two plates
+    -3
+"""
+
+import torch
+from pyro.distributions.torch_distribution import TorchDistribution
+from pyro.poutine.runtime import apply_stack
+
+from ..backends.torch import Plate
+
+WORLD_PLATE = "_worlds"
+SHARED = "_shared_across_worlds"
+
+
+class WorldPlate(Plate):
+    """The plate of worlds; sites flagged as shared (noise, evidence) stay outside it."""
+
+    def _process_message(self, msg):
+        if not msg["infer"].get(SHARED):
+            super()._process_message(msg)
+
+
+def world_dim(trace_or_nesting):
+    """The batch dimension of the world plate (from a trace, or from the model's nesting)."""
+    if isinstance(trace_or_nesting, int):
+        return -(trace_or_nesting + 1)
+    for site in trace_or_nesting:
+        for plate in site.plates:
+            if plate.name == WORLD_PLATE:
+                return plate.dim
+    raise ValueError("this trace has no world plate: run a ppl.causal.counterfactual program")
+
+
+def world_value(trace, name, world):
+    """Site ``name``'s value in ``world`` (0 factual, 1.. counterfactual), world dim dropped.
+
+    When the value has batch dimensions left of the world plate (enumerated latent sites
+    of exact inference, vectorised particles), the world dimension is kept with size 1
+    instead, so that the result stays aligned with the trace's other values.
+    """
+    if name in trace.deterministics and name not in trace.sites:  # a mechanism's value
+        dim, value = world_dim(trace), trace.deterministics[name]
+    else:
+        site = trace[name]
+        dim = world_dim(trace) - len(site.fn.event_shape)
+        value = site.value
+    if value.dim() < -dim or value.shape[dim] == 1:
+        return value  # the same in every world
+    if value.dim() > -dim:
+        return value.narrow(dim, world, 1)
+    return value.select(dim, world)
+
+
+class WorldValue:
+    """An intervention's value: the site's value in another world (see :func:`world`)."""
+
+    def __init__(self, world):
+        self.world = world
+
+    def __repr__(self):
+        return f"world({self.world})"
+
+
+def world(index):
+    """In a counterfactual's interventions, the site's value in world ``index``: nested
+    counterfactuals such as the natural direct effect's ``Y(X=1, M=M(X=0))`` are
+    ``ppl.counterfactual(model, {}, [{"X": 0.0}, {"X": 1.0, "M": ppl.world(1)}],
+    worlds="multi")``. Worlds are resolved in order, so world ``index`` has its own
+    interventions applied when it comes before the world that reads it."""
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValueError(f"world(index): index must be a non-negative integer, got {index!r}")
+    return WorldValue(index)
+
+
+def _side_site(name, fn, value=None, observed=False, infer=None):
+    """A sample site outside the world plate (noise, evidence), through the whole stack."""
+    msg = {
+        "type": "sample", "name": name, "fn": fn, "is_observed": observed, "args": (),
+        "kwargs": {}, "value": value, "infer": {SHARED: True, **(infer or {})}, "scale": 1.0,
+        "mask": None, "cond_indep_stack": (), "done": False, "stop": False,
+        "continuation": None,
+    }
+    apply_stack(msg)
+    return msg["value"]
+
+
+def _narrow(tensor, index):
+    """World 0's slice of a parameter whose world dim is at ``index`` from the left (its
+    leading dims are the batch shape; a Categorical's logits have one more after them),
+    keeping the world dim (size 1)."""
+    if index < 0 or tensor.dim() <= index or tensor.shape[index] == 1:
+        return tensor
+    return tensor.narrow(index, 0, 1)
+
+
+def _without_world(shape, dim):
+    shape = list(shape)
+    if len(shape) >= -dim:
+        shape[dim] = 1
+    return torch.Size(shape)
+
+
+def _factual_fn(fn, dim, mechanism):
+    """A distribution with the site's shapes less the world dimension (to fit values to)."""
+    batch = _without_world(fn.batch_shape, dim)
+    return _Shape(batch, fn.event_shape, fn.support)
+
+
+class _Shape:
+    def __init__(self, batch_shape, event_shape, support):
+        self.batch_shape, self.event_shape, self.support = batch_shape, event_shape, support
+
+
+class _Factor(TorchDistribution):
+    """A log-density term: log_prob(anything) is the given tensor."""
+
+    arg_constraints = {}
+    support = torch.distributions.constraints.real
+    has_rsample = False
+
+    def __init__(self, log_factor):
+        self.log_factor = log_factor
+        super().__init__(log_factor.shape, torch.Size(), validate_args=False)
+
+    def sample(self, sample_shape=torch.Size()):
+        return torch.zeros(())
+
+    def log_prob(self, value):
+        return self.log_factor
+
+    def expand(self, batch_shape, _instance=None):
+        return _Factor(self.log_factor.expand(batch_shape))
