@@ -29,6 +29,7 @@ from collections import OrderedDict
 
 import opt_einsum
 from opt_einsum import shared_intermediates
+from pyro.infer import infer_discrete
 from pyro.ops.contract import contract_to_tensor
 from pyro.ops.rings import LogRing
 
@@ -122,3 +123,18 @@ def _contract(inputs, operands, plates, output):
 
 def _is_one(scale):
     return isinstance(scale, (int, float)) and scale == 1
+
+
+def discrete_posterior(backend, model, values, args, kwargs, nesting, temperature):
+    """One joint draw (``temperature=1``) or the MAP assignment (``temperature=0``) of the
+    model's latent sites that the guide's ``values`` leave out (its enumerated ones), by
+    Pyro's ``infer_discrete`` (forward filtering, backward sampling or Viterbi)."""
+    if backend.name != "torch":
+        raise UnsupportedError("the posterior of enumerated sites (infer_discrete)", backend=backend.name)
+    if temperature not in (0, 1):
+        raise ValueError(f"infer_discrete: temperature must be 0 (MAP) or 1 (a sample), got {temperature!r}")
+    replayed = backend.handlers.replay(model, values=values)
+    fn = infer_discrete(replayed, first_available_dim=-(nesting + 1), temperature=temperature)
+    with backend.no_grad():
+        trace = backend.run(fn, args, kwargs)
+    return {name: site.value for name, site in trace.latent.items() if name not in values}

@@ -32,7 +32,7 @@ from ..program import (common_plate, dry_run, plate_nesting, squeeze_particles, 
 from ..strategy import Strategy
 from ..weights import WeightLayout, total_log_weight
 from .baselines import LearnedBaseline, RunningBaseline
-from ..enumeration import log_joint, model_enumerated
+from ..enumeration import discrete_posterior, log_joint, model_enumerated
 from .estimators import Enum, Estimator, Gumbel, Score, resolve_estimator
 from .objectives import ELBO
 from .peers import as_objective
@@ -437,6 +437,22 @@ class VI(Strategy):
     def _functional_inputs(self):
         params, rng = self.engine.loss_inputs()
         return {"params": params, "rng": rng}
+
+    def infer_discrete(self, *args, temperature=1, **kwargs):
+        """The model-enumerated sites' posterior given one draw of the guide: a joint sample
+        (``temperature=1``) or the MAP assignment (``temperature=0``, Viterbi on a chain),
+        by Pyro's ``infer_discrete``; site name -> value (torch)."""
+        with self.entered():
+            if not self._ready:
+                self._setup(args, kwargs)
+            if not self._model_enum:
+                raise ValueError("VI.infer_discrete: the model has no enumerated site the guide "
+                                 "leaves out (mark them infer={'enumerate': 'parallel'})")
+            with self.backend.no_grad():
+                guide_tr = self.backend.run(self.guide, args, kwargs, draw=self._draw_plain,
+                                            **self._functional_inputs())
+            return discrete_posterior(self.backend, self.model, guide_tr.replay_values(), args, kwargs,
+                                      self._plates, temperature)
 
     def posterior(self, *args, num_samples=1000, **kwargs):
         """``num_samples`` joint draws from the guide: site name -> array ``[num_samples, ...]``."""

@@ -152,3 +152,36 @@ def test_a_long_chain_without_markov_is_named():
 
     with pytest.raises(SiteError, match="site 'z_50': 60 enumerated sites outside ppl.markov"):
         VI(chain, empty_guide).step(hmm_data()[:60])
+
+
+def viterbi(ys, transition):
+    score = torch.log(transition[0]) + torch.distributions.Normal(MEANS, 1.0).log_prob(ys[0])
+    back = []
+    for y in ys[1:]:
+        total = score[:, None] + transition.log()
+        score, best = total.max(0)
+        score = score + torch.distributions.Normal(MEANS, 1.0).log_prob(y)
+        back.append(best)
+    path = [int(score.argmax())]
+    for best in reversed(back):
+        path.append(int(best[path[-1]]))
+    return path[::-1]
+
+
+def test_infer_discrete_map_is_the_viterbi_path_and_samples_follow_the_posterior():
+    ys = hmm_data()
+    vi = VI(hmm, empty_guide, ELBO(), rng_seed=0)
+    best = vi.infer_discrete(ys, temperature=0)
+    assert [int(best[f"z_{t}"]) for t in range(STEPS)] == viterbi(ys, TRANSITION)
+    # samples: the first state's frequency over 400 draws against its exact marginal
+    # (forward-backward on the first step), within 4 binomial standard errors
+    draws = torch.tensor([int(vi.infer_discrete(ys[:5])["z_0"]) for _ in range(400)])
+    beta = torch.zeros(STATES)
+    for y in reversed(ys[1:5]):
+        beta = torch.logsumexp(TRANSITION.log() + (torch.distributions.Normal(MEANS, 1.0).log_prob(y)
+                                                   + beta)[None, :], 1)
+    first = TRANSITION[0].log() + torch.distributions.Normal(MEANS, 1.0).log_prob(ys[0]) + beta
+    marginal = torch.softmax(first, 0)
+    for k in range(STATES):
+        p = float(marginal[k])
+        assert abs(float((draws == k).float().mean()) - p) < 4 * (p * (1 - p) / 400) ** 0.5 + 1e-3
