@@ -15,12 +15,21 @@ import time
 
 import torch
 
-from . import causal, discrete_vae, gflownet, grammar, importance, mixture_em, vae_step
+from . import (
+    causal,
+    discrete_vae,
+    enumeration,
+    gflownet,
+    grammar,
+    importance,
+    mixture_em,
+    vae_step,
+)
 from .common import load_average, log, machine_description, markdown_table, resolve_device
 
 MODULES = {"vae_step": vae_step, "importance": importance, "causal": causal,
            "gflownet": gflownet, "mixture_em": mixture_em, "grammar": grammar,
-           "discrete_vae": discrete_vae}
+           "discrete_vae": discrete_vae, "enumeration": enumeration}
 BENCHMARKS = {name: (module_name, fn) for module_name, module in MODULES.items()
               for name, fn in module.BENCHMARKS.items()}
 

@@ -60,7 +60,10 @@ import math
 from collections import namedtuple
 
 import torch
-from torch import nn
+
+from .policies import ActionMLPPolicy
+
+__all__ = ["ActionMLPPolicy", "ActionSpace", "Trajectories", "cat_states", "construct", "repeat_state"]
 
 
 class ActionSpace:
@@ -80,36 +83,6 @@ class ActionSpace:
 
     def __repr__(self):
         return type(self).__name__
-
-
-class ActionMLPPolicy(nn.Module):
-    """Policy for an action space: an MLP over [features of x, state encoding] -> one logit
-    per action; ``log_partition(features)`` gives log Z(x) and ``log_flow(features, encoding)``
-    the log state flow (for detailed and sub-trajectory balance).
-
-        >>> policy = ActionMLPPolicy(feature_dim=4, state_dim=6, num_actions=5, hidden=16)
-        >>> tuple(policy(torch.zeros(3, 4), torch.zeros(3, 6)).shape)
-        (3, 5)
-    """
-
-    def __init__(self, feature_dim, state_dim, num_actions, hidden=64):
-        super().__init__()
-        self.num_actions = num_actions
-        self.body = nn.Sequential(
-            nn.Linear(feature_dim + state_dim, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_actions))
-        self.log_z = nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        self.flow = nn.Sequential(nn.Linear(feature_dim + state_dim, hidden), nn.ReLU(),
-                                  nn.Linear(hidden, 1))
-
-    def forward(self, features, encoding):
-        return self.body(torch.cat([features, encoding], -1))
-
-    def log_flow(self, features, encoding):
-        return self.flow(torch.cat([features, encoding], -1)).squeeze(-1)
-
-    def log_partition(self, features):
-        return self.log_z(features).squeeze(-1)
 
 
 # ---------------------------------------------------------------- batches of states

@@ -424,3 +424,10 @@ def test_jax_counterfactual_worlds_are_unsupported_by_name():
             ppl.counterfactual(_backdoor, {"X": 1.0}, {"X": 0.0})
         with pytest.raises(UnsupportedError, match="jax backend"):
             inference.counterfactual(_backdoor, {"X": 1.0}, {"X": 0.0}, "Y", method="auto")
+
+
+def test_jax_gflownet_em_is_unsupported_by_name():
+    pytest.importorskip("numpyro")
+    with ppl.backend("jax"):
+        with pytest.raises(UnsupportedError, match="GFlowNet-EM is not supported on the jax backend"):
+            inference.GFlowNetEM(_backdoor)

@@ -69,8 +69,8 @@ class ExactPolicy(nn.Module):
 def test_balance_losses_are_zero_for_the_exact_posterior_policy_and_flows():
     em = GFlowNetEM(two_level, policy=ExactPolicy(X), m_step=None)
     features = em._current_features((X,), {}).repeat(50, 1)
-    values, log_pf_steps, log_flows = em._construct(features, flows=True)
-    log_r = em._log_reward(values, (X,), {}, num=50)[0].reshape(-1)
+    values, log_pf_steps, log_flows = em.sampler.construct(features, flows=True)
+    log_r = em.sampler.log_reward(values, (X,), {}, num=50)[0].reshape(-1)
     log_z = em.policy.log_partition(features)
     assert float(trajectory_balance(log_z, log_pf_steps.sum(-1), log_r).max()) < 1e-8
     assert float(detailed_balance(log_flows, log_pf_steps, log_r).max()) < 1e-8
@@ -161,7 +161,7 @@ def test_replay_buffer_keeps_the_best_trajectories_and_still_converges():
     em = GFlowNetEM(two_level, m_step=None, hidden=64, epsilon=0.05, optimizer=Adam(lr=3e-3),
                     num_trajectories=16, replay=4)
     em.run(X, num_steps=600, progress=False)
-    values, log_r = em._buffer
+    values, log_r = em.sampler.buffer.trajectories, em.sampler.buffer.log_rewards
     assert values.shape == (4, 3, 2) and torch.all(log_r[:-1] >= log_r[1:])  # sorted, best first
     # the best configuration of each element is in its buffer
     best = exact_log_joint(X).reshape(3, -1).argmax(-1)
@@ -195,10 +195,10 @@ def test_local_search_accepts_by_metropolis_hastings_and_still_converges():
     # with the exact posterior as P_F, every rebuild is accepted (the MH ratio is 1)
     exact_em = GFlowNetEM(two_level, policy=ExactPolicy(X), m_step=None, local_search=1,
                           num_trajectories=8)
-    features = exact_em._repeat(exact_em._current_features((X,), {}), 8)
-    values, log_pf_steps = exact_em._construct(features)
-    log_r = exact_em._log_reward(values, (X,), {}, num=8)[0].reshape(-1)
-    exact_em._search(features, values, log_pf_steps, log_r, (X,), {})
+    features = exact_em._current_features((X,), {}).repeat(8, 1)
+    values, log_pf_steps, _ = exact_em.sampler.construct(features)
+    log_r = exact_em.sampler.log_reward(values, (X,), {}, num=8)[0].reshape(-1)
+    exact_em.sampler.search(features, values, log_pf_steps, log_r, (X,), {})
     assert exact_em.acceptance_rate == 1.0
 
 

@@ -126,9 +126,9 @@ def test_tb_residual_is_zero_for_the_exact_posterior_policy_with_uniform_backwar
     features = em._current_features((words, lengths), {})
     grammar = learned_grammar(em.params)
     em.policy = ExactTreePolicy(space, TreeActions(2, 2, 4), grammar, sentences, features)
-    run_features, run = em._trajectories(200)  # 200 trajectories per sentence, lengths 5, 7, 3
+    run_features, run = em.sampler.trajectories(features, 200)  # per sentence; lengths 5, 7, 3
     assert sorted(set(run.lengths.tolist())) == [3, 5, 7]
-    log_r = em._score_values(space.values(run.state), (words, lengths), {}, 200)[0].reshape(-1)
+    log_r = em.sampler.score_values(space.values(run.state), (words, lengths), {}, 200)[0].reshape(-1)
     log_z = em.policy.log_partition(run_features)
     residual = trajectory_balance(log_z, run.log_pf.sum(-1), log_r, run.log_pb.sum(-1)).sqrt()
     # float32 rewards and P_F: each of the <= 2 * 7 + 2 terms of about 10 nats carries a
@@ -174,7 +174,8 @@ def test_trained_sampler_matches_the_exact_posterior_over_trees():
     # p(x, z) P_B(tau | z) / P_F(tau) on trajectories; 4 standard errors of log(mean weight)
     # (delta method: sd(w) / (mean(w) sqrt(n))) plus 1e-4 for float32 rounding of ~10-nat terms
     with torch.no_grad():
-        log_r, _, log_q = em._draw_and_score(4000, (words, lengths), {})
+        features = em._current_features((words, lengths), {})
+        log_r, _, log_q = em.sampler.draw(features, 4000, (words, lengths), {})
     log_w = (log_r - log_q).reshape(-1).double()
     estimate = float(torch.logsumexp(log_w, 0) - math.log(len(log_w)))
     weights = (log_w - log_w.max()).exp()
