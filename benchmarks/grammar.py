@@ -26,8 +26,8 @@ from models.pcfg import (
     true_pcfg,
     viterbi_parse,
 )
-from models.pcfg_program import learned_grammar, pad_sentences, pcfg_program
-from models.pcfg_space import TreeActionSpace
+from models.pcfg.program import learned_grammar, pad_sentences, pcfg_program
+from models.pcfg.space import TreeActionSpace
 
 from .common import log, markdown_table
 

@@ -167,8 +167,8 @@ from models.pcfg import (
     true_pcfg,
     viterbi_parse,
 )
-from models.pcfg_program import learned_grammar, pad_sentences, pcfg_program
-from models.pcfg_space import TreeActionSpace
+from models.pcfg.program import learned_grammar, pad_sentences, pcfg_program
+from models.pcfg.space import TreeActionSpace
 
 NT, PT, V, MAX_LENGTH = 4, 5, 17, (5 if FAST else 8)
 sentences, gold = pcfg_corpus(30 if FAST else 200, seed=0, max_length=MAX_LENGTH)

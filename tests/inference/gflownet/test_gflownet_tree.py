@@ -17,8 +17,8 @@ from inference import Adam, GFlowNetEM, NonFiniteError
 from inference.gflownet.actions import construct
 from inference.gflownet.losses import trajectory_balance
 from models.pcfg import PCFG, TreeActions, inside_log_likelihood, pcfg_corpus, tree_log_prob
-from models.pcfg_program import learned_grammar, pad_sentences, pcfg_program, tree_to_value
-from models.pcfg_space import TreeActionSpace
+from models.pcfg.program import learned_grammar, pad_sentences, pcfg_program, tree_to_value
+from models.pcfg.space import TreeActionSpace
 
 
 @pytest.fixture(autouse=True)

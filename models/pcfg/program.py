@@ -2,7 +2,7 @@
 ``tree`` site (a :class:`TreeDistribution`) and an observed ``words`` site (each word
 emitted by its preterminal tag), so that the program's joint is log p(x, tree); the
 grammar's logits are ``ppl.param`` s, learnable by any strategy (GFlowNet-EM with
-:class:`models.pcfg_space.TreeActionSpace`, or exact EM on :func:`models.pcfg.inside_log_likelihood`).
+:class:`models.pcfg.space.TreeActionSpace`, or exact EM on :func:`models.pcfg.inside_log_likelihood`).
 
 Sentences of different lengths share one batch by padding: ``words [N, M]`` (word ids, any
 valid id after a sentence's end) with ``lengths [N]`` (:func:`pad_sentences`); padded
@@ -32,7 +32,7 @@ from pyro.distributions import TorchDistribution, constraints
 import ppl
 import ppl.distributions as dist
 
-from .pcfg import PCFG, Tree, sample_posterior_trees  # noqa: F401 (Tree: for the doctests)
+from . import PCFG, Tree, sample_posterior_trees  # noqa: F401 (Tree: for the doctests)
 
 COLUMNS = 5  # start, end, label, left symbol, right symbol
 

@@ -12,7 +12,7 @@ that starts at word i: -1 for an untagged word, ``NT + p`` for a tag, a label),
 ``internal [n, M]`` (that constituent is an internal node), ``nodes [n, M - 1, 5]`` (the
 internal nodes so far as rows ``(start, end, label, left symbol, right symbol)``, -1
 rows after them) and ``num_nodes [n]``. A terminal state's value for the tree site is its
-``nodes`` in pre-order (the encoding of :class:`models.pcfg_program.TreeDistribution`).
+``nodes`` in pre-order (the encoding of :class:`models.pcfg.program.TreeDistribution`).
 
     >>> import torch
     >>> space = TreeActionSpace(num_nonterminals=1, num_preterminals=2, vocab_size=3, max_length=3)
@@ -30,7 +30,7 @@ import torch
 
 from inference.gflownet.actions import ActionSpace
 
-from .pcfg import Tree
+from . import Tree
 
 
 class TreeActionSpace(ActionSpace):
