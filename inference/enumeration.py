@@ -67,58 +67,75 @@ def log_joint(sites, enumerated, keep):
     trace, or some of its sites in program order): a tensor over the plates named in
     ``keep`` (in that order; e.g. the particle plate, then the plate of per-element
     weights), product-reduced over every other plate; and the names of those kept."""
-    symbols = map(opt_einsum.get_symbol, range(10 ** 6))
-    plate_symbol, id_symbol = {}, {}
-    inputs, operands = [], []
-    for site in sites:
-        log_prob = site.log_prob
-        if site.name in enumerated and not _is_one(site.scale):
-            raise UnsupportedError(
-                f"site {site.name!r}: model-side enumeration inside a subsampled (scaled) plate",
-                hint="enumerate in a plate without subsample_size, or sample the site in the guide")
-        dims_of = {p.dim: p.name for p in site.plates if p.dim is not None}
-        dim_to_id = site.infer.get("_dim_to_id", {})
-        letters, squeeze = [], []
-        for i, size in enumerate(log_prob.shape):
-            dim = i - log_prob.dim()
-            if size == 1:
-                squeeze.append(i)
-            elif dim in dims_of:
-                name = dims_of[dim]
-                plate_symbol.setdefault(name, next(symbols))
-                letters.append(plate_symbol[name])
-            elif dim in dim_to_id:
-                key = dim_to_id[dim]
-                id_symbol.setdefault(key, next(symbols))
-                letters.append(id_symbol[key])
-            else:
-                raise SiteError(f"site {site.name!r}: its log density has a dimension {dim} of size "
-                                f"{size} that is neither a plate nor an enumerated site", site=site.name)
-        for i in reversed(squeeze):
-            log_prob = log_prob.squeeze(i)
-        inputs.append("".join(letters))
-        operands.append(log_prob)
-    kept = [name for name in keep if name in plate_symbol]
-    output = "".join(plate_symbol[name] for name in kept)
-    return _contract(inputs, operands, set(plate_symbol.values()), output), kept
+    factors = NamedFactors(sites, enumerated)
+    kept = [name for name in keep if name in factors.plate_symbol]
+    return factors.contract(kept), kept
 
 
-def _contract(inputs, operands, plates, output):
-    """Sum out every non-plate symbol, product-reduce the plates not in ``output``, in log
-    space (Pyro's tensor variable elimination); exact, with no scale per plate."""
-    tree, dim_to_size = OrderedDict(), {}
-    for dims, term in zip(inputs, operands):
-        term = term[...]  # a fresh view to carry the symbols
-        term._pyro_dims = dims
-        dim_to_size.update(zip(dims, term.shape))
-        tree.setdefault(frozenset(plates.intersection(dims)), []).append(term)
-    sum_dims = set(dim_to_size) - plates
-    with shared_intermediates() as cache:
-        ring = LogRing(cache, dim_to_size=dim_to_size)
-        term = contract_to_tensor(tree, sum_dims, target_ordinal=frozenset(output), ring=ring)
-    if term._pyro_dims != output:
-        term = term.permute(*map(term._pyro_dims.index, output))
-    return term
+class NamedFactors:
+    """Each site's log density with its dimensions named: a plate by the plate's name, an
+    enumerated dimension by the variable that Pyro's ``EnumMessenger`` allocated to it
+    (``_dim_to_id``; ``pyro.markov`` recycles a dimension for new variables)."""
+
+    def __init__(self, sites, enumerated):
+        symbols = map(opt_einsum.get_symbol, range(10 ** 6))
+        self.plate_symbol, self.id_symbol = {}, {}
+        self.inputs, self.operands = [], []
+        for site in sites:
+            log_prob = site.log_prob
+            if site.name in enumerated and not _is_one(site.scale):
+                raise UnsupportedError(
+                    f"site {site.name!r}: model-side enumeration inside a subsampled (scaled) plate",
+                    hint="enumerate in a plate without subsample_size, or sample the site in the guide")
+            dims_of = {p.dim: p.name for p in site.plates if p.dim is not None}
+            dim_to_id = site.infer.get("_dim_to_id", {})
+            letters, squeeze = [], []
+            for i, size in enumerate(log_prob.shape):
+                dim = i - log_prob.dim()
+                if size == 1:
+                    squeeze.append(i)
+                elif dim in dims_of:
+                    letters.append(self._symbol(self.plate_symbol, dims_of[dim], symbols))
+                elif dim in dim_to_id:
+                    letters.append(self._symbol(self.id_symbol, dim_to_id[dim], symbols))
+                else:
+                    raise SiteError(f"site {site.name!r}: its log density has a dimension {dim} of "
+                                    f"size {size} that is neither a plate nor an enumerated site",
+                                    site=site.name)
+            for i in reversed(squeeze):
+                log_prob = log_prob.squeeze(i)
+            self.inputs.append("".join(letters))
+            self.operands.append(log_prob)
+
+    @staticmethod
+    def _symbol(table, key, symbols):
+        if key not in table:
+            table[key] = next(symbols)
+        return table[key]
+
+    def contract(self, plates=(), variables=()):
+        """Sum every other variable out and product-reduce every other plate, in log space
+        (Pyro's tensor variable elimination): a tensor over ``plates`` (names) then
+        ``variables`` (ids), in that order. Exact when no variable is kept; with variables
+        kept, each plate slice is known up to a constant (normalise it)."""
+        plate_out = "".join(self.plate_symbol[name] for name in plates)
+        var_out = "".join(self.id_symbol[key] for key in variables)
+        output = plate_out + var_out
+        tree, dim_to_size = OrderedDict(), {}
+        plate_set = set(self.plate_symbol.values())
+        for dims, term in zip(self.inputs, self.operands):
+            term = term[...]  # a fresh view to carry the symbols
+            term._pyro_dims = dims
+            dim_to_size.update(zip(dims, term.shape))
+            tree.setdefault(frozenset(plate_set.intersection(dims)), []).append(term)
+        sum_dims = set(dim_to_size) - plate_set
+        with shared_intermediates() as cache:
+            ring = LogRing(cache, dim_to_size=dim_to_size)
+            term = contract_to_tensor(tree, sum_dims, target_ordinal=frozenset(plate_out),
+                                      target_dims=set(var_out), ring=ring)
+        if term._pyro_dims != output:
+            term = term.permute(*map(term._pyro_dims.index, output))
+        return term
 
 
 def _is_one(scale):

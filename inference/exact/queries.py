@@ -45,6 +45,7 @@ from ppl.shapes import broadcast_shape
 
 from . import elimination
 from .elimination import NotEnumerableError
+from .plated import plated_posterior
 from .factors import (
     categoricals_unvalidated,
     is_normalised,
@@ -57,6 +58,11 @@ from ..program import plate_nesting
 
 MAX_CELLS = 1 << 22  # the largest table variable elimination may build
 MAX_DIMS = 64  # torch's limit on a tensor's dimensions
+
+
+class _Plated(NotEnumerableError):
+    """A latent site this path cannot lay out (inside a plate, a batch of them, too many
+    dims); :mod:`inference.exact.plated` takes the program instead."""
 
 
 class EnumeratedPosterior:
@@ -100,6 +106,15 @@ class EnumeratedPosterior:
         unique, inverse = torch.unique(values, return_inverse=True)
         sums = torch.zeros(len(unique), dtype=weights.dtype).index_add_(0, inverse, weights)
         return dict(zip(unique.tolist(), sums.tolist()))
+
+    def marginal(self, name):
+        """P(site = k) for a latent site's values, ``[support]``."""
+        if name not in self._own:
+            raise ValueError(f"exact enumeration: {name!r} is not an enumerated latent site "
+                             f"(latent sites: {sorted(self._own)})")
+        dim = self._own[name]
+        table, total = self._marginal(frozenset({dim}) if self._sizes[dim] > 1 else frozenset())
+        return (table / total).reshape(-1).double()
 
     def largest_table(self, fn):
         """The number of cells of the largest table that a query for ``fn`` multiplies out
@@ -268,7 +283,7 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
                 "use method='importance'")
         for frame in msg["cond_indep_stack"]:
             if frame.dim is not None and frame.size > 1:
-                raise NotEnumerableError(
+                raise _Plated(
                     f"exact enumeration: latent site {name!r} lies in plate {frame.name!r} of "
                     f"size {frame.size}; enumerating it jointly over the plate is not supported; "
                     "use method='importance'")
@@ -280,8 +295,8 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
                 "outside a plate, or inside one); exact queries need one value per latent "
                 "site; use method='importance'")
         dim = limit - len(sizes)
-        if -dim > MAX_DIMS:
-            raise NotEnumerableError(
+        if -dim > MAX_DIMS - 3:  # room for the next site's parameter and event dims
+            raise _Plated(
                 f"exact enumeration: latent site {name!r} would need tensor dimension {dim}; "
                 f"torch allows {MAX_DIMS}, so at most {MAX_DIMS + limit + 1} latent sites "
                 f"with max_plate_nesting={max_plate_nesting}; use method='importance'")
@@ -290,8 +305,11 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
 
     # blocked inside other handlers, which must not see the enumerated run
     hide = poutine.block() if _PYRO_STACK else contextlib.nullcontext()
-    with torch.no_grad(), hide, categoricals_unvalidated():
-        trace = BACKEND.run(program, args, kwargs, draw=draw)
+    try:
+        with torch.no_grad(), hide, categoricals_unvalidated():
+            trace = BACKEND.run(program, args, kwargs, draw=draw)
+    except _Plated:  # latent sites inside plates or along a chain: the plated path
+        return plated_posterior(program, *args, max_plate_nesting=max_plate_nesting, **kwargs)
     nesting = plate_nesting([trace])
     if nesting > max_plate_nesting:
         raise ValueError(f"exact enumeration: the program nests {nesting} plates; pass "
