@@ -23,13 +23,14 @@ from . import (
     grammar,
     importance,
     mixture_em,
+    subsample,
     vae_step,
 )
 from .common import load_average, log, machine_description, markdown_table, resolve_device
 
 MODULES = {"vae_step": vae_step, "importance": importance, "causal": causal,
            "gflownet": gflownet, "mixture_em": mixture_em, "grammar": grammar,
-           "discrete_vae": discrete_vae, "enumeration": enumeration}
+           "discrete_vae": discrete_vae, "enumeration": enumeration, "subsample": subsample}
 BENCHMARKS = {name: (module_name, fn) for module_name, module in MODULES.items()
               for name, fn in module.BENCHMARKS.items()}
 
