@@ -82,6 +82,8 @@ class NamedFactors:
         self.plate_symbol, self.id_symbol = {}, {}
         self.inputs, self.operands = [], []
         for site in sites:
+            if site.name in enumerated:
+                _check_recycling(site)
             log_prob = site.log_prob
             if site.name in enumerated and not _is_one(site.scale):
                 raise UnsupportedError(
@@ -136,6 +138,19 @@ class NamedFactors:
         if term._pyro_dims != output:
             term = term.permute(*map(term._pyro_dims.index, output))
         return term
+
+
+def _check_recycling(site):
+    """A site whose distribution already varies along the dimension it is enumerated on
+    read a variable whose dimension ppl.markov recycled (its history is too short): the
+    sum would silently pair the wrong values."""
+    dim = site.infer.get("_enumerate_dim")
+    batch = site.fn.batch_shape
+    if dim is not None and len(batch) >= -dim and batch[dim] != 1:
+        raise SiteError(f"site {site.name!r}: enumeration dim conflict: its distribution depends on "
+                        "a site whose enumeration dimension ppl.markov has already recycled for it; "
+                        "increase the markov history (ppl.markov(..., history=k) with k the "
+                        "chain's order)", site=site.name)
 
 
 def _is_one(scale):

@@ -196,7 +196,7 @@ class Importance(Strategy):
                                        particles=particles, rng=self._next_rng(),
                                        params=self.params)
                 values = guide_tr.replay_values()
-                log_q = total_log_weight(ops, layout, guide_tr.latent.values())
+                log_q = total_log_weight(ops, layout, guide_tr.sites.values())  # factors too
             enumerate_from = -(self._plates + 2) if self._model_enum else None
             model_tr = backend.run(self.model, args, kwargs, replay=values, draw=self._draw,
                                    particles=particles, rng=self._next_rng(), params=self.params,

@@ -30,7 +30,7 @@ import ppl
 from ppl.backend import backend_of
 from ppl.causal.counterfactual import counterfactual as counterfactual_program
 from ppl.causal import world_value
-from ppl.errors import UnsupportedError
+from ppl.errors import SiteError, UnsupportedError
 
 from ..exact import NotEnumerableError, enumerate_program
 from ..importance import Importance
@@ -207,14 +207,25 @@ def average_treatment_effect(model, treatment, outcome, *args, treated=1.0, cont
 def probability_of_necessity(model, treatment, outcome, *args, method="exact", **kwargs):
     """PN = P(outcome would be 0 had treatment been 0 | treatment = 1, outcome = 1)."""
     return counterfactual(model, {treatment: 1.0, outcome: 1.0}, {treatment: 0.0},
-                          lambda tr: (world_value(tr, outcome, 1) < 0.5).float(), *args,
+                          lambda tr: (_binary(tr, outcome, 1) == 0).float(), *args,
                           method=method, **kwargs)
+
+
+def _binary(trace, outcome, world):
+    """The outcome's value in ``world``, checked to be 0 or 1: the probabilities of causation
+    are about a binary outcome (a threshold on a continuous one would answer silently)."""
+    value = world_value(trace, outcome, world)
+    if not bool(((value == 0) | (value == 1)).all()):
+        raise SiteError(f"site {outcome!r}: the probabilities of necessity and sufficiency need a "
+                        f"binary outcome (0 or 1), but it takes values such as "
+                        f"{float(value[(value != 0) & (value != 1)].flatten()[0]):.4g}", site=outcome)
+    return value
 
 
 def probability_of_sufficiency(model, treatment, outcome, *args, method="exact", **kwargs):
     """PS = P(outcome would be 1 had treatment been 1 | treatment = 0, outcome = 0)."""
     return counterfactual(model, {treatment: 0.0, outcome: 0.0}, {treatment: 1.0},
-                          lambda tr: (world_value(tr, outcome, 1) > 0.5).float(), *args,
+                          lambda tr: (_binary(tr, outcome, 1) == 1).float(), *args,
                           method=method, **kwargs)
 
 
@@ -222,8 +233,7 @@ def probability_of_necessity_and_sufficiency(model, treatment, outcome, *args, m
                                              **kwargs):
     """PNS = P(outcome_1 = 1 and outcome_0 = 0): two intervened worlds, no evidence."""
     def both(trace):
-        return ((world_value(trace, outcome, 1) > 0.5)
-                & (world_value(trace, outcome, 2) < 0.5)).float()
+        return ((_binary(trace, outcome, 1) == 1) & (_binary(trace, outcome, 2) == 0)).float()
 
     return counterfactual(model, {}, [{treatment: 1.0}, {treatment: 0.0}], both, *args,
                           worlds="multi", method=method, **kwargs)

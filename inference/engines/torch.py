@@ -125,6 +125,8 @@ class TorchEngine:
             return result
         if not bool(torch.isfinite(surrogate)):
             return math.nan
+        if self.optimizer is None:  # nothing to train (as Pyro's SVI: the loss, no update)
+            return result
         self.optimizer.zero_grad(set_to_none=True)
         surrogate.backward()
         self.last_loss = result

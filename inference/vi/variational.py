@@ -119,7 +119,7 @@ class VI(Strategy):
             self._estimators[name] = self._choose_estimator(name, site.fn, site.infer)
         vectorised = K > 1 and bool(self.vectorize_particles)
         self._layout = WeightLayout(P, vectorised, keep if K > 1 else None, {})
-        first_enum_dim = -(P + (1 if vectorised else 0) + 1)
+        first_enum_dim = self._first_enum_dim = -(P + (1 if vectorised else 0) + 1)
         for name, est in self._estimators.items():
             if isinstance(est, Enum):
                 self._enum_dims[name] = first_enum_dim - len(self._enum_dims)
@@ -203,6 +203,8 @@ class VI(Strategy):
         est = self._estimators.get(name)
         if est is None:  # a site the dry run did not visit (dynamic structure)
             est = self._estimators[name] = self._choose_estimator(name, msg["fn"], msg["infer"])
+            if isinstance(est, Enum):
+                self._enum_dims[name] = min(self._enum_dims.values(), default=self._first_enum_dim + 1) - 1
         if name in self._enum_dims:
             msg["_enum_dim"] = self._enum_dims[name]
         est.draw(self.backend, msg, self.step_count)
@@ -244,7 +246,7 @@ class VI(Strategy):
                                enumerate_from=self._enumerate_from)
         if self._enum_dims:
             layout.enum = {name: (dim, self.ops.exp(guide_tr[name].fn.log_prob(guide_tr[name].value)))
-                           for name, dim in self._enum_dims.items()}
+                           for name, dim in self._enum_dims.items() if name in guide_tr.sites}
         return guide_tr, model_tr
 
     def _surrogate(self, args, kwargs, params=None, rng=None):
@@ -263,7 +265,9 @@ class VI(Strategy):
                 runs.append(self._weights(args, kwargs, params, key))
             log_p = ops.concatenate([r[0] for r in runs], 0)
             log_q = ops.concatenate([r[1] for r in runs], 0)
-            score_log_q = {n: ops.concatenate([r[2][n] for r in runs], 0) for n in runs[0][2]}
+            names = dict.fromkeys(n for r in runs for n in r[2])  # sites may differ per particle
+            score_log_q = {n: ops.concatenate([r[2][n] if n in r[2] else 0.0 * r[1] for r in runs], 0)
+                           for n in names}
             guide_tr, model_tr = runs[-1][3], runs[-1][4]
         baselines = {name: self._baseline_for(name, log_q_site) for name, log_q_site in score_log_q.items()
                      if name in self._baselines}
@@ -301,8 +305,9 @@ class VI(Strategy):
         ops = self.ops
         layout = self._layout
         guide_tr, model_tr = self._traces(args, kwargs, params, rng)
-        log_q = total_log_weight(ops, layout, guide_tr.latent.values())
+        log_q = total_log_weight(ops, layout, guide_tr.sites.values())  # a guide factor too
         log_p = self._log_p(layout, model_tr)
+        log_p, log_q = _arrays(ops, layout, log_p, log_q)
         score_log_q = {}
         for name, est in self._estimators.items():
             if isinstance(est, Score) and name in guide_tr.sites:
@@ -428,7 +433,7 @@ class VI(Strategy):
                 enumerate_from = -(self._plates + (2 if vectorised else 1)) if self._model_enum else None
                 model_tr = backend.run(self.model, args, kwargs, replay=values, particles=particles,
                                        enumerate_from=enumerate_from, **self._functional_inputs())
-                log_q = total_log_weight(ops, layout, guide_tr.latent.values())
+                log_q = total_log_weight(ops, layout, guide_tr.sites.values())
                 log_w = self._log_p(layout, model_tr) - log_q
                 chunks.append(ops.logsumexp(log_w, 0))
         combined = ops.logsumexp(ops.stack(chunks), 0) - math.log(num_particles)
@@ -499,6 +504,18 @@ class VI(Strategy):
         for name, baseline in self._baseline_state.items():
             if name in self._pending_baselines:
                 baseline.load(self._pending_baselines[name])
+
+
+def _arrays(ops, layout, log_p, log_q):
+    """log p and log q as arrays laid out per particle: a program with no site (an empty
+    guide) sums to the number 0."""
+    if isinstance(log_p, float) and isinstance(log_q, float):
+        log_p = ops.asarray([log_p])
+    if isinstance(log_p, float):
+        log_p = log_q * 0.0 + log_p
+    if isinstance(log_q, float):
+        log_q = log_p * 0.0 + log_q
+    return log_p, log_q
 
 
 def _check_count(verb, name, value):

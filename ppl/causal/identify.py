@@ -110,6 +110,10 @@ def identify(graph, treatment, outcome, latent=(), which="all", max_size=None):
     latent = set(latent)
     for node in latent:
         _check_node(g, node, "latent node")
+    for role, node in (("treatment", treatment), ("outcome", outcome)):
+        if node in latent:
+            raise ValueError(f"identify: the {role} {node!r} is listed as latent; an effect is "
+                             "identified from data in which treatment and outcome are measured")
     if not nx.is_directed_acyclic_graph(g):
         raise ValueError("identify: the graph has a cycle; causal graphs must be acyclic")
     result = Identification(treatment, outcome)
