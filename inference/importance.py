@@ -57,6 +57,9 @@ class ImportanceResult:
     def log_evidence_stderr(self):
         """Delta-method standard error of :attr:`log_evidence`: sqrt((K / ESS - 1) / K)."""
         K = self.num_particles
+        if K < 2:
+            raise ValueError("log_evidence_stderr: one particle gives no estimate of its own "
+                             "spread; draw num_particles >= 2")
         return math.sqrt(max(K / self.effective_sample_size - 1.0, 0.0) / K)
 
     def _site(self, site):

@@ -24,7 +24,9 @@ samples its noise sites, ``"<site>__noise"``.
 """
 
 import math
+
 import torch
+from torch.distributions import constraints
 
 import ppl
 from ppl.backend import backend_of
@@ -206,34 +208,54 @@ def average_treatment_effect(model, treatment, outcome, *args, treated=1.0, cont
 
 def probability_of_necessity(model, treatment, outcome, *args, method="exact", **kwargs):
     """PN = P(outcome would be 0 had treatment been 0 | treatment = 1, outcome = 1)."""
+    _require_binary(model, outcome, args, _model_kwargs(kwargs))
     return counterfactual(model, {treatment: 1.0, outcome: 1.0}, {treatment: 0.0},
-                          lambda tr: (_binary(tr, outcome, 1) == 0).float(), *args,
+                          lambda tr: (world_value(tr, outcome, 1) == 0).float(), *args,
                           method=method, **kwargs)
 
 
-def _binary(trace, outcome, world):
-    """The outcome's value in ``world``, checked to be 0 or 1: the probabilities of causation
-    are about a binary outcome (a threshold on a continuous one would answer silently)."""
-    value = world_value(trace, outcome, world)
-    if not bool(((value == 0) | (value == 1)).all()):
+def _model_kwargs(kwargs):
+    """The model's own keyword arguments among a query's."""
+    query = {"guide", "objective", "optimizer", "num_steps", "num_particles", "discrete"}
+    return {k: v for k, v in kwargs.items() if k not in query}
+
+
+def _require_binary(model, outcome, args, kwargs):
+    """The probabilities of causation are about a binary outcome: a threshold on a
+    continuous one would answer without a word. Checked on the outcome's distribution (its
+    support), or on the values of a deterministic outcome in one prior run."""
+    with torch.no_grad():
+        trace = ppl.trace(model)(*args, **kwargs)
+    if outcome in trace.sites:
+        support = trace[outcome].fn.support
+        binary = support is constraints.boolean or (
+            isinstance(support, constraints.integer_interval)
+            and support.lower_bound == 0 and support.upper_bound == 1)
+    elif outcome in trace.deterministics:
+        value = torch.as_tensor(trace.deterministics[outcome])
+        binary = bool(((value == 0) | (value == 1)).all())
+    else:
+        raise SiteError(f"the program has no site {outcome!r}", site=outcome)
+    if not binary:
         raise SiteError(f"site {outcome!r}: the probabilities of necessity and sufficiency need a "
-                        f"binary outcome (0 or 1), but it takes values such as "
-                        f"{float(value[(value != 0) & (value != 1)].flatten()[0]):.4g}", site=outcome)
-    return value
+                        "binary outcome (a Bernoulli site, or a mechanism taking 0 and 1)", site=outcome)
 
 
 def probability_of_sufficiency(model, treatment, outcome, *args, method="exact", **kwargs):
     """PS = P(outcome would be 1 had treatment been 1 | treatment = 0, outcome = 0)."""
+    _require_binary(model, outcome, args, _model_kwargs(kwargs))
     return counterfactual(model, {treatment: 0.0, outcome: 0.0}, {treatment: 1.0},
-                          lambda tr: (_binary(tr, outcome, 1) == 1).float(), *args,
+                          lambda tr: (world_value(tr, outcome, 1) == 1).float(), *args,
                           method=method, **kwargs)
 
 
 def probability_of_necessity_and_sufficiency(model, treatment, outcome, *args, method="exact",
                                              **kwargs):
     """PNS = P(outcome_1 = 1 and outcome_0 = 0): two intervened worlds, no evidence."""
+    _require_binary(model, outcome, args, _model_kwargs(kwargs))
+
     def both(trace):
-        return ((_binary(trace, outcome, 1) == 1) & (_binary(trace, outcome, 2) == 0)).float()
+        return ((world_value(trace, outcome, 1) == 1) & (world_value(trace, outcome, 2) == 0)).float()
 
     return counterfactual(model, {}, [{treatment: 1.0}, {treatment: 0.0}], both, *args,
                           worlds="multi", method=method, **kwargs)

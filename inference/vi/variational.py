@@ -23,7 +23,7 @@ import math
 import numbers
 import warnings
 
-from ppl.errors import PPLError, ShapeError, UnsupportedError
+from ppl.errors import PPLError, ShapeError, SiteError, UnsupportedError
 
 from ..engines import make_engine
 from ..optim import Adam
@@ -104,6 +104,7 @@ class VI(Strategy):
                                      self._draw_plain, **self._functional_inputs())
         self._model_enum = frozenset(model_enumerated(model_tr, guide_tr))
         self._check_sites(model_tr, guide_tr)
+        self._model_sites = model_tr.sites.keys()
         P = self.max_plate_nesting
         if P is None:
             P = plate_nesting([model_tr, guide_tr])
@@ -166,11 +167,20 @@ class VI(Strategy):
                 continue
             if name not in model_latent:
                 raise ValueError(f"site {name!r} is observed in the model, so the guide may not sample it")
+            _check_shape(name, site, model_tr[name])
         for name in self.estimator_config:
             if name not in guide_latent:
                 raise ValueError(
                     f"estimators: the guide has no latent site {name!r} (its sites: "
                     f"{sorted(guide_latent)})")
+
+    def _check_structure(self, model_tr, guide_tr):
+        """A model site first met after the set-up (stochastic structure) needs a guide site
+        too: checked whenever the model's sites change, not only on the first run."""
+        for name in model_tr.latent.keys() - guide_tr.latent.keys() - self._model_enum:
+            raise SiteError(f"the guide is missing latent site {name!r} of the model (first met at "
+                            f"step {self.step_count}); every latent site needs a guide site", site=name)
+        self._model_sites = model_tr.sites.keys()
 
     def _choose_estimator(self, name, fn, infer):
         spec = self.estimator_config.get(name) or infer.get("estimator")
@@ -305,6 +315,8 @@ class VI(Strategy):
         ops = self.ops
         layout = self._layout
         guide_tr, model_tr = self._traces(args, kwargs, params, rng)
+        if model_tr.sites.keys() != self._model_sites:  # the structure changed: check it again
+            self._check_structure(model_tr, guide_tr)
         log_q = total_log_weight(ops, layout, guide_tr.sites.values())  # a guide factor too
         log_p = self._log_p(layout, model_tr)
         log_p, log_q = _arrays(ops, layout, log_p, log_q)
@@ -516,6 +528,21 @@ def _arrays(ops, layout, log_p, log_q):
     if isinstance(log_q, float):
         log_q = log_p * 0.0 + log_q
     return log_p, log_q
+
+
+def _check_shape(name, guide_site, model_site):
+    """The guide's value must have the model site's shape (a guide site of shape [5] for a
+    scalar model site would otherwise broadcast and train without a word)."""
+    expected = tuple(model_site.fn.batch_shape) + tuple(model_site.fn.event_shape)
+    actual = tuple(getattr(guide_site.value, "shape", ()))
+    guide_event, model_event = len(guide_site.fn.event_shape), len(model_site.fn.event_shape)
+    if guide_event != model_event:
+        raise ShapeError(f"site {name!r}: the guide's distribution has {guide_event} event dims and "
+                         f"the model's {model_event}; use .to_event() so that they agree", site=name)
+    if actual != expected:
+        raise ShapeError(f"site {name!r}: the guide's value has shape {actual} but the model's site "
+                         f"expects {expected} (batch {tuple(model_site.fn.batch_shape)} + event "
+                         f"{tuple(model_site.fn.event_shape)})", site=name)
 
 
 def _check_count(verb, name, value):

@@ -294,12 +294,9 @@ clash, wrong_size, colliding, batch, sequential, diamond = (partial(rejected, ki
     pytest.param(diamond, empty, NotImplementedError, "tree-structured plate nesting", id="diamond"),
     pytest.param(sequential, empty, ValueError, "site 'a'", id="sequential_enum_in_model"),
     pytest.param(event_dims((1, 2), 2), event_dims((2, 1), 2, True), ValueError, "site 'x'",
-                 id="shape_mismatch", marks=silent("'Model and guide shapes disagree'",
-                                                   "no error; the guide's (2, 1) value broadcasts against "
-                                                   "the model's (1, 2)")),
+                 id="shape_mismatch"),
     pytest.param(event_dims((2,), 1), event_dims((2, 1), 2, True), ValueError, "site 'x'",
-                 id="dim_mismatch", marks=silent("'Model and guide event_dims disagree'",
-                                                 "no error; event dims 1 and 2 are not compared")),
+                 id="dim_mismatch"),
     pytest.param(batch, batch, ValueError, "site 'x'", id="enum_batch_outside_plate",
                  marks=silent("'invalid log_prob shape'", "torch's 'Value is not broadcastable with "
                               "batch_shape+event_shape' ValueError, which does not name site 'x'")),
