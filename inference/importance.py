@@ -15,6 +15,8 @@ import math
 import numbers
 import warnings
 
+from ppl.errors import PPLError, ShapeError
+
 from .enumeration import log_joint, model_enumerated
 from .program import dry_run, warn_auxiliary, plate_nesting, squeeze_particles, value_shapes
 from .strategy import Strategy
@@ -123,10 +125,13 @@ class Importance(Strategy):
     ``params=vi.params`` (otherwise the proposal's ``param`` sites take their initial
     values). ``rng_seed``: an integer makes runs reproducible (a random stream of this
     strategy's own); None draws from the backend's global generator (JAX: key 0).
+    ``vectorize_particles=False`` runs the programs once per particle, for programs that do
+    not broadcast over an extra batch dimension (``x @ w``); the result then has no
+    ``trace``.
     """
 
     def __init__(self, model, proposal=None, num_particles=1000, *, max_plate_nesting=None,
-                 rng_seed=None, params=None):
+                 rng_seed=None, params=None, vectorize_particles=True):
         if (isinstance(num_particles, bool) or not isinstance(num_particles, numbers.Integral)
                 or num_particles < 1):
             raise ValueError(f"Importance: num_particles must be a positive integer, got {num_particles!r}")
@@ -135,6 +140,8 @@ class Importance(Strategy):
         self.num_particles = int(num_particles)
         self.max_plate_nesting = max_plate_nesting
         self.params = params
+        self.vectorize_particles = bool(vectorize_particles)
+        self._vectorised_ok = False
         self._ready = False
 
     def _next_rng(self):
@@ -188,32 +195,15 @@ class Importance(Strategy):
         return result
 
     def _batch(self, args, kwargs):
-        backend, ops, layout = self.backend, self.ops, self._layout
-        K = self.num_particles
-        particles = (K, -(self._plates + 1))
-        with backend.no_grad():
-            values = None
-            log_q = 0.0
-            if self.proposal is not None:
-                guide_tr = backend.run(self.proposal, args, kwargs, draw=self._draw,
-                                       particles=particles, rng=self._next_rng(),
-                                       params=self.params)
-                values = guide_tr.replay_values()
-                log_q = total_log_weight(ops, layout, guide_tr.sites.values())  # factors too
-            enumerate_from = -(self._plates + 2) if self._model_enum else None
-            model_tr = backend.run(self.model, args, kwargs, replay=values, draw=self._draw,
-                                   particles=particles, rng=self._next_rng(), params=self.params,
-                                   enumerate_from=enumerate_from)
-            # with the prior as proposal, log p(z) of the drawn sites cancels: weight by the
-            # observed (and enumerated) sites only
-            scored = [s for s in model_tr if self.proposal is not None or s.observed
-                      or s.name in self._model_enum]
-            if self._model_enum:
-                log_p, kept = log_joint(scored, self._model_enum, [backend.particle_plate])
-                log_w = log_p - log_q
-            else:
-                log_w = total_log_weight(ops, layout, scored) - log_q
-            log_w = ops.broadcast_to(log_w, (K,))
+        ops, K = self.ops, self.num_particles
+        with self.backend.no_grad():
+            if self.vectorize_particles:
+                log_w, model_tr = self._vectorised(args, kwargs, K)
+                log_w = ops.broadcast_to(log_w, (K,))
+            else:  # one run per particle, as Pyro's Importance does
+                runs = [self._weights(args, kwargs, None) for _ in range(K)]
+                log_w = ops.concatenate([ops.reshape(w, (1,)) for w, _ in runs], 0)
+                model_tr = runs[-1][1]
         if ops.isnan(log_w):
             raise self.non_finite("importance weights are NaN", [("model", model_tr)],
                                   "no single site is NaN")
@@ -221,13 +211,62 @@ class Importance(Strategy):
             raise self.non_finite(
                 f"every one of the {K} importance weights is zero or one is infinite",
                 [("model", model_tr)], "the evidence has probability zero under every particle")
-        samples = squeeze_particles(ops, model_tr.values(), self._shapes, K)
-        samples = {n: v for n, v in samples.items() if n not in self._model_enum and (
-            n in model_tr.latent or n in model_tr.deterministics
-            or _varies_over_particles(model_tr, n, K))}
+        if self.vectorize_particles:
+            samples = squeeze_particles(ops, model_tr.values(), self._shapes, K)
+            samples = {n: v for n, v in samples.items() if n not in self._model_enum and (
+                n in model_tr.latent or n in model_tr.deterministics
+                or _varies_over_particles(model_tr, n, K))}
+        else:
+            names = [n for n in model_tr.latent if n not in self._model_enum] + list(model_tr.deterministics)
+            samples = {n: ops.stack([tr.values()[n] for _, tr in runs]) for n in names}
         result = ImportanceResult(ops, log_w, samples)
-        result.trace = model_tr
+        result.trace = model_tr if self.vectorize_particles else None
         return result
+
+    def _vectorised(self, args, kwargs, K):
+        """The first vectorised run names the likely cause when the programs do not broadcast."""
+        if self._vectorised_ok:
+            return self._weights(args, kwargs, (K, -(self._plates + 1)))
+        try:
+            out = self._weights(args, kwargs, (K, -(self._plates + 1)))
+            self._vectorised_ok = True
+            return out
+        except (RuntimeError, ValueError, TypeError) as error:
+            if isinstance(error, PPLError):
+                raise
+            raise ShapeError(
+                f"the programs failed with their {K} particles vectorised on a plate at dim "
+                f"{-(self._plates + 1)} (they ran with one particle): {error}. A program that "
+                "does not broadcast over an extra batch dimension (for example x @ w with w a "
+                "sample) runs with Importance(..., vectorize_particles=False)") from error
+
+    def _weights(self, args, kwargs, particles):
+        """One run of proposal and model: (log weights, model trace); ``particles`` None runs
+        a single particle."""
+        backend, ops = self.backend, self.ops
+        layout = self._layout if particles is not None else WeightLayout(self._plates, False)
+        values, log_q = None, 0.0
+        if self.proposal is not None:
+            guide_tr = backend.run(self.proposal, args, kwargs, draw=self._draw, particles=particles,
+                                   rng=self._next_rng(), params=self.params)
+            values = guide_tr.replay_values()
+            log_q = total_log_weight(ops, layout, guide_tr.sites.values())  # factors too
+        enumerate_from = None
+        if self._model_enum:
+            enumerate_from = -(self._plates + (2 if particles is not None else 1))
+        model_tr = backend.run(self.model, args, kwargs, replay=values, draw=self._draw,
+                               particles=particles, rng=self._next_rng(), params=self.params,
+                               enumerate_from=enumerate_from)
+        # with the prior as proposal, log p(z) of the drawn sites cancels: weight by the
+        # observed (and enumerated) sites only
+        scored = [s for s in model_tr if self.proposal is not None or s.observed
+                  or s.name in self._model_enum]
+        if self._model_enum:
+            keep = [backend.particle_plate] if particles is not None else []
+            log_p, _ = log_joint(scored, self._model_enum, keep)
+        else:
+            log_p = total_log_weight(ops, layout, scored)
+        return log_p - log_q, model_tr
 
     def run(self, *args, num_steps=1, progress=False, **kwargs):
         """Pool ``num_steps`` batches of particles into one :class:`ImportanceResult`."""

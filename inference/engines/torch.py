@@ -106,9 +106,10 @@ class TorchEngine:
         self._pending = None
 
     def trained_params(self):
-        """Constrained parameter values by name."""
+        """Constrained parameter values by name: copies, so that later training (of this
+        strategy or of one started from them) does not change them."""
         store = pyro.get_param_store()
-        return {name: (store[name] if name in store._params else leaf).detach()
+        return {name: (store[name] if name in store._params else leaf).detach().clone()
                 for name, leaf in self.leaves.items()}
 
     def loss_inputs(self):

@@ -431,3 +431,27 @@ def test_jax_gflownet_em_is_unsupported_by_name():
     with ppl.backend("jax"):
         with pytest.raises(UnsupportedError, match="GFlowNet-EM is not supported on the jax backend"):
             inference.GFlowNetEM(_backdoor)
+
+
+def test_params_are_copies_and_a_new_parameter_does_not_alias_its_initial_value():
+    # today: vi.params shared memory with the trained leaves, and a parameter initialised
+    # from them was trained in place, moving the first fit
+    def model_():
+        ppl.sample("mu", dist.Normal(0.0, 1.0))
+
+    def guide_one():
+        ppl.sample("mu", dist.Normal(ppl.param("loc", torch.tensor(3.0)), 0.5))
+
+    first = VI(model_, guide_one, ELBO(), Adam(0.1), rng_seed=0)
+    first.run(num_steps=10, progress=False)
+    start = first.params["loc"]
+    before = float(start)
+
+    def guide_two():
+        ppl.sample("mu", dist.Normal(ppl.param("loc2", start), 0.5))
+
+    VI(model_, guide_two, ELBO(), Adam(0.1), rng_seed=1).run(num_steps=50, progress=False)
+    assert float(start) == before and float(first.params["loc"]) == before
+    snapshot = first.params["loc"]
+    first.run(num_steps=5, progress=False)
+    assert float(snapshot) == before != float(first.params["loc"])

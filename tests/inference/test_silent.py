@@ -111,3 +111,20 @@ def test_identify_refuses_a_latent_treatment():
     g = nx.DiGraph([("smoking", "tar"), ("tar", "cancer"), ("u", "smoking"), ("u", "cancer")])
     with pytest.raises(ValueError, match="treatment 'smoking' is listed as latent"):
         ppl.identify(g, "smoking", "cancer", latent=["smoking"])
+
+
+def test_evidence_impossible_under_the_model_is_named():
+    # today: torch clamps Bernoulli(0.) and the log evidence came back finite, ESS 100
+    def impossible():
+        ppl.sample("z", dist.Normal(0.0, 1.0))
+        ppl.sample("y", dist.Bernoulli(torch.tensor(0.0)), obs=torch.tensor(1.0))
+
+    with pytest.raises(NonFiniteError, match="site 'y' in the model has a non-finite log density"):
+        Importance(impossible, num_particles=100).run()
+
+    def possible_somewhere(x):  # a plate where one element's evidence is impossible
+        with ppl.plate("data", 3):
+            ppl.sample("c", dist.Categorical(torch.tensor([0.5, 0.5, 0.0])), obs=x)
+
+    with pytest.raises(NonFiniteError, match="site 'c'"):
+        Importance(possible_somewhere, num_particles=10).run(torch.tensor([0, 1, 2]))

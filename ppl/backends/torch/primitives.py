@@ -53,8 +53,13 @@ def _check_module_shapes(name, nn_module):
 
 
 def _param(name, init_value=None, *args, **kwargs):
-    if init_value is not None and not callable(init_value) and not isinstance(init_value, torch.Tensor):
-        init_value = torch.as_tensor(init_value, dtype=torch.get_default_dtype())
+    if init_value is not None and not callable(init_value):
+        if not isinstance(init_value, torch.Tensor):
+            init_value = torch.as_tensor(init_value, dtype=torch.get_default_dtype())
+        elif name not in pyro.get_param_store()._params:
+            # Pyro would make the given tensor itself the parameter (a real constraint's
+            # transform is the identity) and train it in place, under its owner's feet
+            init_value = init_value.detach().clone()
     return pyro.param(name, init_value, *args, **kwargs)
 
 

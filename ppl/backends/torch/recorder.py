@@ -1,5 +1,9 @@
 """The Messenger that records a run for a strategy, and the ``Trace`` view of it."""
 
+import math
+
+import pyro.distributions
+import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
@@ -87,7 +91,27 @@ def _site_log_prob(site):
         if _broadcasts(site):
             raise
         raise ValueError(_shape_error(site, error)) from error
+    if site.observed and type(site.fn) in _CLAMPED and "probs" in vars(site.fn):
+        log_prob = _impossible_as_minus_inf(site.fn, site.value, log_prob)
     return scale_and_mask(log_prob, site.scale, site.mask)
+
+
+_CLAMPED = (pyro.distributions.Bernoulli, pyro.distributions.Categorical)
+
+
+def _impossible_as_minus_inf(fn, value, log_prob):
+    """torch clamps probabilities of 0 (to about 1e-7) before taking logs, so evidence that
+    is impossible under the model (Bernoulli(0.) observed as 1) would score a finite log
+    density; observed sites get -inf there, so the evidence reads as impossible."""
+    probs = fn.probs
+    if isinstance(fn, pyro.distributions.Bernoulli):
+        exact = torch.where(value == 1, probs, 1 - probs)
+    else:
+        batch = broadcast_shape(probs.shape[:-1], value.shape)
+        index = value.long().expand(batch).unsqueeze(-1)
+        exact = probs.expand(tuple(batch) + probs.shape[-1:]).gather(-1, index).squeeze(-1)
+    impossible = exact == 0
+    return log_prob.masked_fill(impossible, -math.inf) if bool(impossible.any()) else log_prob
 
 
 def _broadcasts(site):

@@ -8,7 +8,7 @@ import torch
 
 import ppl
 import ppl.distributions as dist
-from inference import ELBO, IWAE, VI, Adam
+from inference import ELBO, IWAE, VI, Adam, Importance
 from ppl.errors import ShapeError
 
 G = torch.Generator().manual_seed(0)
@@ -66,3 +66,16 @@ def test_sequential_particles_fit_the_regression(objective):
     cov = X @ X.T + 0.09 * torch.eye(len(X))
     exact = float(torch.distributions.MultivariateNormal(torch.zeros(len(X)), cov).log_prob(Y))
     assert exact - 1.0 < vi.evaluate(X, Y, num_particles=200) < exact + 0.05
+
+
+def test_importance_runs_particles_one_by_one():
+    vi = VI(model, guide, ELBO(4), Adam(lr=0.05), vectorize_particles=False, rng_seed=0)
+    vi.run(X, Y, num_steps=300, progress=False)
+    with pytest.raises(ShapeError, match="vectorize_particles=False"):  # x @ w: no particle plate
+        Importance(model, guide, num_particles=50, params=vi.params).run(X, Y)
+    result = Importance(model, guide, num_particles=400, params=vi.params, vectorize_particles=False,
+                        rng_seed=1).run(X, Y)
+    cov = X @ X.T + 0.09 * torch.eye(len(X))
+    exact = float(torch.distributions.MultivariateNormal(torch.zeros(len(X)), cov).log_prob(Y))
+    assert abs(result.log_evidence - exact) < 4 * result.log_evidence_stderr + 0.02
+    assert result.samples["w"].shape == (400, 3)
