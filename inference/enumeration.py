@@ -51,6 +51,7 @@ def model_enumerated(model_tr, guide_tr):
         if not getattr(site.fn, "has_enumerate_support", False):
             raise SiteError(f"site {name!r} is marked infer={{'enumerate': 'parallel'}} but "
                             f"{type(site.fn).__name__} has no finite support to enumerate", site=name)
+        check_batch_in_plates(site)
         names.append(name)
     unscoped = [n for n in names if "_markov_scope" not in model_tr[n].infer]
     if len(unscoped) > _MAX_UNSCOPED:
@@ -60,6 +61,19 @@ def model_enumerated(model_tr, guide_tr):
                         "write the chain as `for t in ppl.markov(range(T)):` so that its "
                         "dimensions are recycled", site=name)
     return names
+
+
+def check_batch_in_plates(site):
+    """An enumerated site's batch dimensions must all be plates: a batch of values outside
+    any plate would share one enumeration dimension without meaning to."""
+    plate_dims = {p.dim for p in site.plates if p.dim is not None}
+    batch = site.fn.batch_shape
+    for i, size in enumerate(batch):
+        dim = i - len(batch)
+        if size > 1 and dim not in plate_dims:
+            raise SiteError(f"site {site.name!r} is enumerated but its batch dimension {dim} (size "
+                            f"{size}) is not a plate; enclose it in ppl.plate(...) or use "
+                            ".to_event()", site=site.name)
 
 
 def log_joint(sites, enumerated, keep):

@@ -32,7 +32,7 @@ from ..program import (common_plate, dry_run, plate_nesting, squeeze_particles, 
 from ..strategy import Strategy
 from ..weights import WeightLayout, total_log_weight
 from .baselines import LearnedBaseline, RunningBaseline
-from ..enumeration import discrete_posterior, log_joint, model_enumerated
+from ..enumeration import check_batch_in_plates, discrete_posterior, log_joint, model_enumerated
 from .estimators import Enum, Estimator, Gumbel, Score, resolve_estimator
 from .objectives import ELBO
 from .peers import as_objective
@@ -118,6 +118,8 @@ class VI(Strategy):
         self._baselines = {}
         for name, site in guide_tr.latent.items():
             self._estimators[name] = self._choose_estimator(name, site.fn, site.infer)
+            if isinstance(self._estimators[name], Enum):
+                check_batch_in_plates(site)
         vectorised = K > 1 and bool(self.vectorize_particles)
         self._layout = WeightLayout(P, vectorised, keep if K > 1 else None, {})
         first_enum_dim = self._first_enum_dim = -(P + (1 if vectorised else 0) + 1)
