@@ -88,6 +88,12 @@ class GFlowNetEM(Strategy):
                                    hint="define the model on the torch backend (the default)")
         if loss not in LOSSES:
             raise ValueError(f"GFlowNetEM: loss must be one of {LOSSES}, got {loss!r}")
+        for name, value in (("e_steps", e_steps), ("hidden", hidden)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"GFlowNetEM: {name} must be a positive integer, got {value!r}")
+        if not (isinstance(subtb_lambda, (int, float)) and subtb_lambda > 0):
+            raise ValueError(f"GFlowNetEM: subtb_lambda must be a positive number (the weight of "
+                             f"sub-trajectories by length), got {subtb_lambda!r}")
         if not isinstance(num_trajectories, int) or num_trajectories < 1:
             raise ValueError("GFlowNetEM: num_trajectories must be a positive integer, "
                              f"got {num_trajectories!r}")

@@ -29,6 +29,8 @@ trajectories being few, exact enumeration of the sampler's distribution.
 import pyro.poutine as poutine
 import torch
 
+from ppl.errors import ShapeError, SiteError
+
 from ..program import common_plate
 from .policies import MLPPolicy
 from .sampler import Sampler
@@ -73,7 +75,17 @@ class FixedOrderSampler(Sampler):
             slots.append(Slot(site.name, support.shape[0], offset, support.dtype))
             offset += support.shape[0]
         self.slots = slots
-        self._set_plate(trace, common_plate(latent))
+        plate = common_plate(latent)
+        for site in latent:  # a latent outside the data plate would be shared by every element
+            for p in site.plates:
+                if p.size > 1 and (plate is None or p.name != plate.name):
+                    others = [s.name for s in latent if p not in s.plates]
+                    raise SiteError(
+                        f"GFlowNetEM: latent site {site.name!r} lies in plate {p.name!r} but "
+                        f"{others[0]!r} does not; every latent site must lie in the one data plate "
+                        "(a latent outside it would be shared by every element): make it a "
+                        "parameter of the model, or move it into the plate", site=site.name)
+        self._set_plate(trace, plate)
         width = self.features(trace).shape[-1]
         self._finish_setup(lambda: MLPPolicy(width, offset, len(slots), max(s.size for s in slots),
                                              self.hidden))
@@ -105,9 +117,11 @@ class FixedOrderSampler(Sampler):
             if flows:
                 log_flows.append(self.policy.log_flow(features, state, t))
             logits = self.policy(features, state, t)
-            if logits.shape[-1] < slot.size:
-                raise ValueError(f"GFlowNetEM: the policy gives {logits.shape[-1]} logits at site "
-                                 f"{slot.name!r}, whose support has {slot.size} values")
+            width = max(s.size for s in self.slots)
+            if tuple(logits.shape) not in ((n, slot.size), (n, width)):
+                raise ShapeError(f"GFlowNetEM: the policy gives logits of shape {tuple(logits.shape)} "
+                                 f"at site {slot.name!r}; expected ({n}, {slot.size}) (the site's "
+                                 f"support) or ({n}, {width}) (the widest site's)", site=slot.name)
             log_probs = logits[:, :slot.size].log_softmax(-1)
             if forced is not None and forced[t] is not None:
                 action = forced[t]
