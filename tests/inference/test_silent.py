@@ -171,3 +171,15 @@ def test_gflownet_em_refuses_a_latent_outside_the_data_plate():
 
     with pytest.raises(SiteError, match="latent site 'c' lies in plate 'data' but 'g' does not"):
         GFlowNetEM(global_and_local).step(torch.tensor([-2.0, 2.0, 0.5]))
+
+
+def test_graph_warns_when_a_dependence_passes_through_python_control_flow():
+    # today: no edge x -> y, identify said the effect is nil, while the ATE is 0.8
+    def model():
+        x = ppl.sample("x", dist.Bernoulli(0.5))
+        p = 0.9 if x.item() > 0.5 else 0.1
+        return ppl.sample("y", dist.Bernoulli(p))
+
+    with pytest.warns(UserWarning, match="sites \\['x'\\] were turned into Python numbers"):
+        ppl.graph(model)
+    assert inference.average_treatment_effect(model, "x", "y").mean == pytest.approx(0.8)

@@ -1,6 +1,7 @@
 """The backend protocol on PyTorch (``ppl/backends/base.py``)."""
 
 import contextlib
+import warnings
 
 import pyro
 import pyro.distributions
@@ -8,7 +9,7 @@ import torch
 from pyro.poutine.enum_messenger import EnumMessenger
 
 from ...backend import activated
-from .handlers import _FixedParams, _ProvenanceTracker, handlers
+from .handlers import _EscapeWatch, _FixedParams, _ProvenanceTracker, handlers
 from .ops import _Ops
 from .plate import PARTICLE_PLATE, Plate
 from .primitives import distributions, primitives
@@ -73,12 +74,20 @@ class TorchBackend:
         """site -> the sites its distribution was computed from, by provenance tracking.
 
         Unlike Pyro's ``get_dependencies``, observed and intervened sites are nodes with
-        children too, and ``deterministic`` sites pass their inputs' provenance through.
+        children too, and ``deterministic`` sites pass their inputs' provenance through. A
+        site's value turned into a Python number (``item()``, ``bool()``, an ``if`` on a
+        tensor) leaves provenance behind: that is warned about, naming the sites.
         """
-        tracker = _ProvenanceTracker()
+        tracker, watch = _ProvenanceTracker(), _EscapeWatch()
         with torch.random.fork_rng(devices=[]), torch.no_grad(), pyro.validation_enabled(False):
-            with activated(self.name), tracker:
+            with activated(self.name), tracker, watch:
                 fn(*args, **(kwargs or {}))
+        if watch.escaped:
+            warnings.warn(
+                f"ppl.graph: the values of sites {sorted(watch.escaped)} were turned into Python "
+                "numbers (item(), float(), bool() or an if on a tensor); a dependence carried "
+                "by that control flow is not in the graph, which may miss edges out of them",
+                UserWarning, stacklevel=3)
         return tracker.parents
 
     def relaxed(self, name, fn, temperature):

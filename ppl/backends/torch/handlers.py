@@ -13,6 +13,7 @@ from pyro import poutine
 from pyro.ops.provenance import ProvenanceTensor, detach_provenance, get_provenance
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
+from torch.overrides import TorchFunctionMode
 
 from .state import restored_rng
 
@@ -42,6 +43,24 @@ class _ProvenanceTracker(Messenger):
         tagged = ProvenanceTensor(value, frozenset({name}))
         self.parents[name] = set(get_provenance(msg["fn"].log_prob(tagged))) - {name}
         msg["value"] = tagged
+
+
+_ESCAPES = {torch.Tensor.item, torch.Tensor.__bool__, torch.Tensor.__float__, torch.Tensor.__int__,
+            torch.Tensor.__index__, torch.Tensor.tolist}
+
+
+class _EscapeWatch(TorchFunctionMode):
+    """Records the provenance of tensors turned into Python values while a program runs
+    (control flow the provenance tracker cannot follow)."""
+
+    def __init__(self):
+        super().__init__()
+        self.escaped = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _ESCAPES:
+            self.escaped |= set(get_provenance([args, kwargs or {}]))
+        return func(*args, **(kwargs or {}))
 
 
 class _ReplayValues(Messenger):
