@@ -16,9 +16,11 @@ import numbers
 import warnings
 
 from ppl.errors import PPLError, ShapeError
+from ppl.validation import check_observations
 
 from .enumeration import log_joint, model_enumerated
-from .program import dry_run, warn_auxiliary, plate_nesting, squeeze_particles, value_shapes
+from .program import (check_nesting_argument, checked_nesting, dry_run, squeeze_particles,
+                      value_shapes, warn_auxiliary)
 from .strategy import Strategy
 from .trainer import run_steps
 from .weights import WeightLayout, total_log_weight
@@ -135,6 +137,7 @@ class Importance(Strategy):
         if (isinstance(num_particles, bool) or not isinstance(num_particles, numbers.Integral)
                 or num_particles < 1):
             raise ValueError(f"Importance: num_particles must be a positive integer, got {num_particles!r}")
+        check_nesting_argument("Importance", max_plate_nesting)
         super().__init__(model, rng_seed)
         self.proposal = proposal
         self.num_particles = int(num_particles)
@@ -154,7 +157,8 @@ class Importance(Strategy):
     def _setup(self, args, kwargs):
         self._model_enum = frozenset()
         guide_tr, model_tr = dry_run(self.backend, self.model, self.proposal, args, kwargs,
-                                     self._draw, rng=self._next_rng(), params=self.params)
+                                     self._draw, rng=self._next_rng(), params=self.params,
+                                     role="proposal")
         self._model_enum = frozenset(model_enumerated(model_tr, guide_tr))
         if guide_tr is not None:
             for name in model_tr.latent:
@@ -167,9 +171,8 @@ class Importance(Strategy):
                     raise ValueError(f"the proposal has site {name!r} that the model lacks as a "
                                      f"latent site (model sites: {sorted(model_tr.sites)})")
             self._warn_initial_params(guide_tr)
-        P = self.max_plate_nesting
-        if P is None:
-            P = plate_nesting([model_tr, guide_tr])
+        check_observations(model_tr)
+        P = checked_nesting("Importance", self.max_plate_nesting, [model_tr, guide_tr])
         self._plates = P
         self._layout = WeightLayout(P, True)
         self._shapes = value_shapes(model_tr)

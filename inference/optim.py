@@ -10,13 +10,29 @@
     ('Adam', 0.1)
 """
 
+import math
+import numbers
+
 from ppl.errors import UnsupportedError
+
+
+def _check_lr(name, lr):
+    """A learning rate is a finite positive number (a string such as "0.1" is refused, not
+    parsed; an infinite rate would make every parameter NaN after the first step)."""
+    try:
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) and not hasattr(lr, "__float__"):
+            raise TypeError
+        value = float(lr)  # a 0-d tensor too
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name}: lr (the learning rate) must be a number, got {lr!r} of type "
+                        f"{type(lr).__name__}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: lr (the learning rate) must be a finite positive number, got {lr!r}")
 
 
 class OptimizerSpec:
     def __init__(self, name, lr, **options):
-        if not lr > 0:
-            raise ValueError(f"{name}: learning rate must be positive, got {lr!r}")
+        _check_lr(name, lr)
         self.name = name
         self.lr = lr
         self.options = options

@@ -1,11 +1,18 @@
-"""What strategies learn about a program from one dry run: its sites, plate nesting and shapes."""
+"""What strategies learn about a program from one dry run: its sites, plate nesting and
+shapes; and, in that run, the guide checked against the model (the one place for it)."""
 
 import math
+import numbers
 import warnings
 
+from ppl.errors import ShapeError, SiteError
+from ppl.validation import support_problem
 
-def dry_run(backend, model, guide, args, kwargs, draw, rng=None, params=None):
-    """Run ``guide`` (if any) then ``model`` replaying it, without disturbing the random state."""
+
+def dry_run(backend, model, guide, args, kwargs, draw, rng=None, params=None, role="guide"):
+    """Run ``guide`` (if any) then ``model`` replaying it, without disturbing the random
+    state. Each replayed site is checked as the model meets it (:func:`against_guide`), so
+    that a guide that does not fit is named before the model fails on its values."""
     guide_rng, model_rng = (None, None) if rng is None else backend.split_rng(rng)
     with backend.preserved_rng():
         guide_tr = None
@@ -14,8 +21,53 @@ def dry_run(backend, model, guide, args, kwargs, draw, rng=None, params=None):
             guide_tr = backend.run(guide, args, kwargs, draw=draw, params=params, rng=guide_rng)
             values = guide_tr.replay_values()
         model_tr = backend.run(model, args, kwargs, replay=values, draw=draw, params=params,
-                               rng=model_rng)
+                               rng=model_rng,
+                               adjust=None if guide_tr is None else against_guide(guide_tr, role))
     return guide_tr, model_tr
+
+
+def against_guide(guide_tr, role="guide"):
+    """A recorder's ``adjust`` hook: each model site replayed from the guide (``role``: the
+    guide or the proposal) must lie in plates of the same sizes as the guide's, and the
+    guide's distribution must not reach outside the model site's support."""
+    def check(msg):
+        name = msg["name"]
+        site = guide_tr.sites.get(name)
+        if site is None:
+            return
+        sizes = {frame.name: frame.size for frame in msg["cond_indep_stack"]}
+        for plate in site.plates:
+            size = sizes.get(plate.name)
+            if size is not None and size != plate.size:
+                raise ShapeError(f"site {name!r}: the {role}'s plate {plate.name!r} has size "
+                                 f"{plate.size} but the model's has size {size}; give both the "
+                                 "same size", site=name)
+        problem = support_problem(name, site.fn, msg["fn"], site.value, role)
+        if problem:
+            raise SiteError(problem, site=name)
+    return check
+
+
+def check_nesting_argument(owner, value):
+    """``max_plate_nesting`` is None (found by the dry run) or a non-negative integer."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                              or value < 0):
+        raise ValueError(f"{owner}: max_plate_nesting must be a non-negative integer or None, "
+                         f"got {value!r}")
+
+
+def checked_nesting(owner, given, traces):
+    """The plate nesting to use: ``given``, which must reach every plate the dry run met
+    (a particle plate would otherwise collide with the innermost one), or the one found."""
+    found = plate_nesting(traces)
+    if given is None:
+        return found
+    if given < found:
+        plate = next(p for tr in traces if tr is not None for s in tr for p in s.plates
+                     if p.dim is not None and -p.dim == found)
+        raise ValueError(f"{owner}: max_plate_nesting={given}, but plate {plate.name!r} uses dim "
+                         f"{plate.dim}; it must be at least {found}")
+    return int(given)
 
 
 def warn_auxiliary(name, site, model_tr):

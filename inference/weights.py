@@ -92,7 +92,13 @@ def total_log_weight(ops, layout, sites):
 
 
 def find_non_finite(ops, traces):
-    """A sentence naming the first site whose value or log density is not finite, or None."""
+    """A sentence naming what is not finite, or None: a NaN parameter first (it makes every
+    site it feeds NaN, so it is the cause; an infinite one may be meant, as -inf logits),
+    then the first site whose value or log density is not finite, then a parameter."""
+    for role, trace in traces:
+        for name, value in trace.params.items():
+            if ops.isnan(value):
+                return f"parameter {name!r} in the {role} is NaN"
     for role, trace in traces:
         for site in trace:
             try:

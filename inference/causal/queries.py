@@ -24,6 +24,7 @@ samples its noise sites, ``"<site>__noise"``.
 """
 
 import math
+import numbers
 
 import torch
 from torch.distributions import constraints
@@ -177,6 +178,7 @@ def counterfactual(model, evidence, interventions, target, *args, worlds="twin",
     of the trace (read worlds with :func:`ppl.causal.counterfactual.world_value`)."""
     _check_method(method)
     require_torch(model, "counterfactual queries")
+    _check_world(world, worlds, interventions)
     if isinstance(target, str):
         def fn(trace):
             return world_value(trace, target, world)
@@ -194,6 +196,15 @@ def counterfactual(model, evidence, interventions, target, *args, worlds="twin",
         except NotEnumerableError:
             method = "importance"
     return query(method)
+
+
+def _check_world(world, worlds, interventions):
+    """``world`` indexes the program's worlds: 0 (factual) .. the number of intervened ones."""
+    count = len(interventions) if worlds == "multi" and not isinstance(interventions, dict) else 1
+    if isinstance(world, bool) or not isinstance(world, numbers.Integral) or not 0 <= world <= count:
+        kind = "a twin counterfactual has" if worlds == "twin" else f"these {count + 1} worlds are"
+        raise ValueError(f"counterfactual: world must be an integer from 0 (factual) to {count}, as "
+                         f"{kind} worlds 0 .. {count}; got {world!r}")
 
 
 def average_treatment_effect(model, treatment, outcome, *args, treated=1.0, control=0.0,

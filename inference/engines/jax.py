@@ -12,6 +12,7 @@ import numpy as np
 from numpyro.distributions.transforms import biject_to
 
 from ppl.errors import CheckpointError
+from ppl.validation import check_param_value
 
 from ..checkpoint import difference
 from ..optim import make_optax
@@ -52,9 +53,15 @@ class JaxEngine:
             if trace is None:
                 continue
             for name, value in trace.params.items():
-                transform = biject_to(trace.param_constraints[name])
+                constraint = trace.param_constraints[name]
+                given = name in self.initial
+                value = self.initial[name] if given else value
+                # outside its constraint the unconstrained value would be NaN
+                check_param_value(name, jax.numpy.asarray(value), constraint,
+                                  "given value (params=)" if given else "initial value")
+                transform = biject_to(constraint)
                 self.transforms[name] = transform
-                params[name] = transform.inv(self.initial.get(name, value))
+                params[name] = transform.inv(value)
         self.params = params
         self.opt_state = self.tx.init(self.params)
         if self._pending is not None:

@@ -13,6 +13,7 @@ import torch
 from torch.distributions import transform_to
 
 from ppl.errors import CheckpointError
+from ppl.validation import check_param_value
 
 from ..checkpoint import difference
 from ..optim import make_torch_optimizer
@@ -83,6 +84,7 @@ class TorchEngine:
         if value.shape != leaf.shape:
             raise ValueError(f"params: {name!r} has shape {tuple(value.shape)}, but the program's "
                              f"parameter has shape {tuple(leaf.shape)}")
+        check_param_value(name, value, store._constraints[name], "given value (params=)")
         with torch.no_grad():
             leaf.copy_(transform_to(store._constraints[name]).inv(value))
 

@@ -61,7 +61,7 @@ from collections import namedtuple
 
 import torch
 
-from .policies import ActionMLPPolicy
+from .policies import ActionMLPPolicy, non_finite_logits
 
 __all__ = ["ActionMLPPolicy", "ActionSpace", "Trajectories", "cat_states", "construct", "repeat_state"]
 
@@ -151,7 +151,10 @@ def construct(space, policy, features, state, temperature=1.0, epsilon=0.0, gree
                 raise ValueError(f"GFlowNetEM: forced action {int(chosen[bad][0])} at step {t} is not "
                                  f"valid in the action space {space!r}")
             chosen = chosen.clamp(min=0)
-        elif greedy:
+        elif greedy:  # argmax would pass over a NaN without a word
+            bad = non_finite_logits(logits, f"step {t} of the action space {space!r}")
+            if bad is not None:
+                raise bad
             chosen = log_probs.argmax(-1)
         else:
             with torch.no_grad():
@@ -159,7 +162,13 @@ def construct(space, policy, features, state, temperature=1.0, epsilon=0.0, gree
                 if epsilon:
                     uniform = mask.to(behaviour.dtype)
                     behaviour = (1 - epsilon) * behaviour + epsilon * uniform / uniform.sum(-1, keepdim=True)
-            chosen = torch.multinomial(behaviour, 1).squeeze(-1)
+            try:
+                chosen = torch.multinomial(behaviour, 1).squeeze(-1)
+            except RuntimeError as error:  # checked only when drawing failed: free otherwise
+                bad = non_finite_logits(logits, f"step {t} of the action space {space!r}")
+                if bad is not None:
+                    raise bad from error
+                raise
         zero = torch.zeros((), dtype=log_probs.dtype, device=log_probs.device)
         step_pf = torch.where(done, zero, log_probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1))
         chosen = torch.where(done, torch.full_like(chosen, -1), chosen)

@@ -21,12 +21,14 @@ sites one per step in a fixed order (:mod:`inference.gflownet.fixed_order`) or, 
 """
 
 import math
+import numbers
 
 import pyro.poutine as poutine
 import torch
 
 from ppl.backends.torch import BACKEND
 from ppl.errors import CheckpointError, UnsupportedError
+from ppl.validation import check_observations
 
 from ..engines import make_engine
 from ..optim import Adam
@@ -88,24 +90,23 @@ class GFlowNetEM(Strategy):
                                    hint="define the model on the torch backend (the default)")
         if loss not in LOSSES:
             raise ValueError(f"GFlowNetEM: loss must be one of {LOSSES}, got {loss!r}")
-        for name, value in (("e_steps", e_steps), ("hidden", hidden)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        for name, value in (("e_steps", e_steps), ("hidden", hidden),
+                            ("num_trajectories", num_trajectories)):
+            if not _is_count(value) or value < 1:
                 raise ValueError(f"GFlowNetEM: {name} must be a positive integer, got {value!r}")
+        e_steps, hidden, num_trajectories = int(e_steps), int(hidden), int(num_trajectories)
         if not (isinstance(subtb_lambda, (int, float)) and subtb_lambda > 0):
             raise ValueError(f"GFlowNetEM: subtb_lambda must be a positive number (the weight of "
                              f"sub-trajectories by length), got {subtb_lambda!r}")
-        if not isinstance(num_trajectories, int) or num_trajectories < 1:
-            raise ValueError("GFlowNetEM: num_trajectories must be a positive integer, "
-                             f"got {num_trajectories!r}")
         if sleep < 0 or not 0 <= sleep_probability <= 1:
             raise ValueError("GFlowNetEM: sleep is a non-negative weight and sleep_probability "
                              "a probability")
         if m_step_threshold is not None and len(m_step_threshold) != 3:
             raise ValueError("GFlowNetEM: m_step_threshold is (start, end, anneal_steps)")
-        if not isinstance(replay, int) or replay < 0:
-            raise ValueError(f"GFlowNetEM: replay must be a non-negative integer, got {replay!r}")
-        if not isinstance(local_search, int) or local_search < 0:
-            raise ValueError(f"GFlowNetEM: local_search must be a non-negative integer, got {local_search!r}")
+        for name, value in (("replay", replay), ("local_search", local_search)):
+            if not _is_count(value) or value < 0:
+                raise ValueError(f"GFlowNetEM: {name} must be a non-negative integer, got {value!r}")
+        replay, local_search = int(replay), int(local_search)
         if action_space is not None:
             check_action_space_options(action_space, order, local_search, sleep)
         if m_step not in ("sampled", "greedy", "reweighted", None):
@@ -157,6 +158,7 @@ class GFlowNetEM(Strategy):
         with BACKEND.preserved_rng(), torch.no_grad(), poutine.block():
             trace = BACKEND.run(self.model, args, kwargs)
         self.model_engine.discover([trace], create_optimizer=False)
+        check_observations(trace)
         if not trace.latent:
             raise ValueError("GFlowNetEM: the model has no latent site; a GFlowNet needs "
                              "discrete latent sites to construct")
@@ -177,7 +179,8 @@ class GFlowNetEM(Strategy):
         if self._feature_args is None or not _same_objects(self._feature_args, (args, kwargs)):
             with BACKEND.preserved_rng(), torch.no_grad(), poutine.block():
                 trace = BACKEND.run(self.model, args, kwargs)
-            self._feature_args, self._feature_cache = (args, dict(kwargs)), self.sampler.features(trace)
+            self._feature_args = (args, dict(kwargs))
+            self._feature_cache = self.sampler.checked_features(trace)
         return self._feature_cache
 
     # ------------------------------------------------------------------ verbs
@@ -226,7 +229,9 @@ class GFlowNetEM(Strategy):
             self.m_step_update(*args, **kwargs)
             self.m_steps_taken += 1
         if not math.isfinite(loss):
-            raise NonFiniteError(f"GFlowNetEM: trajectory-balance loss is {loss}")
+            bad = [n for n, p in self.policy.named_parameters() if not bool(torch.isfinite(p).all())]
+            culprit = f": the policy's parameter {bad[0]!r} is not finite" if bad else ""
+            raise NonFiniteError(f"GFlowNetEM: trajectory-balance loss is {loss}{culprit}")
         self.history.append(loss)
         self.step_count += 1
         return loss
@@ -302,6 +307,11 @@ class GFlowNetEM(Strategy):
         else:
             self._pending_state = state
         self.model_engine.load_state_dict(state["model"])
+
+
+def _is_count(value):
+    """An integer of any integer type (``np.int64`` too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _same_objects(a, b):

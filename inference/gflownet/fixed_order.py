@@ -32,7 +32,7 @@ import torch
 from ppl.errors import ShapeError, SiteError
 
 from ..program import common_plate
-from .policies import MLPPolicy
+from .policies import MLPPolicy, non_finite_logits
 from .sampler import Sampler
 
 
@@ -125,13 +125,22 @@ class FixedOrderSampler(Sampler):
             log_probs = logits[:, :slot.size].log_softmax(-1)
             if forced is not None and forced[t] is not None:
                 action = forced[t]
-            elif greedy:
+            elif greedy:  # argmax would pass over a NaN without a word
+                bad = non_finite_logits(logits, f"site {slot.name!r}")
+                if bad is not None:
+                    raise bad
                 action = log_probs.argmax(-1)
             else:
                 behaviour = (log_probs / temperature).softmax(-1)
                 if epsilon:
                     behaviour = (1 - epsilon) * behaviour + epsilon / slot.size
-                action = torch.multinomial(behaviour.detach(), 1).squeeze(-1)
+                try:
+                    action = torch.multinomial(behaviour.detach(), 1).squeeze(-1)
+                except RuntimeError as error:  # checked only when drawing failed: free otherwise
+                    bad = non_finite_logits(logits, f"site {slot.name!r}")
+                    if bad is not None:
+                        raise bad from error
+                    raise
             steps.append(log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1))
             state = state.clone()
             state[torch.arange(n), slot.offset + action] = 1.0

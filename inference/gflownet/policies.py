@@ -15,6 +15,17 @@ Each gives the forward policy's logits, ``log_partition(features)`` (log Z(x)) a
 import torch
 from torch import nn
 
+from ppl.errors import NonFiniteError
+
+
+def non_finite_logits(logits, where):
+    """The :class:`NonFiniteError` for a policy's logits with a NaN or +inf (they give no
+    distribution over actions; -inf, an impossible action, is allowed), or None."""
+    if bool((torch.isnan(logits) | torch.isposinf(logits)).any()):
+        return NonFiniteError(f"GFlowNetEM: the policy's logits at {where} are not finite (NaN or "
+                              "+inf); check the policy's weights and its inputs (the features)")
+    return None
+
 
 class MLPPolicy(nn.Module):
     """Autoregressive policy: [x features, one-hot of the assigned slots, step] -> logits

@@ -132,6 +132,19 @@ class Sampler(abc.ABC):
                     return plate.size
         raise ValueError(f"GFlowNetEM: no site lies in the data plate {self._plate[0]!r} in this call")
 
+    def checked_features(self, trace):
+        """:meth:`features`, refused when not finite (naming the observed site responsible):
+        the policy reads them, and a NaN or infinite input makes every logit NaN."""
+        features = self.features(trace)
+        if not bool(torch.isfinite(features).all()):
+            culprit = next((name for name in self._observed if not bool(torch.isfinite(
+                torch.as_tensor(trace[name].value, dtype=torch.get_default_dtype())).all())), None)
+            where = (f"site {culprit!r} has a non-finite observed value" if culprit
+                     else "the policy's features are not finite")
+            raise NonFiniteError(f"GFlowNetEM: {where}; the policy reads the observations as "
+                                 "its features, so they must be finite")
+        return features
+
     def observations(self, trace):
         """Each data element's observations, flattened: ``[N, F]`` (a zero column if none)."""
         size = self._data_size(trace)

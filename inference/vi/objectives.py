@@ -15,12 +15,15 @@ surrogate loss whose gradient is the estimator's, and the bound's value.
 """
 
 import math
+import numbers
 
 
 def _check_particles(num_particles, name):
-    if not isinstance(num_particles, int) or isinstance(num_particles, bool) or num_particles < 1:
+    """A positive integer of any integer type (``np.int64(4)`` too), as a Python int."""
+    if (not isinstance(num_particles, numbers.Integral) or isinstance(num_particles, bool)
+            or num_particles < 1):
         raise ValueError(f"{name}: num_particles must be a positive integer, got {num_particles!r}")
-    return num_particles
+    return int(num_particles)
 
 
 class Objective:
@@ -81,7 +84,7 @@ class Renyi(Objective):
 
     def __init__(self, alpha=0.0, num_particles=2):
         super().__init__(num_particles)
-        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not math.isfinite(alpha):
+        if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not math.isfinite(alpha):
             raise ValueError(f"Renyi: alpha must be a finite number, got {alpha!r}")
         if alpha == 1:
             raise ValueError("Renyi(alpha=1) is the ELBO: use ELBO(num_particles) instead")

@@ -24,11 +24,13 @@ import numbers
 import warnings
 
 from ppl.errors import PPLError, ShapeError, SiteError, UnsupportedError
+from ppl.trace_view import Trace
+from ppl.validation import check_observations
 
 from ..engines import make_engine
 from ..optim import Adam
-from ..program import (common_plate, dry_run, plate_nesting, squeeze_particles, value_shapes,
-                       warn_auxiliary)
+from ..program import (check_nesting_argument, checked_nesting, common_plate, dry_run,
+                       squeeze_particles, value_shapes, warn_auxiliary)
 from ..strategy import Strategy
 from ..weights import WeightLayout, total_log_weight
 from .baselines import LearnedBaseline, RunningBaseline
@@ -85,6 +87,7 @@ class VI(Strategy):
         self.estimator_config = {name: resolve_estimator(spec, name)
                                  for name, spec in (estimators or {}).items()}
         self.independent_plate = independent_plate
+        check_nesting_argument("VI", max_plate_nesting)
         self.max_plate_nesting = max_plate_nesting
         if vectorize_particles not in (True, False, "auto"):
             raise ValueError(f"VI: vectorize_particles must be True, False or 'auto', got "
@@ -104,10 +107,9 @@ class VI(Strategy):
                                      self._draw_plain, **self._functional_inputs())
         self._model_enum = frozenset(model_enumerated(model_tr, guide_tr))
         self._check_sites(model_tr, guide_tr)
+        check_observations(model_tr)
         self._model_sites = model_tr.sites.keys()
-        P = self.max_plate_nesting
-        if P is None:
-            P = plate_nesting([model_tr, guide_tr])
+        P = checked_nesting("VI", self.max_plate_nesting, [model_tr, guide_tr])
         K = self.objective.num_particles
         keep = self._independent_plate(model_tr, guide_tr)
         self._keep = keep
@@ -413,8 +415,11 @@ class VI(Strategy):
     def _raise_non_finite(self, value, args, kwargs):
         with self.backend.no_grad():
             guide_tr, model_tr = self._traces(args, kwargs, *self.engine.loss_inputs())
+        # modules passed as model or guide keep weights that their traces need not record
+        owners = [("module", Trace({}, {f"{type(m).__name__}.{n}": p for n, p in m.named_parameters()}))
+                  for m in getattr(self.engine, "owners", ())]
         raise self.non_finite(f"loss is {value} at step {self.step_count}",
-                              [("guide", guide_tr), ("model", model_tr)],
+                              [("guide", guide_tr), ("model", model_tr)] + owners,
                               "no single site is non-finite; the objective overflowed")
 
     def _progress_label(self):

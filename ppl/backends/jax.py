@@ -19,6 +19,8 @@ from numpyro.primitives import Messenger
 from ..backend import activated
 from ..errors import UnsupportedError
 from ..trace_view import PlateInfo, Site, Trace
+from ..validation import (check_plate, check_site_values, explain_run_failure,
+                          explain_score_failure)
 
 PARTICLE_PLATE = "_particles"
 
@@ -34,10 +36,15 @@ def _markov(iterable=None, history=1):
                            hint="use numpyro.contrib.control_flow.scan with NumPyro's own inference")
 
 
+def _plate(name, size, subsample_size=None, dim=None, **kwargs):
+    check_plate(name, size, subsample_size)  # numpyro asserts, without the plate's name
+    return numpyro.plate(name, size, subsample_size=subsample_size, dim=dim, **kwargs)
+
+
 primitives = types.SimpleNamespace(
     sample=numpyro.sample,
     param=numpyro.param,
-    plate=numpyro.plate,
+    plate=_plate,
     deterministic=numpyro.deterministic,
     factor=numpyro.factor,
     module=_module,
@@ -62,8 +69,7 @@ class Recorder(Messenger):
 
     def process_message(self, msg):
         if msg["type"] == "plate":
-            size, subsample_size = msg["args"]
-            if self.replay is not None and msg["name"] in self.replay and size != subsample_size:
+            if self.replay is not None and msg["name"] in self.replay and _subsampled(msg):
                 msg["value"] = self.replay[msg["name"]]  # the guide's indices (see torch's Recorder)
             return
         if msg["type"] != "sample" or msg["is_observed"]:
@@ -78,8 +84,7 @@ class Recorder(Messenger):
     def postprocess_message(self, msg):
         kind, name = msg["type"], msg.get("name")
         if kind == "plate":
-            size, subsample_size = msg["args"]
-            if size != subsample_size:
+            if _subsampled(msg):
                 self.subsamples[name] = msg["value"]
         elif kind == "sample":
             if name in self.sites:
@@ -93,8 +98,21 @@ class Recorder(Messenger):
                 "constraint", numpyro.distributions.constraints.real)
 
 
+def _subsampled(msg):
+    """Whether a plate message draws a subsample (``subsample_size`` None: the whole plate;
+    replaying its indices would force the guide's size on the model's plate)."""
+    size, subsample_size = msg["args"]
+    return subsample_size is not None and subsample_size != size
+
+
 def _site_log_prob(site):
-    lp = site.fn.log_prob(site.value)
+    try:
+        lp = site.fn.log_prob(site.value)
+    except (TypeError, ValueError, IndexError) as error:
+        named = explain_score_failure(site, error, "jax")  # the site, and what it expects
+        if named is not None:
+            raise named from error
+        raise
     return lp if site.scale is None else lp * site.scale
 
 
@@ -119,6 +137,11 @@ def to_trace(recorder, return_value=None):
     return trace
 
 
+def _checked(kind, values):
+    check_site_values(kind, values)  # a NaN value, named (as on torch)
+    return values
+
+
 def _replay(fn=None, values=None):
     entries = {name: {"type": "sample", "value": v} for name, v in values.items()}
     return nh.replay(fn, trace=entries)
@@ -126,13 +149,13 @@ def _replay(fn=None, values=None):
 
 handlers = types.SimpleNamespace(
     replay=_replay,
-    condition=lambda fn=None, data=None: nh.condition(fn, data=data),
+    condition=lambda fn=None, data=None: nh.condition(fn, data=_checked("condition", data)),
     block=lambda fn=None, hide=None, expose=None, hide_fn=None: nh.block(
         fn, hide_fn=hide_fn, hide=hide, expose=expose),
     scale=lambda fn=None, scale=1.0: nh.scale(fn, scale=scale),
     mask=lambda fn=None, mask=True: nh.mask(fn, mask=mask),
     seed=lambda fn=None, rng_seed=0: nh.seed(fn, rng_seed=rng_seed),
-    do=lambda fn=None, interventions=None: nh.do(fn, data=interventions),
+    do=lambda fn=None, interventions=None: nh.do(fn, data=_checked("do", interventions)),
 )
 
 
@@ -267,11 +290,18 @@ class JaxBackend:
         recorder = Recorder(replay, draw, adjust)
         key = self._fresh_key() if rng is None else rng
         with activated(self.name), recorder, nh.seed(rng_seed=key), nh.substitute(data=params or {}):
-            if particles is None:
-                value = fn(*args, **(kwargs or {}))
-            else:
-                with numpyro.plate(PARTICLE_PLATE, particles[0], dim=particles[1]):
+            try:
+                if particles is None:
                     value = fn(*args, **(kwargs or {}))
+                else:
+                    with numpyro.plate(PARTICLE_PLATE, particles[0], dim=particles[1]):
+                        value = fn(*args, **(kwargs or {}))
+            except (ValueError, RuntimeError, TypeError) as error:
+                # a distribution refusing a parameter: name it, if one is NaN or outside its constraint
+                named = explain_run_failure(error, recorder.params, recorder.param_constraints)
+                if named is not None:
+                    raise named from error
+                raise
         return to_trace(recorder, value)
 
     def draw_reparam(self, msg):

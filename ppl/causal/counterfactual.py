@@ -42,6 +42,7 @@ from torch.distributions import constraints
 from ..backend import backend_of
 from ..errors import SiteError, UnsupportedError
 from ..shapes import broadcast_shape
+from ..validation import check_site_values
 from .interventions import DoMessenger, fit_to_site, missing_site_error
 from .mechanism import _Mechanism
 from .worlds import (SHARED, WORLD_PLATE, WorldPlate, WorldValue, _factual_fn, _Factor, _Shape,
@@ -284,6 +285,9 @@ def counterfactual(model, evidence, interventions, worlds="twin", exact=False,
             raise ValueError("counterfactual(worlds='multi') takes a list of intervention dicts")
     else:
         raise ValueError(f"counterfactual: worlds must be 'twin' or 'multi', got {worlds!r}")
+    check_site_values("counterfactual evidence", evidence)
+    for interventions in sets:
+        check_site_values("counterfactual interventions", interventions)
     return CounterfactualProgram(model, dict(evidence), sets, exact, max_plate_nesting)
 
 

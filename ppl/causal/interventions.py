@@ -31,6 +31,7 @@ import difflib
 import torch
 
 from ..shapes import broadcast_shape
+from ..validation import check_site_values
 from pyro.distributions import Delta
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import apply_stack
@@ -110,6 +111,7 @@ class DoMessenger(CheckedSites):
 
     def __init__(self, interventions):
         super().__init__(interventions)
+        check_site_values("do", interventions)
         self.interventions = dict(interventions)
 
     def _pyro_sample(self, msg):
@@ -174,6 +176,7 @@ class ConditionMessenger(CheckedSites):
 
     def __init__(self, data):
         super().__init__(data)
+        check_site_values("condition", data)
         self.data = dict(data)
 
     def _pyro_sample(self, msg):

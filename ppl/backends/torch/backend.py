@@ -9,6 +9,8 @@ import torch
 from pyro.poutine.enum_messenger import EnumMessenger
 
 from ...backend import activated
+from ...errors import SiteError
+from ...validation import explain_run_failure
 from .handlers import _EscapeWatch, _FixedParams, _ProvenanceTracker, handlers
 from .ops import _Ops
 from .plate import PARTICLE_PLATE, Plate
@@ -47,11 +49,19 @@ class TorchBackend:
         enum = (contextlib.nullcontext() if enumerate_from is None
                 else EnumMessenger(first_available_dim=enumerate_from))
         with activated(self.name), fixed, enum, recorder:
-            if particles is None:
-                value = fn(*args, **(kwargs or {}))
-            else:
-                with Plate(PARTICLE_PLATE, particles[0], dim=particles[1]):
+            try:
+                if particles is None:
                     value = fn(*args, **(kwargs or {}))
+                else:
+                    with Plate(PARTICLE_PLATE, particles[0], dim=particles[1]):
+                        value = fn(*args, **(kwargs or {}))
+            except (ValueError, RuntimeError, TypeError) as error:
+                # a distribution refusing a parameter: name it, if one (or a module's weight) is NaN
+                modules = [fn] if isinstance(fn, torch.nn.Module) else []
+                named = explain_run_failure(error, recorder.params, modules=modules)
+                if named is not None:
+                    raise named from error
+                raise
         return to_trace(recorder, value)
 
     def split_rng(self, rng):
@@ -95,16 +105,18 @@ class TorchBackend:
         if isinstance(fn, pyro.distributions.Independent):
             base = self.relaxed(name, fn.base_dist, temperature)
             return base.to_event(fn.reinterpreted_batch_ndims)
+        kinds = (pyro.distributions.OneHotCategorical, pyro.distributions.Bernoulli)
+        if not isinstance(fn, kinds):  # checked first: only these have the logits read below
+            raise SiteError(
+                f"site {name!r}: estimator 'gumbel' relaxes OneHotCategorical and Bernoulli sites, "
+                f"not {type(fn).__name__}; write a Categorical site as OneHotCategorical, and use "
+                "'reparam' or 'score' for a continuous one", site=name)
         tau = torch.tensor(float(temperature), dtype=fn.logits.dtype, device=fn.logits.device)
         # no support check: at low temperatures the relaxed draws themselves round off
         # the float32 simplex (or to exactly 0 / 1) and would fail it
         if isinstance(fn, pyro.distributions.OneHotCategorical):
             return pyro.distributions.RelaxedOneHotCategorical(tau, logits=fn.logits, validate_args=False)
-        if isinstance(fn, pyro.distributions.Bernoulli):
-            return pyro.distributions.RelaxedBernoulli(tau, logits=fn.logits, validate_args=False)
-        raise ValueError(
-            f"site {name!r}: estimator 'gumbel' relaxes OneHotCategorical and Bernoulli sites, "
-            f"not {type(fn).__name__}; write a Categorical site as OneHotCategorical")
+        return pyro.distributions.RelaxedBernoulli(tau, logits=fn.logits, validate_args=False)
 
     def straight_through(self, fn, soft):
         """The hard sample in the forward pass, the relaxed sample's gradient in the backward."""

@@ -10,6 +10,7 @@ from pyro.poutine.plate_messenger import PlateMessenger
 from pyro.poutine.subsample_messenger import SubsampleMessenger
 
 from ...shapes import broadcast_shape
+from ...validation import check_plate
 
 
 PARTICLE_PLATE = "_particles"
@@ -25,6 +26,7 @@ class Plate(PlateMessenger):
 
     def __init__(self, name, size=None, subsample_size=None, subsample=None, dim=None,
                  use_cuda=None, device=None):
+        check_plate(name, size, subsample_size)  # Pyro divides by zero or blames the guide
         if size is None or subsample is not None or subsample_size not in (None, size):
             super().__init__(name, size, subsample_size, subsample, dim, use_cuda, device)
             return

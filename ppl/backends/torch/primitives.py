@@ -8,9 +8,11 @@ import pyro
 import pyro.distributions
 import torch
 from pyro.poutine.runtime import _PYRO_STACK
+
+from ...errors import NonFiniteError, PPLError
+from ...validation import check_param_value
 from .plate import Plate
 from .recorder import Recorder
-
 
 
 _registered_modules = {}  # name -> (module, a param-store key, its (name, parameter) pairs)
@@ -54,13 +56,26 @@ def _check_module_shapes(name, nn_module):
 
 def _param(name, init_value=None, *args, **kwargs):
     if init_value is not None and not callable(init_value):
+        new = name not in pyro.get_param_store()._params
         if not isinstance(init_value, torch.Tensor):
             init_value = torch.as_tensor(init_value, dtype=torch.get_default_dtype())
-        elif name not in pyro.get_param_store()._params:
+        elif new:
             # Pyro would make the given tensor itself the parameter (a real constraint's
             # transform is the identity) and train it in place, under its owner's feet
             init_value = init_value.detach().clone()
+        if new:  # outside its constraint, the stored unconstrained value would be NaN
+            check_param_value(name, init_value, kwargs.get("constraint", args[0] if args else None))
     return pyro.param(name, init_value, *args, **kwargs)
+
+
+def _factor(name, log_factor, *args, **kwargs):
+    """``pyro.factor``, whose refusal of a NaN log factor (with validation on) names the site."""
+    try:
+        return pyro.factor(name, log_factor, *args, **kwargs)
+    except ValueError as error:
+        if not isinstance(error, PPLError) and bool(torch.isnan(torch.as_tensor(log_factor)).any()):
+            raise NonFiniteError(f"site {name!r} (a factor) has a NaN log density") from error
+        raise
 
 
 def _only_recorders_listen():
@@ -74,7 +89,7 @@ primitives = types.SimpleNamespace(
     param=_param,
     plate=Plate,
     deterministic=pyro.deterministic,
-    factor=pyro.factor,
+    factor=_factor,
     module=_module,
     markov=pyro.markov,
 )

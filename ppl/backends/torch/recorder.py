@@ -11,6 +11,7 @@ from pyro.poutine.subsample_messenger import _Subsample
 from ...errors import ShapeError
 from ...shapes import broadcast_shape
 from ...trace_view import PlateInfo, Site, Trace
+from ...validation import explain_score_failure
 
 
 class Recorder(Messenger):
@@ -89,6 +90,9 @@ def _site_log_prob(site):
         log_prob = site.fn.log_prob(site.value)
     except (ValueError, RuntimeError) as error:
         if _broadcasts(site):
+            named = explain_score_failure(site, error, "torch")  # the site, and what it expects
+            if named is not None:
+                raise named from error
             raise
         raise ValueError(_shape_error(site, error)) from error
     if site.observed and type(site.fn) in _CLAMPED and "probs" in vars(site.fn):
