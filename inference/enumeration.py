@@ -52,6 +52,10 @@ def model_enumerated(model_tr, guide_tr):
             raise SiteError(f"site {name!r} is marked infer={{'enumerate': 'parallel'}} but "
                             f"{type(site.fn).__name__} has no finite support to enumerate", site=name)
         check_batch_in_plates(site)
+        if site.infer.get("num_samples") is not None:  # Pyro's sampled enumeration
+            raise UnsupportedError(f"site {name!r}: infer={{'num_samples': ...}} (enumerating a "
+                                   "sample of the support)", hint="leave it out to sum the whole "
+                                   "support exactly")
         names.append(name)
     unscoped = [n for n in names if "_markov_scope" not in model_tr[n].infer]
     if len(unscoped) > _MAX_UNSCOPED:

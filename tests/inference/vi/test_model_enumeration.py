@@ -185,3 +185,13 @@ def test_infer_discrete_map_is_the_viterbi_path_and_samples_follow_the_posterior
     for k in range(STATES):
         p = float(marginal[k])
         assert abs(float((draws == k).float().mean()) - p) < 4 * (p * (1 - p) / 400) ** 0.5 + 1e-3
+
+
+def test_sampled_enumeration_is_refused_by_name():
+    def sampled(ys):
+        z = ppl.sample("z", dist.Categorical(torch.ones(3) / 3),
+                       infer={"enumerate": "parallel", "num_samples": 2})
+        ppl.sample("y", dist.Normal(MEANS[z], 1.0), obs=ys[0])
+
+    with pytest.raises(NotImplementedError, match="site 'z': infer=\\{'num_samples'"):
+        VI(sampled, empty_guide).step(hmm_data())
