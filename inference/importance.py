@@ -19,7 +19,7 @@ from ppl.errors import PPLError, ShapeError
 from ppl.validation import check_observations
 
 from .enumeration import log_joint, model_enumerated
-from .program import (check_nesting_argument, checked_nesting, dry_run, squeeze_particles,
+from .program import (bytes_per_particle, check_nesting_argument, checked_nesting, dry_run, squeeze_particles,
                       value_shapes, warn_auxiliary)
 from .strategy import Strategy
 from .trainer import run_steps
@@ -128,12 +128,16 @@ class Importance(Strategy):
     values). ``rng_seed``: an integer makes runs reproducible (a random stream of this
     strategy's own); None draws from the backend's global generator (JAX: key 0).
     ``vectorize_particles=False`` runs the programs once per particle, for programs that do
-    not broadcast over an extra batch dimension (``x @ w``); the result then has no
-    ``trace``.
+    not broadcast over an extra batch dimension (``x @ w``). Vectorised particles run in
+    chunks of ``chunk_size`` (by default as many as fit in ``max_memory`` bytes, estimated
+    from the first run), so that 10^7 particles on 1,000 observations never ask for one
+    huge allocation; the weights are pooled exactly. A result has a ``trace`` only when
+    its particles ran at once.
     """
 
     def __init__(self, model, proposal=None, num_particles=1000, *, max_plate_nesting=None,
-                 rng_seed=None, params=None, vectorize_particles=True):
+                 rng_seed=None, params=None, vectorize_particles=True, max_memory=2 ** 28,
+                 chunk_size=None):
         if (isinstance(num_particles, bool) or not isinstance(num_particles, numbers.Integral)
                 or num_particles < 1):
             raise ValueError(f"Importance: num_particles must be a positive integer, got {num_particles!r}")
@@ -145,6 +149,12 @@ class Importance(Strategy):
         self.params = params
         self.vectorize_particles = bool(vectorize_particles)
         self._vectorised_ok = False
+        for name, value in (("max_memory", max_memory), ("chunk_size", chunk_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                                      or value < 1):
+                raise ValueError(f"Importance: {name} must be a positive integer, got {value!r}")
+        self.max_memory = int(max_memory)
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
         self._ready = False
 
     def _next_rng(self):
@@ -176,6 +186,8 @@ class Importance(Strategy):
         self._plates = P
         self._layout = WeightLayout(P, True)
         self._shapes = value_shapes(model_tr)
+        if self.chunk_size is None:  # particles per vectorised run, under the memory budget
+            self.chunk_size = max(1, self.max_memory // bytes_per_particle([model_tr, guide_tr]))
         self._ready = True
 
     def _warn_initial_params(self, guide_tr):
@@ -200,9 +212,13 @@ class Importance(Strategy):
     def _batch(self, args, kwargs):
         ops, K = self.ops, self.num_particles
         with self.backend.no_grad():
-            if self.vectorize_particles:
-                log_w, model_tr = self._vectorised(args, kwargs, K)
-                log_w = ops.broadcast_to(log_w, (K,))
+            if self.vectorize_particles:  # in chunks of at most chunk_size particles
+                chunks = []
+                for start in range(0, K, self.chunk_size):
+                    k = min(self.chunk_size, K - start)
+                    log_w_k, model_tr = self._vectorised(args, kwargs, k)
+                    chunks.append((ops.broadcast_to(log_w_k, (k,)), self._samples(model_tr, k)))
+                log_w = ops.concatenate([w for w, _ in chunks], 0) if len(chunks) > 1 else chunks[0][0]
             else:  # one run per particle, as Pyro's Importance does
                 runs = [self._weights(args, kwargs, None) for _ in range(K)]
                 log_w = ops.concatenate([ops.reshape(w, (1,)) for w, _ in runs], 0)
@@ -215,16 +231,22 @@ class Importance(Strategy):
                 f"every one of the {K} importance weights is zero or one is infinite",
                 [("model", model_tr)], "the evidence has probability zero under every particle")
         if self.vectorize_particles:
-            samples = squeeze_particles(ops, model_tr.values(), self._shapes, K)
-            samples = {n: v for n, v in samples.items() if n not in self._model_enum and (
-                n in model_tr.latent or n in model_tr.deterministics
-                or _varies_over_particles(model_tr, n, K))}
+            samples = chunks[0][1] if len(chunks) == 1 else {
+                n: ops.concatenate([s[n] for _, s in chunks], 0) for n in chunks[0][1]}
         else:
             names = [n for n in model_tr.latent if n not in self._model_enum] + list(model_tr.deterministics)
             samples = {n: ops.stack([tr.values()[n] for _, tr in runs]) for n in names}
         result = ImportanceResult(ops, log_w, samples)
-        result.trace = model_tr if self.vectorize_particles else None
+        result.trace = model_tr if self.vectorize_particles and len(chunks) == 1 else None
         return result
+
+    def _samples(self, model_tr, k):
+        """Site values of a vectorised run: latent and deterministic sites, and observed ones
+        that vary over particles (intervened or counterfactual values)."""
+        samples = squeeze_particles(self.ops, model_tr.values(), self._shapes, k)
+        return {n: v for n, v in samples.items() if n not in self._model_enum and (
+            n in model_tr.latent or n in model_tr.deterministics
+            or _varies_over_particles(model_tr, n, k))}
 
     def _vectorised(self, args, kwargs, K):
         """The first vectorised run names the likely cause when the programs do not broadcast."""

@@ -70,6 +70,18 @@ def checked_nesting(owner, given, traces):
     return int(given)
 
 
+def bytes_per_particle(traces):
+    """A generous estimate of one particle's memory in a vectorised run: every site's value
+    and log density, times 4 for the expanded parameters and intermediates, in float32."""
+    elements = 0
+    for trace in traces:
+        if trace is None:
+            continue
+        for site in trace:
+            elements += math.prod(getattr(site.value, "shape", ())) + math.prod(site.log_prob.shape)
+    return max(1, 16 * elements)
+
+
 def warn_auxiliary(name, site, model_tr):
     """A guide site the model lacks is part of q, as in Pyro's ``Trace_ELBO`` (AutoGuides'
     ``*_unconstrained`` and ``_Auto..._latent`` sites); unless it is marked

@@ -29,8 +29,8 @@ from ppl.validation import check_observations
 
 from ..engines import make_engine
 from ..optim import Adam
-from ..program import (check_nesting_argument, checked_nesting, common_plate, dry_run,
-                       squeeze_particles, value_shapes, warn_auxiliary)
+from ..program import (bytes_per_particle, check_nesting_argument, checked_nesting, common_plate,
+                       dry_run, squeeze_particles, value_shapes, warn_auxiliary)
 from ..strategy import Strategy
 from ..weights import WeightLayout, total_log_weight
 from .baselines import LearnedBaseline, RunningBaseline
@@ -109,6 +109,7 @@ class VI(Strategy):
         self._check_sites(model_tr, guide_tr)
         check_observations(model_tr)
         self._model_sites = model_tr.sites.keys()
+        self._eval_chunk = max(1, 2 ** 28 // bytes_per_particle([model_tr, guide_tr]))
         P = checked_nesting("VI", self.max_plate_nesting, [model_tr, guide_tr])
         K = self.objective.num_particles
         keep = self._independent_plate(model_tr, guide_tr)
@@ -185,6 +186,7 @@ class VI(Strategy):
             raise SiteError(f"the guide is missing latent site {name!r} of the model (first met at "
                             f"step {self.step_count}); every latent site needs a guide site", site=name)
         self._model_sites = model_tr.sites.keys()
+        self._eval_chunk = max(1, 2 ** 28 // bytes_per_particle([model_tr, guide_tr]))
 
     def _choose_estimator(self, name, fn, infer):
         spec = self.estimator_config.get(name) or infer.get("estimator")
@@ -434,7 +436,7 @@ class VI(Strategy):
         with self.entered():
             if not self._ready:
                 self._setup(args, kwargs)
-            batch = batch_particles or num_particles
+            batch = batch_particles or self._eval_chunk  # under a 256 MiB budget by default
             return self._evaluate(args, kwargs, num_particles, batch if self.vectorize_particles else 1)
 
     def _evaluate(self, args, kwargs, num_particles, batch):
