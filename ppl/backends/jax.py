@@ -113,7 +113,29 @@ def _site_log_prob(site):
         if named is not None:
             raise named from error
         raise
+    base = site.fn
+    while isinstance(base, numpyro.distributions.ExpandedDistribution):  # plates expand it
+        base = base.base_dist
+    if site.observed and isinstance(base, _CLAMPED):
+        lp = _impossible_as_minus_inf(base, site.value, lp)
     return lp if site.scale is None else lp * site.scale
+
+
+_CLAMPED = (numpyro.distributions.discrete.BernoulliProbs, numpyro.distributions.discrete.CategoricalProbs)
+
+
+def _impossible_as_minus_inf(fn, value, log_prob):
+    """NumPyro clamps probabilities of 0 before taking logs (as torch does): evidence that
+    is impossible under the model gets -inf here, so that it reads as impossible."""
+    probs = fn.probs
+    if isinstance(fn, numpyro.distributions.discrete.BernoulliProbs):
+        exact = jnp.where(value == 1, probs, 1 - probs)
+    else:
+        index = jnp.asarray(value).astype(jnp.int32)
+        batch = jnp.broadcast_shapes(probs.shape[:-1], index.shape)
+        full = jnp.broadcast_to(probs, batch + probs.shape[-1:])
+        exact = jnp.take_along_axis(full, jnp.broadcast_to(index, batch)[..., None], -1)[..., 0]
+    return jnp.where(exact == 0, -jnp.inf, log_prob)
 
 
 def to_trace(recorder, return_value=None):
