@@ -22,6 +22,7 @@ from . import (
     gflownet,
     grammar,
     importance,
+    importance_memory,
     mixture_em,
     subsample,
     vae_step,
@@ -30,7 +31,8 @@ from .common import load_average, log, machine_description, markdown_table, reso
 
 MODULES = {"vae_step": vae_step, "importance": importance, "causal": causal,
            "gflownet": gflownet, "mixture_em": mixture_em, "grammar": grammar,
-           "discrete_vae": discrete_vae, "enumeration": enumeration, "subsample": subsample}
+           "discrete_vae": discrete_vae, "enumeration": enumeration, "subsample": subsample,
+           "importance_memory": importance_memory}
 BENCHMARKS = {name: (module_name, fn) for module_name, module in MODULES.items()
               for name, fn in module.BENCHMARKS.items()}
 

@@ -19,8 +19,8 @@ from ppl.errors import PPLError, ShapeError
 from ppl.validation import check_observations
 
 from .enumeration import log_joint, model_enumerated
-from .program import (bytes_per_particle, check_nesting_argument, checked_nesting, dry_run, squeeze_particles,
-                      value_shapes, warn_auxiliary)
+from .program import (bytes_per_particle, check_nesting_argument, checked_nesting, dry_run,
+                      release_freed_memory, squeeze_particles, value_shapes, warn_auxiliary)
 from .strategy import Strategy
 from .trainer import run_steps
 from .weights import WeightLayout, total_log_weight
@@ -218,6 +218,8 @@ class Importance(Strategy):
                     k = min(self.chunk_size, K - start)
                     log_w_k, model_tr = self._vectorised(args, kwargs, k)
                     chunks.append((ops.broadcast_to(log_w_k, (k,)), self._samples(model_tr, k)))
+                    if K > self.chunk_size:
+                        release_freed_memory()
                 log_w = ops.concatenate([w for w, _ in chunks], 0) if len(chunks) > 1 else chunks[0][0]
             else:  # one run per particle, as Pyro's Importance does
                 runs = [self._weights(args, kwargs, None) for _ in range(K)]

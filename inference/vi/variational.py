@@ -30,7 +30,8 @@ from ppl.validation import check_observations
 from ..engines import make_engine
 from ..optim import Adam
 from ..program import (bytes_per_particle, check_nesting_argument, checked_nesting, common_plate,
-                       dry_run, squeeze_particles, value_shapes, warn_auxiliary)
+                       dry_run, release_freed_memory, squeeze_particles, value_shapes,
+                       warn_auxiliary)
 from ..strategy import Strategy
 from ..weights import WeightLayout, total_log_weight
 from .baselines import LearnedBaseline, RunningBaseline
@@ -457,6 +458,8 @@ class VI(Strategy):
                 log_q = total_log_weight(ops, layout, guide_tr.sites.values())
                 log_w = self._log_p(layout, model_tr) - log_q
                 chunks.append(ops.logsumexp(log_w, 0))
+                if num_particles > batch:
+                    release_freed_memory()
         combined = ops.logsumexp(ops.stack(chunks), 0) - math.log(num_particles)
         return ops.item(ops.sum(combined))
 
