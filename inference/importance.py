@@ -153,7 +153,7 @@ class Importance(Strategy):
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
                                       or value < 1):
                 raise ValueError(f"Importance: {name} must be a positive integer, got {value!r}")
-        self.max_memory = int(max_memory)
+        self.max_memory = None if max_memory is None else int(max_memory)  # None: no limit
         self.chunk_size = None if chunk_size is None else int(chunk_size)
         self._ready = False
 
@@ -187,7 +187,8 @@ class Importance(Strategy):
         self._layout = WeightLayout(P, True)
         self._shapes = value_shapes(model_tr)
         if self.chunk_size is None:  # particles per vectorised run, under the memory budget
-            self.chunk_size = max(1, self.max_memory // bytes_per_particle([model_tr, guide_tr]))
+            self.chunk_size = self.num_particles if self.max_memory is None else max(
+                1, self.max_memory // bytes_per_particle([model_tr, guide_tr]))
         self._ready = True
 
     def _warn_initial_params(self, guide_tr):
@@ -226,8 +227,10 @@ class Importance(Strategy):
                 log_w = ops.concatenate([ops.reshape(w, (1,)) for w, _ in runs], 0)
                 model_tr = runs[-1][1]
         if ops.isnan(log_w):
-            raise self.non_finite("importance weights are NaN", [("model", model_tr)],
-                                  "no single site is NaN")
+            traces = [("model", model_tr)]
+            if self.proposal is not None:
+                traces.insert(0, ("proposal", self._last_proposal))
+            raise self.non_finite("importance weights are NaN", traces, "no single site is NaN")
         if not ops.isfinite(ops.logsumexp(log_w, 0)):  # every weight zero (or one infinite)
             raise self.non_finite(
                 f"every one of the {K} importance weights is zero or one is infinite",
@@ -269,7 +272,7 @@ class Importance(Strategy):
 
     def _weights(self, args, kwargs, particles):
         """One run of proposal and model: (log weights, model trace); ``particles`` None runs
-        a single particle."""
+        a single particle. The proposal's trace is kept for diagnosing NaN weights."""
         backend, ops = self.backend, self.ops
         layout = self._layout if particles is not None else WeightLayout(self._plates, False)
         values, log_q = None, 0.0
@@ -278,6 +281,7 @@ class Importance(Strategy):
                                    rng=self._next_rng(), params=self.params)
             values = guide_tr.replay_values()
             log_q = total_log_weight(ops, layout, guide_tr.sites.values())  # factors too
+            self._last_proposal = guide_tr
         enumerate_from = None
         if self._model_enum:
             enumerate_from = -(self._plates + (2 if particles is not None else 1))

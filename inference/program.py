@@ -43,10 +43,26 @@ def against_guide(guide_tr, role="guide"):
                 raise ShapeError(f"site {name!r}: the {role}'s plate {plate.name!r} has size "
                                  f"{plate.size} but the model's has size {size}; give both the "
                                  "same size", site=name)
+        check_shape(name, site, msg["fn"], role)
         problem = support_problem(name, site.fn, msg["fn"], site.value, role)
         if problem:
             raise SiteError(problem, site=name)
     return check
+
+
+def check_shape(name, guide_site, model_fn, role="guide"):
+    """The guide's value must have the model site's shape (a guide site of shape [5] for a
+    scalar model site would otherwise broadcast and train without a word)."""
+    expected = tuple(model_fn.batch_shape) + tuple(model_fn.event_shape)
+    actual = tuple(getattr(guide_site.value, "shape", ()))
+    guide_event, model_event = len(guide_site.fn.event_shape), len(model_fn.event_shape)
+    if guide_event != model_event:
+        raise ShapeError(f"site {name!r}: the {role}'s distribution has {guide_event} event dims and "
+                         f"the model's {model_event}; use .to_event() so that they agree", site=name)
+    if actual != expected:
+        raise ShapeError(f"site {name!r}: the {role}'s value has shape {actual} but the model's site "
+                         f"expects {expected} (batch {tuple(model_fn.batch_shape)} + event "
+                         f"{tuple(model_fn.event_shape)})", site=name)
 
 
 def check_nesting_argument(owner, value):

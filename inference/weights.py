@@ -47,7 +47,9 @@ class WeightLayout:
             return out
         if keep_dim is None:
             if out.shape[0] > 1:
-                self._refuse_outside_keep(site)
+                if not _same_in_every_particle(ops, out):
+                    self._refuse_outside_keep(site)
+                out = out[:1]  # the particle plate broadcast it; it reads no particle's value
             return ops.reshape(out, (out.shape[0], 1))
         return out
 
@@ -114,3 +116,13 @@ def find_non_finite(ops, traces):
             if not ops.isfinite(value):
                 return f"parameter {name!r} in the {role} is not finite"
     return None
+
+
+def _same_in_every_particle(ops, out):
+    """Whether a log density the particle plate broadcast is equal across particles (a site
+    outside the per-element plate that reads no latent); False when it cannot be read (a
+    traced value under jit), which keeps the refusal."""
+    try:
+        return bool((out == out[:1]).all())
+    except Exception:  # noqa: BLE001 -- e.g. jax's TracerBoolConversionError
+        return False

@@ -106,23 +106,22 @@ def _support_problem(name, fn, value, what, mask):
     return f"site {name!r}: {count} of {total} {what}s lie outside {support}{example}"
 
 
+_WRAPPERS = ("Independent", "ExpandedDistribution", "MaskedDistribution")
+
+
 def _base(fn):
-    while getattr(fn, "base_dist", None) is not None:
+    """The distribution under batch wrappers (not a transformed one: LogNormal stays)."""
+    while type(fn).__name__ in _WRAPPERS and getattr(fn, "base_dist", None) is not None:
         fn = fn.base_dist
     return fn
 
 
 def _outside_support(fn, value):
-    """Batch-shaped booleans: the elements outside ``fn``'s support (masked elements and
-    infinite ones excluded), or None when a support cannot say."""
+    """Batch-shaped booleans: the elements outside ``fn``'s support (masked elements
+    excluded; an infinity the support admits, as a real one does, is left to the non-finite
+    checks), or None when a support cannot say."""
     ok = _in_support(fn, value)
-    if ok is None:
-        return None
-    event_dim = len(fn.event_shape)
-    infinite = (value == math.inf) | (value == -math.inf)
-    if event_dim:
-        infinite = infinite.reshape(tuple(infinite.shape[:infinite.ndim - event_dim]) + (-1,)).any(-1)
-    return ~ok & ~infinite
+    return None if ok is None else ~ok
 
 
 def _in_support(fn, value):
@@ -153,6 +152,16 @@ def check_observations(trace):
         problem = value_problem(site.name, site.fn, site.value, backend, mask=site.mask)
         if problem:
             raise SiteError(problem, site=site.name)
+
+
+def first_bad_observation(trace):
+    """The :class:`SiteError` for the first observed value :func:`check_observations` would
+    refuse among the sites a (perhaps interrupted) run recorded, or None."""
+    try:
+        check_observations(trace)
+    except SiteError as error:
+        return error
+    return None
 
 
 def explain_score_failure(site, error, backend):

@@ -173,7 +173,6 @@ class VI(Strategy):
                 continue
             if name not in model_latent:
                 raise ValueError(f"site {name!r} is observed in the model, so the guide may not sample it")
-            _check_shape(name, site, model_tr[name])
         for name in self.estimator_config:
             if name not in guide_latent:
                 raise ValueError(
@@ -540,21 +539,6 @@ def _arrays(ops, layout, log_p, log_q):
     if isinstance(log_q, float):
         log_q = log_p * 0.0 + log_q
     return log_p, log_q
-
-
-def _check_shape(name, guide_site, model_site):
-    """The guide's value must have the model site's shape (a guide site of shape [5] for a
-    scalar model site would otherwise broadcast and train without a word)."""
-    expected = tuple(model_site.fn.batch_shape) + tuple(model_site.fn.event_shape)
-    actual = tuple(getattr(guide_site.value, "shape", ()))
-    guide_event, model_event = len(guide_site.fn.event_shape), len(model_site.fn.event_shape)
-    if guide_event != model_event:
-        raise ShapeError(f"site {name!r}: the guide's distribution has {guide_event} event dims and "
-                         f"the model's {model_event}; use .to_event() so that they agree", site=name)
-    if actual != expected:
-        raise ShapeError(f"site {name!r}: the guide's value has shape {actual} but the model's site "
-                         f"expects {expected} (batch {tuple(model_site.fn.batch_shape)} + event "
-                         f"{tuple(model_site.fn.event_shape)})", site=name)
 
 
 def _check_count(verb, name, value):

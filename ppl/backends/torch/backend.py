@@ -10,7 +10,7 @@ from pyro.poutine.enum_messenger import EnumMessenger
 
 from ...backend import activated
 from ...errors import SiteError
-from ...validation import explain_run_failure
+from ...validation import explain_run_failure, first_bad_observation
 from .handlers import _EscapeWatch, _FixedParams, _ProvenanceTracker, handlers
 from .ops import _Ops
 from .plate import PARTICLE_PLATE, Plate
@@ -59,6 +59,8 @@ class TorchBackend:
                 # a distribution refusing a parameter: name it, if one (or a module's weight) is NaN
                 modules = [fn] if isinstance(fn, torch.nn.Module) else []
                 named = explain_run_failure(error, recorder.params, modules=modules)
+                if named is None:  # or an observation met before the failure
+                    named = first_bad_observation(to_trace(recorder))
                 if named is not None:
                     raise named from error
                 raise
