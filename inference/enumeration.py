@@ -99,11 +99,18 @@ class NamedFactors:
         symbols = map(opt_einsum.get_symbol, range(10 ** 6))
         self.plate_symbol, self.id_symbol = {}, {}
         self.inputs, self.operands = [], []
+        sites = list(sites)
+        # one scale over the whole program (poutine.scale around it): the sum is taken of the
+        # unscaled densities and the scale applied to its log, as Pyro does
+        scales = {float(s.scale) for s in sites if isinstance(s.scale, (int, float))}
+        common = scales.pop() if len(scales) == 1 and all(
+            isinstance(s.scale, (int, float)) for s in sites) else 1.0
+        self.scale = common
         for site in sites:
             if site.name in enumerated:
                 _check_recycling(site)
-            log_prob = site.log_prob
-            if site.name in enumerated and not _is_one(site.scale):
+            log_prob = site.log_prob if common == 1.0 else site.log_prob / common
+            if site.name in enumerated and not _is_one(site.scale) and common == 1.0:
                 raise UnsupportedError(
                     f"site {site.name!r}: model-side enumeration inside a subsampled (scaled) plate",
                     hint="enumerate in a plate without subsample_size, or sample the site in the guide")
@@ -155,7 +162,9 @@ class NamedFactors:
                                       target_dims=set(var_out), ring=ring)
         if term._pyro_dims != output:
             term = term.permute(*map(term._pyro_dims.index, output))
-        return term
+        # a common scale multiplies a log sum; a kept variable's table is normalised by its
+        # reader, where the unscaled posterior is the one meant
+        return term if self.scale == 1.0 or variables else term * self.scale
 
 
 def _check_recycling(site):

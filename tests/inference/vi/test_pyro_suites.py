@@ -422,10 +422,7 @@ MIXED_MARK = pytest.mark.xfail(raises=MIXED[0], strict=True, reason=MIXED[1])
     pytest.param(hmm_model, hmm_guide, 0, (HMM_DATA,), {}, id="hmm_in_guide"),
     pytest.param(config_enumerate(hmm_model), empty, 0, (HMM_DATA,), {}, id="hmm_in_model"),
     pytest.param(two_plates_model, empty, 1, (), {}, id="two_plates_in_model"),
-    pytest.param(poutine.scale(two_plates_model, scale=10.0), empty, 1, (), {}, id="two_plates_scaled",
-                 marks=pytest.mark.xfail(raises=UnsupportedError, strict=True, reason=(
-                     "ours: UnsupportedError 'model-side enumeration inside a subsampled (scaled) plate' for "
-                     "a poutine.scale over the whole model, no subsampling; Pyro: accepts a common scale"))),
+    pytest.param(poutine.scale(two_plates_model, scale=10.0), empty, 1, (), {}, id="two_plates_scaled"),
     pytest.param(plate_2_model, plate_2_guide, 1, (PLATE_2_DATA,), NO_BASELINE, id="plate_2_sampled_guide"),
     pytest.param(partial(hmm_model, first=ENUM), first_guide, 0, (HMM_DATA,), NO_BASELINE,
                  id="hmm_in_model_sampled_guide"),
