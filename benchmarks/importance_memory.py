@@ -15,6 +15,7 @@ import torch
 import ppl
 import ppl.distributions as dist
 from inference import Importance
+from models.conjugate import normal_normal_log_evidence, normal_normal_model, normal_normal_posterior
 
 from .common import log, markdown_table
 
@@ -22,23 +23,14 @@ from .common import log, markdown_table
 def bench_importance_memory(quick=False, device="cpu"):
     n, particles = 1000, (10 ** 6 if quick else 10 ** 7)
     x = 0.5 + torch.randn(n, generator=torch.Generator().manual_seed(0))
-
-    def model(x):
-        mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
-        with ppl.plate("data", len(x)):
-            ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
-
-    precision = 1.0 + n
-    loc, scale = float(x.sum()) / precision, precision ** -0.5
+    loc, scale = normal_normal_posterior(x)
 
     def posterior(x):
         ppl.sample("mu", dist.Normal(loc, scale))
 
-    cov = torch.eye(n, dtype=torch.float64) + 1.0
-    exact = float(torch.distributions.MultivariateNormal(torch.zeros(n, dtype=torch.float64), cov)
-                  .log_prob(x.double()))
+    exact = normal_normal_log_evidence(x)
     start = time.perf_counter()
-    imp = Importance(model, posterior, num_particles=particles, rng_seed=0)
+    imp = Importance(normal_normal_model, posterior, num_particles=particles, rng_seed=0)
     result = imp.run(x)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
