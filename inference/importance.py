@@ -12,12 +12,12 @@
 """
 
 import math
-import numbers
 import warnings
 
 from ppl.errors import PPLError, ShapeError
 from ppl.validation import check_observations
 
+from .arguments import count
 from .enumeration import log_joint, model_enumerated
 from .program import (bytes_per_particle, check_nesting_argument, checked_nesting, dry_run,
                       release_freed_memory, squeeze_particles, value_shapes, warn_auxiliary)
@@ -138,9 +138,7 @@ class Importance(Strategy):
     def __init__(self, model, proposal=None, num_particles=1000, *, max_plate_nesting=None,
                  rng_seed=None, params=None, vectorize_particles=True, max_memory=2 ** 28,
                  chunk_size=None):
-        if (isinstance(num_particles, bool) or not isinstance(num_particles, numbers.Integral)
-                or num_particles < 1):
-            raise ValueError(f"Importance: num_particles must be a positive integer, got {num_particles!r}")
+        num_particles = count("Importance", "num_particles", num_particles)
         check_nesting_argument("Importance", max_plate_nesting)
         super().__init__(model, rng_seed)
         self.proposal = proposal
@@ -149,12 +147,9 @@ class Importance(Strategy):
         self.params = params
         self.vectorize_particles = bool(vectorize_particles)
         self._vectorised_ok = False
-        for name, value in (("max_memory", max_memory), ("chunk_size", chunk_size)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-                                      or value < 1):
-                raise ValueError(f"Importance: {name} must be a positive integer, got {value!r}")
-        self.max_memory = None if max_memory is None else int(max_memory)  # None: no limit
-        self.chunk_size = None if chunk_size is None else int(chunk_size)
+        # None: no limit, and a chunk size found from the memory budget
+        self.max_memory = None if max_memory is None else count("Importance", "max_memory", max_memory)
+        self.chunk_size = None if chunk_size is None else count("Importance", "chunk_size", chunk_size)
         self._ready = False
 
     def _next_rng(self):
@@ -217,7 +212,8 @@ class Importance(Strategy):
                 chunks = []
                 for start in range(0, K, self.chunk_size):
                     k = min(self.chunk_size, K - start)
-                    log_w_k, model_tr = self._vectorised(args, kwargs, k)
+                    log_w_k, traces = self._vectorised(args, kwargs, k)
+                    model_tr = traces[-1][1]
                     chunks.append((ops.broadcast_to(log_w_k, (k,)), self._samples(model_tr, k)))
                     if K > self.chunk_size:
                         release_freed_memory()
@@ -225,12 +221,7 @@ class Importance(Strategy):
             else:  # one run per particle, as Pyro's Importance does
                 runs = [self._weights(args, kwargs, None) for _ in range(K)]
                 log_w = ops.concatenate([ops.reshape(w, (1,)) for w, _ in runs], 0)
-                model_tr = runs[-1][1]
-        if ops.isnan(log_w):
-            traces = [("model", model_tr)]
-            if self.proposal is not None:
-                traces.insert(0, ("proposal", self._last_proposal))
-            raise self.non_finite("importance weights are NaN", traces, "no single site is NaN")
+                model_tr = runs[-1][1][-1][1]
         if not ops.isfinite(ops.logsumexp(log_w, 0)):  # every weight zero (or one infinite)
             raise self.non_finite(
                 f"every one of the {K} importance weights is zero or one is infinite",
@@ -240,7 +231,7 @@ class Importance(Strategy):
                 n: ops.concatenate([s[n] for _, s in chunks], 0) for n in chunks[0][1]}
         else:
             names = [n for n in model_tr.latent if n not in self._model_enum] + list(model_tr.deterministics)
-            samples = {n: ops.stack([tr.values()[n] for _, tr in runs]) for n in names}
+            samples = {n: ops.stack([traces[-1][1].values()[n] for _, traces in runs]) for n in names}
         result = ImportanceResult(ops, log_w, samples)
         result.trace = model_tr if self.vectorize_particles and len(chunks) == 1 else None
         return result
@@ -271,17 +262,18 @@ class Importance(Strategy):
                 "sample) runs with Importance(..., vectorize_particles=False)") from error
 
     def _weights(self, args, kwargs, particles):
-        """One run of proposal and model: (log weights, model trace); ``particles`` None runs
-        a single particle. The proposal's trace is kept for diagnosing NaN weights."""
+        """One run of proposal and model: (log weights, [(role, trace)] ending with the
+        model's); ``particles`` None runs a single particle. NaN weights are named here, in
+        the run (chunk) that made them, from the proposal's trace and the model's."""
         backend, ops = self.backend, self.ops
         layout = self._layout if particles is not None else WeightLayout(self._plates, False)
-        values, log_q = None, 0.0
+        values, log_q, traces = None, 0.0, []
         if self.proposal is not None:
             guide_tr = backend.run(self.proposal, args, kwargs, draw=self._draw, particles=particles,
                                    rng=self._next_rng(), params=self.params)
             values = guide_tr.replay_values()
             log_q = total_log_weight(ops, layout, guide_tr.sites.values())  # factors too
-            self._last_proposal = guide_tr
+            traces.append(("proposal", guide_tr))
         enumerate_from = None
         if self._model_enum:
             enumerate_from = -(self._plates + (2 if particles is not None else 1))
@@ -297,7 +289,11 @@ class Importance(Strategy):
             log_p, _ = log_joint(scored, self._model_enum, keep)
         else:
             log_p = total_log_weight(ops, layout, scored)
-        return log_p - log_q, model_tr
+        traces.append(("model", model_tr))
+        log_w = log_p - log_q  # the number 0 when nothing is scored (a prior, no evidence)
+        if not isinstance(log_w, float) and ops.isnan(log_w):
+            raise self.non_finite("importance weights are NaN", traces, "no single site is NaN")
+        return log_w, traces
 
     def run(self, *args, num_steps=1, progress=False, **kwargs):
         """Pool ``num_steps`` batches of particles into one :class:`ImportanceResult`."""

@@ -3,11 +3,12 @@ shapes; and, in that run, the guide checked against the model (the one place for
 
 import ctypes
 import math
-import numbers
 import warnings
 
 from ppl.errors import ShapeError, SiteError
 from ppl.validation import support_problem
+
+from .arguments import is_integer
 
 
 def dry_run(backend, model, guide, args, kwargs, draw, rng=None, params=None, role="guide"):
@@ -67,8 +68,7 @@ def check_shape(name, guide_site, model_fn, role="guide"):
 
 def check_nesting_argument(owner, value):
     """``max_plate_nesting`` is None (found by the dry run) or a non-negative integer."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-                              or value < 0):
+    if value is not None and (not is_integer(value) or value < 0):
         raise ValueError(f"{owner}: max_plate_nesting must be a non-negative integer or None, "
                          f"got {value!r}")
 

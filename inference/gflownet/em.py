@@ -21,7 +21,6 @@ sites one per step in a fixed order (:mod:`inference.gflownet.fixed_order`) or, 
 """
 
 import math
-import numbers
 
 import pyro.poutine as poutine
 import torch
@@ -30,6 +29,7 @@ from ppl.backends.torch import BACKEND
 from ppl.errors import CheckpointError, UnsupportedError
 from ppl.validation import check_observations
 
+from ..arguments import count
 from ..engines import make_engine
 from ..optim import Adam
 from ..strategy import Strategy, entering
@@ -90,11 +90,9 @@ class GFlowNetEM(Strategy):
                                    hint="define the model on the torch backend (the default)")
         if loss not in LOSSES:
             raise ValueError(f"GFlowNetEM: loss must be one of {LOSSES}, got {loss!r}")
-        for name, value in (("e_steps", e_steps), ("hidden", hidden),
-                            ("num_trajectories", num_trajectories)):
-            if not _is_count(value) or value < 1:
-                raise ValueError(f"GFlowNetEM: {name} must be a positive integer, got {value!r}")
-        e_steps, hidden, num_trajectories = int(e_steps), int(hidden), int(num_trajectories)
+        e_steps, hidden, num_trajectories = (
+            count("GFlowNetEM", name, value) for name, value in
+            (("e_steps", e_steps), ("hidden", hidden), ("num_trajectories", num_trajectories)))
         if not (isinstance(subtb_lambda, (int, float)) and subtb_lambda > 0):
             raise ValueError(f"GFlowNetEM: subtb_lambda must be a positive number (the weight of "
                              f"sub-trajectories by length), got {subtb_lambda!r}")
@@ -103,10 +101,8 @@ class GFlowNetEM(Strategy):
                              "a probability")
         if m_step_threshold is not None and len(m_step_threshold) != 3:
             raise ValueError("GFlowNetEM: m_step_threshold is (start, end, anneal_steps)")
-        for name, value in (("replay", replay), ("local_search", local_search)):
-            if not _is_count(value) or value < 0:
-                raise ValueError(f"GFlowNetEM: {name} must be a non-negative integer, got {value!r}")
-        replay, local_search = int(replay), int(local_search)
+        replay = count("GFlowNetEM", "replay", replay, minimum=0)
+        local_search = count("GFlowNetEM", "local_search", local_search, minimum=0)
         if action_space is not None:
             check_action_space_options(action_space, order, local_search, sleep)
         if m_step not in ("sampled", "greedy", "reweighted", None):
@@ -307,11 +303,6 @@ class GFlowNetEM(Strategy):
         else:
             self._pending_state = state
         self.model_engine.load_state_dict(state["model"])
-
-
-def _is_count(value):
-    """An integer of any integer type (``np.int64`` too), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _same_objects(a, b):

@@ -17,13 +17,7 @@ surrogate loss whose gradient is the estimator's, and the bound's value.
 import math
 import numbers
 
-
-def _check_particles(num_particles, name):
-    """A positive integer of any integer type (``np.int64(4)`` too), as a Python int."""
-    if (not isinstance(num_particles, numbers.Integral) or isinstance(num_particles, bool)
-            or num_particles < 1):
-        raise ValueError(f"{name}: num_particles must be a positive integer, got {num_particles!r}")
-    return int(num_particles)
+from ..arguments import count
 
 
 class Objective:
@@ -37,7 +31,7 @@ class Objective:
     sleep_inputs = None
 
     def __init__(self, num_particles=1):
-        self.num_particles = _check_particles(num_particles, type(self).__name__)
+        self.num_particles = count(type(self).__name__, "num_particles", num_particles)
 
     def __repr__(self):
         return f"{type(self).__name__}(num_particles={self.num_particles})"

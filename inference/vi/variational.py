@@ -20,13 +20,13 @@ the same programs starts from the initial values. ``with vi.param_scope():`` run
 """
 
 import math
-import numbers
 import warnings
 
 from ppl.errors import PPLError, ShapeError, SiteError, UnsupportedError
 from ppl.trace_view import Trace
 from ppl.validation import check_observations
 
+from ..arguments import count
 from ..engines import make_engine
 from ..optim import Adam
 from ..program import (bytes_per_particle, check_nesting_argument, checked_nesting, common_plate,
@@ -430,9 +430,9 @@ class VI(Strategy):
     def evaluate(self, *args, num_particles=1000, batch_particles=None, **kwargs):
         """IWAE bound log (1/K) sum_k p(x, z_k) / q(z_k) with ``num_particles`` guide draws
         (per element of the independent plate, summed), computed in batches."""
-        _check_count("evaluate", "num_particles", num_particles)
+        count("VI.evaluate", "num_particles", num_particles)
         if batch_particles is not None:
-            _check_count("evaluate", "batch_particles", batch_particles)
+            count("VI.evaluate", "batch_particles", batch_particles)
         with self.entered():
             if not self._ready:
                 self._setup(args, kwargs)
@@ -484,7 +484,7 @@ class VI(Strategy):
 
     def posterior(self, *args, num_samples=1000, **kwargs):
         """``num_samples`` joint draws from the guide: site name -> array ``[num_samples, ...]``."""
-        _check_count("posterior", "num_samples", num_samples)
+        count("VI.posterior", "num_samples", num_samples)
         with self.entered():
             if not self._ready:
                 self._setup(args, kwargs)
@@ -539,8 +539,3 @@ def _arrays(ops, layout, log_p, log_q):
     if isinstance(log_q, float):
         log_q = log_p * 0.0 + log_q
     return log_p, log_q
-
-
-def _check_count(verb, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"VI.{verb}: {name} must be a positive integer, got {value!r}")
