@@ -25,12 +25,12 @@ per-element weights.
     True
 """
 
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 import opt_einsum
 from opt_einsum import shared_intermediates
 from pyro.infer import infer_discrete
-from pyro.ops.contract import contract_to_tensor
+from pyro.ops.contract import contract_tensor_tree, contract_to_tensor
 from pyro.ops.rings import LogRing
 
 from ppl.errors import SiteError, UnsupportedError
@@ -67,6 +67,23 @@ def model_enumerated(model_tr, guide_tr):
     return names
 
 
+def check_model_enum_within_guide_enum(model_tr, model_enum, guide_tr, guide_enum):
+    """Pyro's constraint on enumerating in both programs: every plate of a guide-enumerated
+    site encloses every model-enumerated site. A model sum more global than a guide's
+    enumerated variable would multiply that variable's values across the plate's elements."""
+    enclosing = set.intersection(*({p.name for p in model_tr[name].plates} for name in model_enum))
+    for name in guide_enum:
+        for plate in guide_tr[name].plates:
+            if plate.name not in enclosing:
+                outside = sorted(n for n in model_enum
+                                 if plate.name not in {p.name for p in model_tr[n].plates})
+                raise SiteError(
+                    f"guide site {name!r} is enumerated inside plate {plate.name!r}, but the model "
+                    f"enumerates sites {outside} outside that plate: model enumeration may be no "
+                    "more global than guide enumeration; enumerate those in the guide as well, or "
+                    f"enumerate {name!r} in the model instead", site=name)
+
+
 def check_batch_in_plates(site):
     """An enumerated site's batch dimensions must all be plates: a batch of values outside
     any plate would share one enumeration dimension without meaning to."""
@@ -90,14 +107,47 @@ def log_joint(sites, enumerated, keep):
     return factors.contract(kept), kept
 
 
+PlateDim = namedtuple("PlateDim", ["name", "dim"])
+MarginalTerm = namedtuple("MarginalTerm", ["name", "log_prob", "plates"])
+
+
+def marginal_terms(sites, enumerated, guide_enumerated):
+    """The model's log densities with its ``enumerated`` sites summed out while the guide's
+    enumerated sites (``guide_enumerated``: name -> dim) stay, one term per connected group
+    and plate context (Pyro's ``contract_tensor_tree``), each laid out by dimension as a
+    site's log density is: ``log_prob``, ``plates`` (name, dim) and a ``name`` listing the
+    sites it sums. The guide's weights then take the expectation over the guide's values."""
+    sites = list(sites)
+    factors = NamedFactors(sites, enumerated, guide_enumerated)
+    dim_of = dict(factors.plate_dim)
+    dim_of.update({factors.id_symbol[("guide", name)]: dim for name, dim in guide_enumerated.items()
+                   if ("guide", name) in factors.id_symbol})
+    plate_of = {symbol: name for name, symbol in factors.plate_symbol.items()}
+    label = f"the sum over enumerated sites {sorted(enumerated)}"
+    terms = []
+    for term in factors.contract_tree():
+        symbols = sorted(term._pyro_dims, key=dim_of.__getitem__)
+        if symbols:
+            term = term.permute(*map(term._pyro_dims.index, symbols))
+            shape = [1] * -dim_of[symbols[0]]
+            for symbol, size in zip(symbols, term.shape):
+                shape[dim_of[symbol]] = size
+            term = term.reshape(shape)
+        plates = tuple(PlateDim(plate_of[s], dim_of[s]) for s in symbols if s in plate_of)
+        terms.append(MarginalTerm(label, term, plates))
+    return terms
+
+
 class NamedFactors:
     """Each site's log density with its dimensions named: a plate by the plate's name, an
     enumerated dimension by the variable that Pyro's ``EnumMessenger`` allocated to it
-    (``_dim_to_id``; ``pyro.markov`` recycles a dimension for new variables)."""
+    (``_dim_to_id``; ``pyro.markov`` recycles a dimension for new variables), a guide's
+    enumerated site (``guide_enumerated``: name -> dim) by its name."""
 
-    def __init__(self, sites, enumerated):
+    def __init__(self, sites, enumerated, guide_enumerated=None):
         symbols = map(opt_einsum.get_symbol, range(10 ** 6))
-        self.plate_symbol, self.id_symbol = {}, {}
+        self.plate_symbol, self.id_symbol, self.plate_dim = {}, {}, {}
+        guide_at = {dim: ("guide", name) for name, dim in (guide_enumerated or {}).items()}
         self.inputs, self.operands = [], []
         sites = list(sites)
         # one scale over the whole program (poutine.scale around it): the sum is taken of the
@@ -123,6 +173,9 @@ class NamedFactors:
                     squeeze.append(i)
                 elif dim in dims_of:
                     letters.append(self._symbol(self.plate_symbol, dims_of[dim], symbols))
+                    self.plate_dim[letters[-1]] = dim
+                elif dim in guide_at:
+                    letters.append(self._symbol(self.id_symbol, guide_at[dim], symbols))
                 elif dim in dim_to_id:
                     letters.append(self._symbol(self.id_symbol, dim_to_id[dim], symbols))
                 else:
@@ -140,6 +193,28 @@ class NamedFactors:
             table[key] = next(symbols)
         return table[key]
 
+    def _tree(self):
+        """The log densities by plate context, each carrying its symbols; the variables to sum."""
+        tree, dim_to_size = OrderedDict(), {}
+        plate_set = set(self.plate_symbol.values())
+        for dims, term in zip(self.inputs, self.operands):
+            term = term[...]  # a fresh view to carry the symbols
+            term._pyro_dims = dims
+            dim_to_size.update(zip(dims, term.shape))
+            tree.setdefault(frozenset(plate_set.intersection(dims)), []).append(term)
+        guide = {symbol for key, symbol in self.id_symbol.items() if isinstance(key, tuple)}
+        return tree, dim_to_size, set(dim_to_size) - plate_set - guide
+
+    def contract_tree(self):
+        """Sum the model's enumerated variables out, keeping the plates (reduced only where a
+        sum needs it) and the guide's variables: a list of log terms with ``_pyro_dims``."""
+        tree, dim_to_size, sum_dims = self._tree()
+        with shared_intermediates() as cache:
+            ring = LogRing(cache, dim_to_size=dim_to_size)
+            contracted = contract_tensor_tree(tree, sum_dims, ring=ring)
+        return [term * self.scale if self.scale != 1.0 else term
+                for terms in contracted.values() for term in terms]
+
     def contract(self, plates=(), variables=()):
         """Sum every other variable out and product-reduce every other plate, in log space
         (Pyro's tensor variable elimination): a tensor over ``plates`` (names) then
@@ -148,14 +223,7 @@ class NamedFactors:
         plate_out = "".join(self.plate_symbol[name] for name in plates)
         var_out = "".join(self.id_symbol[key] for key in variables)
         output = plate_out + var_out
-        tree, dim_to_size = OrderedDict(), {}
-        plate_set = set(self.plate_symbol.values())
-        for dims, term in zip(self.inputs, self.operands):
-            term = term[...]  # a fresh view to carry the symbols
-            term._pyro_dims = dims
-            dim_to_size.update(zip(dims, term.shape))
-            tree.setdefault(frozenset(plate_set.intersection(dims)), []).append(term)
-        sum_dims = set(dim_to_size) - plate_set
+        tree, dim_to_size, sum_dims = self._tree()
         with shared_intermediates() as cache:
             ring = LogRing(cache, dim_to_size=dim_to_size)
             term = contract_to_tensor(tree, sum_dims, target_ordinal=frozenset(plate_out),

@@ -93,6 +93,31 @@ def total_log_weight(ops, layout, sites):
     return total
 
 
+def enumerated_score(ops, layout, downstream, costs, guide_sites):
+    """Score-function terms for guide sites drawn downstream of enumerated ones (each
+    drawn once per enumerated value), as Pyro's Dice estimator takes them (first order,
+    no baseline): for each such site s and each cost c whose plates include s's (the
+    model's log densities ``costs``, and -log q of the guide's sites), the guide-weighted
+    sum of stop_gradient(c) * log q(s). Shaped as :func:`total_log_weight`."""
+    products = []
+    guide_costs = [(site, -1.0) for site in guide_sites]
+    for s in downstream:
+        plates = {p.name for p in s.plates}
+        # zero in value, so that the enumerated sites' weights multiplying it pass no gradient
+        score = s.log_prob - ops.stop_gradient(s.log_prob)
+        for c, sign in [(site, 1.0) for site in costs] + guide_costs:
+            if plates <= {p.name for p in c.plates}:
+                products.append(_Product(s.name, sign * ops.stop_gradient(c.log_prob) * score, c.plates))
+    return total_log_weight(ops, layout, products)
+
+
+@dataclass
+class _Product:
+    name: str
+    log_prob: object
+    plates: tuple
+
+
 def find_non_finite(ops, traces):
     """A sentence naming what is not finite, or None: a NaN parameter first (it makes every
     site it feeds NaN, so it is the cause; an infinite one may be meant, as -inf logits),

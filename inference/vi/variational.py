@@ -21,6 +21,7 @@ the same programs starts from the initial values. ``with vi.param_scope():`` run
 
 import math
 import warnings
+from typing import Any, NamedTuple
 
 from ppl.errors import PPLError, ShapeError, SiteError, UnsupportedError
 from ppl.trace_view import Trace
@@ -33,9 +34,10 @@ from ..program import (bytes_per_particle, check_nesting_argument, checked_nesti
                        dry_run, release_freed_memory, squeeze_particles, value_shapes,
                        warn_auxiliary)
 from ..strategy import Strategy
-from ..weights import WeightLayout, total_log_weight
+from ..weights import WeightLayout, enumerated_score, total_log_weight
 from .baselines import LearnedBaseline, RunningBaseline
-from ..enumeration import check_batch_in_plates, discrete_posterior, log_joint, model_enumerated
+from ..enumeration import (check_batch_in_plates, check_model_enum_within_guide_enum, discrete_posterior,
+                           log_joint, marginal_terms, model_enumerated)
 from .estimators import Enum, Estimator, Gumbel, Score, resolve_estimator
 from .objectives import ELBO
 from .peers import as_objective
@@ -131,10 +133,7 @@ class VI(Strategy):
             if isinstance(est, Enum):
                 self._enum_dims[name] = first_enum_dim - len(self._enum_dims)
         if self._model_enum and self._enum_dims:
-            raise UnsupportedError(
-                f"enumerating guide sites {sorted(self._enum_dims)} and model sites "
-                f"{sorted(self._model_enum)} in one program",
-                hint="enumerate them all in the model (the guide then leaves them out)")
+            check_model_enum_within_guide_enum(model_tr, self._model_enum, guide_tr, self._enum_dims)
         self._enumerate_from = (first_enum_dim - len(self._enum_dims)) if self._model_enum else None
         self._gumbel = {n: e for n, e in self._estimators.items() if isinstance(e, Gumbel)}
         self.engine.discover([guide_tr, model_tr], create_optimizer=False)
@@ -220,6 +219,11 @@ class VI(Strategy):
         if est is None:  # a site the dry run did not visit (dynamic structure)
             est = self._estimators[name] = self._choose_estimator(name, msg["fn"], msg["infer"])
             if isinstance(est, Enum):
+                if self._model_enum:  # the model's enumeration dims start where the dry run's end
+                    raise UnsupportedError(
+                        f"guide site {name!r}: an enumerated guide site that the first run did not "
+                        "visit, in a program whose model enumerates too",
+                        hint="visit it on every run, or enumerate it in the model")
                 self._enum_dims[name] = min(self._enum_dims.values(), default=self._first_enum_dim + 1) - 1
         if name in self._enum_dims:
             msg["_enum_dim"] = self._enum_dims[name]
@@ -270,24 +274,22 @@ class VI(Strategy):
         ops = self.ops
         K = self.objective.num_particles
         if self._layout.vectorised:
-            log_p, log_q, score_log_q, guide_tr, model_tr = self._checked_vectorised(
-                args, kwargs, params, rng)
+            run = self._checked_vectorised(args, kwargs, params, rng)
         elif K == 1:
-            log_p, log_q, score_log_q, guide_tr, model_tr = self._weights(args, kwargs, params, rng)
+            run = self._weights(args, kwargs, params, rng)
         else:  # one run per particle, their weights stacked as a vectorised run would lay them out
             runs = []
             for _ in range(K):
                 rng, key = (None, None) if rng is None else self.backend.split_rng(rng)
                 runs.append(self._weights(args, kwargs, params, key))
-            log_p = ops.concatenate([r[0] for r in runs], 0)
-            log_q = ops.concatenate([r[1] for r in runs], 0)
-            names = dict.fromkeys(n for r in runs for n in r[2])  # sites may differ per particle
-            score_log_q = {n: ops.concatenate([r[2][n] if n in r[2] else 0.0 * r[1] for r in runs], 0)
-                           for n in names}
-            guide_tr, model_tr = runs[-1][3], runs[-1][4]
+            run = _stacked(ops, runs)
+        log_p, log_q, score_log_q, guide_tr, model_tr = (
+            run.log_p, run.log_q, run.score_log_q, run.guide_tr, run.model_tr)
         baselines = {name: self._baseline_for(name, log_q_site) for name, log_q_site in score_log_q.items()
                      if name in self._baselines}
         surrogate, value = self.objective.loss(ops, log_p, log_q, score_log_q, baselines)
+        if run.enum_score is not None:  # only the ELBO enumerates guide sites
+            surrogate = surrogate - ops.sum(ops.mean(run.enum_score, 0))
         if self.objective.sleep:
             surrogate = surrogate + self.objective.sleep * self._sleep_loss(args, kwargs)
         return surrogate, value, guide_tr, model_tr
@@ -317,26 +319,41 @@ class VI(Strategy):
         return out
 
     def _weights(self, args, kwargs, params, rng):
-        """One run of guide and model: (log p, log q, score-function sites' log q, traces)."""
+        """One run of guide and model: its :class:`Run`."""
         ops = self.ops
         layout = self._layout
         guide_tr, model_tr = self._traces(args, kwargs, params, rng)
         if model_tr.sites.keys() != self._model_sites:  # the structure changed: check it again
             self._check_structure(model_tr, guide_tr)
         log_q = total_log_weight(ops, layout, guide_tr.sites.values())  # a guide factor too
-        log_p = self._log_p(layout, model_tr)
+        costs = self._model_costs(layout, model_tr)
+        log_p = self._log_p(layout, model_tr) if costs is None else total_log_weight(ops, layout, costs)
         log_p, log_q = _arrays(ops, layout, log_p, log_q)
-        score_log_q = {}
+        score_log_q, downstream = {}, []
         for name, est in self._estimators.items():
             if isinstance(est, Score) and name in guide_tr.sites:
                 site = guide_tr[name]
                 if any(ops.ndim(site.log_prob) >= -d and site.log_prob.shape[d] > 1
                        for d in self._enum_dims.values()):
-                    raise UnsupportedError(
-                        f"site {name!r}: a score-function site that depends on an enumerated "
-                        "site", hint="reparameterise it or enumerate it too")
-                score_log_q[name] = total_log_weight(ops, layout, [site])
-        return log_p, log_q, score_log_q, guide_tr, model_tr
+                    downstream.append(site)  # drawn once per value of an enumerated site
+                else:
+                    score_log_q[name] = total_log_weight(ops, layout, [site])
+        enum_score = None
+        if downstream:
+            costs = list(model_tr.sites.values()) if costs is None else costs
+            enum_score = enumerated_score(ops, layout, downstream, costs, guide_tr.sites.values())
+        return Run(log_p, log_q, score_log_q, enum_score, guide_tr, model_tr)
+
+    def _model_costs(self, layout, model_tr):
+        """The model's log-density terms as sites, when the guide enumerates: its sites, or
+        with model enumeration too, the sums over the model's enumerated sites (their
+        expectation under the guide's enumerated values is then taken site by site)."""
+        if not layout.enum:
+            return None
+        if not self._model_enum:
+            return list(model_tr.sites.values())
+        guide_enumerated = {name: dim for name, (dim, _) in layout.enum.items()}
+        return marginal_terms(model_tr.sites.values(), self._model_enum, guide_enumerated)
 
     def _log_p(self, layout, model_tr):
         """log p(x, z) per particle (and element): the model sites' log densities, with the
@@ -527,6 +544,33 @@ class VI(Strategy):
         for name, baseline in self._baseline_state.items():
             if name in self._pending_baselines:
                 baseline.load(self._pending_baselines[name])
+
+
+class Run(NamedTuple):
+    """One run of guide and model: log p and log q per particle (and element), the
+    score-function sites' log q, the score terms of sites drawn downstream of enumerated
+    ones (or None), and the traces."""
+
+    log_p: Any
+    log_q: Any
+    score_log_q: dict
+    enum_score: Any
+    guide_tr: Trace
+    model_tr: Trace
+
+
+def _stacked(ops, runs):
+    """Runs of one particle each, laid out as one vectorised run (the last run's traces)."""
+    def concatenate(arrays):
+        return ops.concatenate(arrays, 0)
+    names = dict.fromkeys(n for r in runs for n in r.score_log_q)  # sites may differ per particle
+    score_log_q = {n: concatenate([r.score_log_q[n] if n in r.score_log_q else 0.0 * r.log_q for r in runs])
+                   for n in names}
+    enum_score = None
+    if any(r.enum_score is not None for r in runs):
+        enum_score = concatenate([0.0 * r.log_q if r.enum_score is None else r.enum_score for r in runs])
+    return Run(concatenate([r.log_p for r in runs]), concatenate([r.log_q for r in runs]), score_log_q,
+               enum_score, runs[-1].guide_tr, runs[-1].model_tr)
 
 
 def _arrays(ops, layout, log_p, log_q):

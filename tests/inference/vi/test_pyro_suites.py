@@ -12,7 +12,8 @@ score_function (test_set_has_rsample_ok), factor_in_guide (test_factor_in_guide_
 nonempty_model_empty_guide (test_nonempty_model_empty_guide_ok), empty
 (test_empty_model_empty_guide_ok). Rejected structures: test_variable_clash_in_model_error,
 test_nonempty_model_empty_guide_error, test_plate_wrong_size_error, test_dim_allocation_error,
-test_enum_in_model_diamond_error, test_enum_sequential_in_model_error,
+test_enum_in_model_diamond_error, test_enum_sequential_in_model_error, the model-guide enumeration
+constraint (TraceEnum_ELBO's "no more global than guide enumeration"),
 test_model_guide_shape_mismatch_error, test_model_guide_dim_mismatch_error,
 test_no_plate_enum_discrete_batch_error, test_markov_history, test_enum_in_model_multi_scale_error.
 Gradients (test_enum.py): test_non_mean_field_bern_bern_elbo_gradient,
@@ -34,7 +35,6 @@ from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
 from inference import IWAE, VI, Adam, Score
-from ppl.errors import UnsupportedError
 
 ENUM = {"enumerate": "parallel"}
 unit, simplex = constraints.unit_interval, constraints.simplex
@@ -162,8 +162,6 @@ def small(kind):
             pyro.factor("f", pyro.param("f_value", torch.tensor(0.5)), has_rsample=True)
 
 
-MIXED = (UnsupportedError, "ours: UnsupportedError, guide-side and model-side enumeration in one program; "
-         "Pyro: runs")
 EMPTY = (TypeError, "the oracle fails: Pyro's RenyiELBO raises TypeError on a program with no site "
          "(torch.stack of Python floats); ours gives the bound 0")
 ONE_PLATE = (AssertionError, "ours: IWAE keeps per-element weights on one plate only (the outermost every "
@@ -175,7 +173,7 @@ def enum_elbo(nesting):
     return partial(TraceEnum_ELBO, max_plate_nesting=nesting)
 
 
-# name: (model, guide, Pyro ELBO factory, args, enumerated in "guide"/"model"/None,
+# name: (model, guide, Pyro ELBO factory, args, enumerated in "guide"/"model"/"both"/None,
 #        {check: (exception, reason)} for checks expected to fail)
 CASES = {
     "plate_subsampled": (*twin("plate_subsampled"), Trace_ELBO, (), None, {}),
@@ -187,8 +185,7 @@ CASES = {
                         (), "guide", {}),
     "enum_in_plates": (partial(enum_in_plates, lambda name, init: init),
                        config_enumerate(partial(enum_in_plates, _probs)), enum_elbo(2), (), "guide", {}),
-    "enum_in_model": (*enum_in_model(True), enum_elbo(0), (), "model",
-                      dict.fromkeys(["loss", "particles", "steps"], MIXED)),
+    "enum_in_model": (*enum_in_model(True), enum_elbo(0), (), "both", {}),
     "enum_in_model_sampled_guide": (*enum_in_model(False), enum_elbo(0), (), "model", {}),
     "markov_dbn": (dbn_model, empty, enum_elbo(0), (), "model", {}),
     "obs_mask": (partial(obs_mask, False), partial(obs_mask, True), Trace_ELBO, (), None, {}),
@@ -236,7 +233,7 @@ def test_iwae_equals_pyros_renyi_at_alpha_0(name):
 @pytest.mark.parametrize("name", cases("steps"))
 def test_a_few_steps_have_finite_losses(name):
     model, guide, Elbo, args, enum, _ = CASES[name]
-    for objective in [Elbo()] + ([IWAE(3)] if enum != "guide" else []):
+    for objective in [Elbo()] + ([IWAE(3)] if enum in (None, "model") else []):
         vi = VI(model, guide, objective, Adam(lr=0.01), rng_seed=0)
         losses = [vi.step(*args) for _ in range(3)]
         assert all(math.isfinite(loss) for loss in losses), (objective, losses)
@@ -269,6 +266,14 @@ def rejected(kind):
                         obs=torch.tensor([[0.0, 1.0], [0.0, 0.0]]))
 
 
+def global_sum_over_enumerated_locals(guide):  # the model sums c out, the guide enumerates z_i
+    c = None if guide else pyro.sample("c", dist.Bernoulli(0.3), infer=ENUM)
+    with pyro.plate("data", 3):
+        z = pyro.sample("z", dist.Bernoulli(0.5), infer=ENUM if guide else {})
+        if not guide:
+            pyro.sample("y", dist.Normal(z + c, 1.0), obs=torch.zeros(3))
+
+
 def event_dims(shape, event_dim, guide=False):
     def program():
         loc = pyro.param("loc", torch.zeros(shape)) if guide else torch.zeros(shape)
@@ -293,6 +298,10 @@ clash, wrong_size, colliding, batch, sequential, diamond = (partial(rejected, ki
     pytest.param(event_dims((2,), 1), event_dims((2, 1), 2, True), ValueError, "site 'x'",
                  id="dim_mismatch"),
     pytest.param(batch, batch, ValueError, "site 'x'", id="enum_batch_outside_plate"),
+    pytest.param(partial(global_sum_over_enumerated_locals, False),
+                 partial(global_sum_over_enumerated_locals, True),
+                 ValueError, "guide site 'z' is enumerated inside plate 'data'.*sites \\['c'\\] outside",
+                 id="model_enum_more_global_than_guide_enum"),
 ])
 def test_structures_pyro_rejects_are_rejected(model, guide, error, match):
     with pytest.raises(error, match=match):
@@ -409,7 +418,6 @@ def plate_2_model(data):  # test_elbo_enumerate_plate_2: y enumerated in the mod
 PLATE_2_DATA = torch.tensor([1, 0, 1])
 plate_2_guide, first_guide = partial(x_guide, "guide_x", [0.1, 0.9]), partial(x_guide, "init", [0.75, 0.25])
 NO_BASELINE = {"estimators": {"x": Score(baseline=None)}}  # the plain score function, as Pyro's
-MIXED_MARK = pytest.mark.xfail(raises=MIXED[0], strict=True, reason=MIXED[1])
 
 
 @pytest.mark.parametrize("model, guide, nesting, args, options", [
@@ -427,9 +435,12 @@ MIXED_MARK = pytest.mark.xfail(raises=MIXED[0], strict=True, reason=MIXED[1])
     pytest.param(partial(hmm_model, first=ENUM), first_guide, 0, (HMM_DATA,), NO_BASELINE,
                  id="hmm_in_model_sampled_guide"),
     pytest.param(plate_2_model, partial(plate_2_guide, infer=ENUM), 1, (PLATE_2_DATA,), {},
-                 id="plate_2_enum_in_both", marks=MIXED_MARK),
+                 id="plate_2_enum_in_both"),
     pytest.param(partial(hmm_model, first=ENUM), partial(first_guide, infer=ENUM), 0, (HMM_DATA,), {},
-                 id="hmm_enum_in_both", marks=MIXED_MARK),
+                 id="hmm_enum_in_both"),
+    pytest.param(*enum_in_model(True), 0, (),
+                 {"estimators": {"a": Score(baseline=None), "d": Score(baseline=None)}},
+                 id="score_site_downstream_of_guide_enum"),
 ])
 def test_enumeration_gradients_equal_trace_enum_elbos(model, guide, nesting, args, options):
     """d(loss)/d(unconstrained params): ours against TraceEnum_ELBO's on the same draws."""
