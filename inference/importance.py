@@ -20,7 +20,8 @@ from ppl.validation import check_observations
 from .arguments import count
 from .enumeration import log_joint, model_enumerated
 from .program import (bytes_per_particle, check_nesting_argument, checked_nesting, dry_run,
-                      release_freed_memory, squeeze_particles, value_shapes, warn_auxiliary)
+                      release_freed_memory, squeeze_particles, value_shapes, warn_auxiliary,
+                      log_density_shapes, particle_broadcast_problem)
 from .strategy import Strategy
 from .trainer import run_steps
 from .weights import WeightLayout, total_log_weight
@@ -181,6 +182,7 @@ class Importance(Strategy):
         self._plates = P
         self._layout = WeightLayout(P, True)
         self._shapes = value_shapes(model_tr)
+        self._log_density_shapes = log_density_shapes([("proposal", guide_tr), ("model", model_tr)])
         if self.chunk_size is None:  # particles per vectorised run, under the memory budget
             self.chunk_size = self.num_particles if self.max_memory is None else max(
                 1, self.max_memory // bytes_per_particle([model_tr, guide_tr]))
@@ -290,6 +292,10 @@ class Importance(Strategy):
         else:
             log_p = total_log_weight(ops, layout, scored)
         traces.append(("model", model_tr))
+        if particles is not None and not self._vectorised_ok:
+            problem = particle_broadcast_problem(self._log_density_shapes, traces, self._plates)
+            if problem:
+                raise ValueError(problem)  # _vectorised names the remedy
         log_w = log_p - log_q  # the number 0 when nothing is scored (a prior, no evidence)
         if not isinstance(log_w, float) and ops.isnan(log_w):
             raise self.non_finite("importance weights are NaN", traces, "no single site is NaN")

@@ -145,6 +145,49 @@ def common_plate(latent_sites):
     return None
 
 
+def independent_plates(latent_sites, all_sites):
+    """The plates whose elements get their own importance weights, by dimension: the
+    outermost plate every latent site lies in (a site outside it must then not vary across
+    particles; it is counted once) and every other plate that all sites lie in (Pyro's
+    ``RenyiELBO`` keeps those); empty when the latent sites share no plate."""
+    outermost = common_plate(latent_sites)
+    if outermost is None:
+        return ()
+    shared = {(outermost.name, outermost.dim)}
+    first, *rest = all_sites
+    for plate in first.plates:
+        if plate.dim is not None and all(plate in s.plates for s in rest):
+            shared.add((plate.name, plate.dim))
+    return tuple(sorted(shared, key=lambda plate: plate[1]))
+
+
+def log_density_shapes(traces):
+    """Each site's log-density shape in a run of one particle, by (role, name)."""
+    return {(role, site.name): tuple(site.log_prob.shape)
+            for role, trace in traces if trace is not None for site in trace}
+
+
+def particle_broadcast_problem(single_shapes, traces, plate_dims):
+    """A sentence naming the first site whose log density, with the particles vectorised,
+    has a dimension among the plates' (-P .. -1) that its one-particle run did not have:
+    the particle dimension moved there (the program reduced a batch dimension, as
+    ``z.sum(-1)`` over a plate does), and the weights would mix particles. None if none."""
+    for role, trace in traces:
+        for site in trace:
+            single = single_shapes.get((role, site.name))
+            if single is None:  # a site the dry run did not meet
+                continue
+            shape = tuple(site.log_prob.shape)
+            for dim in range(-min(plate_dims, len(shape)), 0):
+                before = single[dim] if len(single) >= -dim else 1
+                if shape[dim] > 1 and before == 1:
+                    return (f"site {site.name!r} in the {role}: its log density has size {shape[dim]} "
+                            f"at dim {dim}, which is 1 in a run of one particle; the program reduces "
+                            "or reshapes a batch dimension (e.g. z.sum(-1) over a plate), so the "
+                            "particles land among the plates")
+    return None
+
+
 def value_shapes(trace):
     """Each site's value shape in a single (unvectorised) run."""
     return {n: tuple(getattr(v, "shape", ())) for n, v in trace.values().items()}

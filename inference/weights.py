@@ -1,13 +1,25 @@
 """From traces to per-particle log-weights: the shared reduction used by VI and Importance.
 
 A site's log density is laid out right-aligned as ``[enum dims..., particles, plates...]``.
-:class:`WeightLayout` sums the plate dimensions away, except the plate whose elements
-carry independent importance weights, and returns arrays of shape ``[K]`` or ``[K, N]``.
+:class:`WeightLayout` sums the plate dimensions away, except the plates whose elements
+carry independent importance weights, and returns arrays of shape ``[K]`` or
+``[K, N1, N2, ...]`` (one axis per kept plate, in dimension order).
+
+    >>> import torch, ppl, ppl.distributions as dist
+    >>> from ppl.backends.torch import BACKEND
+    >>> def model():
+    ...     ppl.sample("g", dist.Normal(0.0, 1.0), obs=torch.tensor(1.0))  # outside the plate
+    ...     with ppl.plate("data", 3):
+    ...         ppl.sample("z", dist.Normal(0.0, 1.0))
+    >>> trace = BACKEND.run(model, particles=(2, -2))
+    >>> log_w = total_log_weight(BACKEND.ops, WeightLayout(1, True, (("data", -1),)), trace.sites.values())
+    >>> tuple(log_w.shape)   # 2 particles x 3 elements; "g" counted once, on element 0
+    (2, 3)
 """
 
 from dataclasses import dataclass, field
 
-from ppl.errors import NonFiniteError  # noqa: F401  (re-exported: inference.weights.NonFiniteError)
+from ppl.errors import NonFiniteError, UnsupportedError  # noqa: F401  (re-exported: NonFiniteError)
 
 
 @dataclass
@@ -16,7 +28,7 @@ class WeightLayout:
 
     ``plate_dims``: the model's plate nesting P (plates use dims -1 .. -P);
     ``vectorised``: whether a particle plate sits at dim -(P + 1);
-    ``keep``: (name, dim) of the plate with independent weights, or None;
+    ``keep``: ((name, dim), ...) the plates whose elements have independent weights, or None;
     ``enum``: site name -> (dim, probability array) for enumerated guide sites.
     """
 
@@ -26,37 +38,36 @@ class WeightLayout:
     enum: dict = field(default_factory=dict)
 
     def reduce(self, ops, site):
-        """The site's log density summed over plates: shape ``[K or 1]`` or ``[K or 1, N]``."""
+        """(the site's log density summed over the plates not kept: ``[K or 1]`` or ``[K or
+        1, *kept]``, whether it lies in every kept plate). A site outside a kept plate must
+        not vary across particles (the weights would not factorise over that plate); it is
+        returned summed to ``[1]``, to be counted once."""
         if not self.vectorised and not self.enum and self.keep is None:
-            return ops.sum_log_prob(site)  # a scalar: total_log_weight lays it out once
+            return ops.sum_log_prob(site), True  # a scalar: total_log_weight lays it out once
         lp = site.log_prob
         if self.enum:
             lp = self._sum_enumerated(ops, lp)
         P = self.plate_dims
-        keep_dim = None
-        if self.keep is not None and any(p.name == self.keep[0] for p in site.plates):
-            keep_dim = self.keep[1]
-        if not self.vectorised:  # one particle: [N] over the kept plate, or a scalar
-            dims = tuple(d for d in range(-min(P, ops.ndim(lp)), 0) if d != keep_dim)
-            return ops.sum(lp, dims) if dims else lp
-        if ops.ndim(lp) <= P:  # the site does not vary over particles
+        if ops.ndim(lp) <= P:  # one particle, or a site that does not vary over particles
             lp = ops.reshape(lp, (1,) * (P + 1 - ops.ndim(lp)) + tuple(lp.shape))
-        dims = tuple(d for d in range(-P, 0) if d != keep_dim)
+        kept = () if self.keep is None else tuple(dim for _, dim in self.keep)
+        dims = tuple(d for d in range(-P, 0) if d not in kept)
         out = ops.sum(lp, dims) if dims else lp
-        if self.keep is None:
-            return out
-        if keep_dim is None:
-            if out.shape[0] > 1:
-                if not _same_in_every_particle(ops, out):
-                    self._refuse_outside_keep(site)
-                out = out[:1]  # the particle plate broadcast it; it reads no particle's value
-            return ops.reshape(out, (out.shape[0], 1))
-        return out
+        names = {p.name for p in site.plates}
+        if all(name in names for name, _ in self.keep or ()):
+            return out, True
+        if out.shape[0] > 1:
+            if not same_in_every_particle(ops, out):
+                self._refuse_outside_keep(site)
+            out = out[:1]  # the particle plate broadcast it; it reads no particle's value
+        return ops.sum(ops.reshape(out, (1, -1)), 1), False
 
     def _refuse_outside_keep(self, site):
+        names = {p.name for p in site.plates}
+        outside = [name for name, _ in self.keep if name not in names]
         raise ValueError(
-            f"site {site.name!r} lies outside plate {self.keep[0]!r} but its log density varies "
-            f"across particles, so the weights do not factorise over {self.keep[0]!r}; pass "
+            f"site {site.name!r} lies outside plate {outside[0]!r} but its log density varies "
+            f"across particles, so the weights do not factorise over {outside[0]!r}; pass "
             "independent_plate=None to weight whole traces")
 
     def _sum_enumerated(self, ops, lp):
@@ -82,15 +93,35 @@ class WeightLayout:
         return ops.sum(lp, tuple(sorted(self.enum[name][0] for name in involved)))
 
 
-def total_log_weight(ops, layout, sites):
-    """Sum of ``layout.reduce`` over sites, shaped ``[K]`` or ``[K, N]`` (K = 1 when the
-    run is not vectorised); 0.0 when there are no sites."""
-    total = 0.0
+def total_log_weight(ops, layout, sites, outside=None):
+    """Sum of ``layout.reduce`` over sites, shaped ``[K]`` or ``[K, *kept]`` (K = 1 when the
+    run is not vectorised); 0.0 when there are no sites. Sites outside a kept plate (equal
+    in every particle) are counted once, on the first element: spread over the elements,
+    the bound would count them once per element. ``outside``: a list that receives their
+    sum (to check, across runs of one particle each, that it does not vary)."""
+    total, once, names = 0.0, 0.0, []
     for site in sites:
-        total = total + layout.reduce(ops, site)
-    if not layout.vectorised and not isinstance(total, float):
-        total = ops.reshape(total, (1, -1) if layout.keep is not None else (1,))
-    return total
+        value, inside = layout.reduce(ops, site)
+        if inside:
+            total = total + value
+        else:
+            once = once + value
+            names.append(site.name)
+    if outside is not None and names:
+        outside.append((once, names))
+    if not layout.vectorised and layout.keep is None and not isinstance(total, float):
+        total = ops.reshape(total, (1,))
+    if isinstance(once, float):
+        return total
+    if isinstance(total, float):
+        raise UnsupportedError(
+            f"per-element weights over plates {[name for name, _ in layout.keep]} for a program "
+            "with no site in those plates (only sites outside them)",
+            hint="pass independent_plate=None to weight whole traces")
+    shape = tuple(total.shape)
+    flat = ops.reshape(total, (shape[0], -1))
+    flat = ops.concatenate([flat[:, :1] + ops.reshape(once, (1, 1)), flat[:, 1:]], 1)
+    return ops.reshape(flat, shape)
 
 
 def enumerated_score(ops, layout, downstream, costs, guide_sites):
@@ -143,7 +174,7 @@ def find_non_finite(ops, traces):
     return None
 
 
-def _same_in_every_particle(ops, out):
+def same_in_every_particle(ops, out):
     """Whether a log density the particle plate broadcast is equal across particles (a site
     outside the per-element plate that reads no latent); False when it cannot be read (a
     traced value under jit), which keeps the refusal."""

@@ -110,7 +110,7 @@ class Sampler(abc.ABC):
         """The data plate (None: one element) and the observed sites in it."""
         self._nesting = plate_nesting([trace])
         self._plate = None if plate is None else (plate.name, plate.dim)
-        self._layout = WeightLayout(self._nesting, True, self._plate)
+        self._layout = WeightLayout(self._nesting, True, None if plate is None else (self._plate,))
         self._observed = [name for name, site in trace.observed.items()
                           if plate is not None and any(p.name == plate.name for p in site.plates)]
 

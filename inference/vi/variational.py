@@ -30,11 +30,12 @@ from ppl.validation import check_observations
 from ..arguments import count
 from ..engines import make_engine
 from ..optim import Adam
-from ..program import (bytes_per_particle, check_nesting_argument, checked_nesting, common_plate,
-                       dry_run, release_freed_memory, squeeze_particles, value_shapes,
+from ..program import (bytes_per_particle, check_nesting_argument, checked_nesting, independent_plates,
+                       dry_run, log_density_shapes, particle_broadcast_problem, release_freed_memory,
+                       squeeze_particles, value_shapes,
                        warn_auxiliary)
 from ..strategy import Strategy
-from ..weights import WeightLayout, enumerated_score, total_log_weight
+from ..weights import WeightLayout, same_in_every_particle, enumerated_score, total_log_weight
 from .baselines import LearnedBaseline, RunningBaseline
 from ..enumeration import (check_batch_in_plates, check_model_enum_within_guide_enum, discrete_posterior,
                            log_joint, marginal_terms, model_enumerated)
@@ -67,8 +68,10 @@ class VI(Strategy):
             does the same. Default: reparameterise where possible, else score function.
         independent_plate: with ``K > 1`` particles, the plate whose elements get their own
             importance weights (a per-datapoint bound, as in the IWAE paper). ``"auto"``
-            takes the plate every latent site lies in; ``None`` weights whole traces
-            (one weight per particle for the whole mini-batch).
+            takes the outermost plate every latent site lies in and every other plate all
+            sites lie in (Pyro's ``RenyiELBO`` keeps those); a site outside them that reads
+            no particle's value (an observed global) counts once; ``None`` weights whole
+            traces (one weight per particle for the whole mini-batch).
         max_plate_nesting: plate dimensions the programs use (found by a dry run if omitted).
         rng_seed: an integer gives this VI a random stream of its own (reproducible runs,
             untouched by other code); None draws from the backend's global generator.
@@ -119,6 +122,7 @@ class VI(Strategy):
         self._keep = keep
         self._plates = P
         self._single_shapes = value_shapes(guide_tr)
+        self._log_density_shapes = log_density_shapes([("guide", guide_tr), ("model", model_tr)])
         self._estimators = {}
         self._enum_dims = {}
         self._baselines = {}
@@ -140,12 +144,12 @@ class VI(Strategy):
         self._ready = True
 
     def _independent_plate(self, model_tr, guide_tr):
+        """The kept plates ((name, dim), ...) or None."""
         latent = list(guide_tr.latent.values()) + list(model_tr.latent.values())
         if self.independent_plate is None:
             return None
         if self.independent_plate == "auto":
-            plate = common_plate(latent)
-            return None if plate is None else (plate.name, plate.dim)
+            return independent_plates(latent, list(guide_tr) + list(model_tr)) or None
         for site in latent:
             for plate in site.plates:
                 if plate.name == self.independent_plate:
@@ -154,7 +158,7 @@ class VI(Strategy):
                         raise ValueError(
                             f"independent_plate={self.independent_plate!r}: latent sites "
                             f"{outside} lie outside it, so weights cannot be per element")
-                    return plate.name, plate.dim
+                    return ((plate.name, plate.dim),)
         raise ValueError(f"independent_plate={self.independent_plate!r}: no latent site lies in "
                          "a plate of that name")
 
@@ -325,9 +329,15 @@ class VI(Strategy):
         guide_tr, model_tr = self._traces(args, kwargs, params, rng)
         if model_tr.sites.keys() != self._model_sites:  # the structure changed: check it again
             self._check_structure(model_tr, guide_tr)
-        log_q = total_log_weight(ops, layout, guide_tr.sites.values())  # a guide factor too
-        costs = self._model_costs(layout, model_tr)
-        log_p = self._log_p(layout, model_tr) if costs is None else total_log_weight(ops, layout, costs)
+        if layout.vectorised and not self._vectorised_ok:
+            problem = particle_broadcast_problem(self._log_density_shapes,
+                                                 [("guide", guide_tr), ("model", model_tr)], self._plates)
+            if problem:
+                raise ValueError(problem)  # _checked_vectorised names the remedy
+        # one particle per run, weights per element: what is counted once must not vary by run
+        outside = [] if layout.keep is not None and not layout.vectorised else None
+        log_q = total_log_weight(ops, layout, guide_tr.sites.values(), outside)  # a guide factor too
+        log_p = self._log_p(layout, model_tr, outside)
         log_p, log_q = _arrays(ops, layout, log_p, log_q)
         score_log_q, downstream = {}, []
         for name, est in self._estimators.items():
@@ -340,34 +350,30 @@ class VI(Strategy):
                     score_log_q[name] = total_log_weight(ops, layout, [site])
         enum_score = None
         if downstream:
-            costs = list(model_tr.sites.values()) if costs is None else costs
+            costs = self._model_costs(layout, model_tr) or list(model_tr.sites.values())
             enum_score = enumerated_score(ops, layout, downstream, costs, guide_tr.sites.values())
-        return Run(log_p, log_q, score_log_q, enum_score, guide_tr, model_tr)
+        return Run(log_p, log_q, score_log_q, enum_score, guide_tr, model_tr, outside)
 
     def _model_costs(self, layout, model_tr):
-        """The model's log-density terms as sites, when the guide enumerates: its sites, or
-        with model enumeration too, the sums over the model's enumerated sites (their
-        expectation under the guide's enumerated values is then taken site by site)."""
-        if not layout.enum:
+        """The model's log-density terms as sites: with model enumeration, the sums over
+        its enumerated sites per plate context, keeping the guide's enumerated dimensions
+        (weighted site by site afterwards) and the kept plates' elements; None without
+        model enumeration, or when one tensor per particle is all that is needed."""
+        if not self._model_enum or (not layout.enum and layout.keep is None):
             return None
-        if not self._model_enum:
-            return list(model_tr.sites.values())
         guide_enumerated = {name: dim for name, (dim, _) in layout.enum.items()}
         return marginal_terms(model_tr.sites.values(), self._model_enum, guide_enumerated)
 
-    def _log_p(self, layout, model_tr):
+    def _log_p(self, layout, model_tr, outside=None):
         """log p(x, z) per particle (and element): the model sites' log densities, with the
         model-enumerated sites summed out."""
-        if not self._model_enum:
-            return total_log_weight(self.ops, layout, model_tr.sites.values())
+        costs = self._model_costs(layout, model_tr)
+        if costs is not None or not self._model_enum:
+            sites = model_tr.sites.values() if costs is None else costs
+            return total_log_weight(self.ops, layout, sites, outside)
         particle = self.backend.particle_plate
-        keep = ([particle] if layout.vectorised else []) + ([layout.keep[0]] if layout.keep else [])
-        value, kept = log_joint(model_tr, self._model_enum, keep)
-        if particle not in kept:
-            value = value.unsqueeze(0)  # the same in every particle (or one particle)
-        if layout.keep is not None and layout.keep[0] not in kept:
-            value = value.unsqueeze(-1)
-        return value
+        value, kept = log_joint(model_tr, self._model_enum, [particle] if layout.vectorised else [])
+        return value if particle in kept else value.unsqueeze(0)  # the same in every particle
 
     def _sleep_loss(self, args, kwargs):
         """-log q(z | x) on (z, x) drawn from the model (reweighted wake-sleep's sleep phase)."""
@@ -557,6 +563,7 @@ class Run(NamedTuple):
     enum_score: Any
     guide_tr: Trace
     model_tr: Trace
+    outside: list = None
 
 
 def _stacked(ops, runs):
@@ -566,11 +573,28 @@ def _stacked(ops, runs):
     names = dict.fromkeys(n for r in runs for n in r.score_log_q)  # sites may differ per particle
     score_log_q = {n: concatenate([r.score_log_q[n] if n in r.score_log_q else 0.0 * r.log_q for r in runs])
                    for n in names}
+    _check_outside_equal(ops, runs)
     enum_score = None
     if any(r.enum_score is not None for r in runs):
         enum_score = concatenate([0.0 * r.log_q if r.enum_score is None else r.enum_score for r in runs])
     return Run(concatenate([r.log_p for r in runs]), concatenate([r.log_q for r in runs]), score_log_q,
                enum_score, runs[-1].guide_tr, runs[-1].model_tr)
+
+
+def _check_outside_equal(ops, runs):
+    """Sites outside the plate of per-element weights are counted once: in runs of one
+    particle each, they must have the same log density in every run."""
+    first = runs[0].outside or []
+    for run in runs[1:]:
+        outside = run.outside or []
+        if [names for _, names in outside] != [names for _, names in first] or any(
+                not same_in_every_particle(ops, ops.concatenate([a, b], 0))
+                for (a, _), (b, _) in zip(first, outside)):
+            names = [n for _, group in (first or outside) for n in group]
+            raise ValueError(
+                f"sites {names} lie outside the plate of per-element weights but their log "
+                "density differs between particles, so the weights do not factorise over that "
+                "plate; pass independent_plate=None to weight whole traces")
 
 
 def _arrays(ops, layout, log_p, log_q):

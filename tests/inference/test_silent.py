@@ -197,3 +197,80 @@ def test_evidence_impossible_under_the_model_is_named_on_jax():
 
         with pytest.raises(NonFiniteError, match="site 'y' in the model has a non-finite log density"):
             Importance(impossible, num_particles=10).run()
+
+
+# ------------------------------------------- sites outside the plate of per-element weights
+# today (before this fix): with K > 1 particles (and in every evaluate), an observed site
+# outside the plate was added to each element's weight, so it counted N times: the loss
+# below came out 27.18 where log p(x) is -10.48, without a word
+G, ZEROS = torch.tensor(3.0), torch.zeros(4)
+
+
+def global_and_local(enumerate_c=False):
+    def model():
+        ppl.sample("g", dist.Normal(0.0, 1.0), obs=G)  # outside the plate, reads no latent
+        with ppl.plate("data", 4):
+            z = ppl.sample("z", dist.Normal(0.0, 1.0))
+            shift = 0.0
+            if enumerate_c:
+                c = ppl.sample("c", dist.Bernoulli(0.3), infer={"enumerate": "parallel"})
+                shift = 2.0 * c
+            ppl.sample("x", dist.Normal(z + shift, 1.0), obs=ZEROS)
+    return model
+
+
+def exact_local_posterior():  # z_i | x_i = 0 is N(0, 1/2): every weight equals p(x)
+    with ppl.plate("data", 4):
+        ppl.sample("z", dist.Normal(0.0, 0.5 ** 0.5))
+
+
+def log_evidence(enumerate_c=False):
+    marginal = dist.Normal(0.0, 2.0 ** 0.5)
+    per_element = marginal.log_prob(ZEROS)
+    if enumerate_c:  # x_i ~ 0.7 N(0, 2) + 0.3 N(2, 2)
+        per_element = torch.logaddexp(math.log(0.7) + per_element,
+                                      math.log(0.3) + dist.Normal(2.0, 2.0 ** 0.5).log_prob(ZEROS))
+    return float(dist.Normal(0.0, 1.0).log_prob(G) + per_element.sum())
+
+
+@pytest.mark.parametrize("enumerate_c", [False, True], ids=["sampled", "enumerated"])
+@pytest.mark.parametrize("objective, vectorize", [
+    (ELBO(3), True), (inference.IWAE(3), True), (inference.IWAE(3), False)], ids=["elbo", "iwae", "iwae_seq"])
+def test_a_site_outside_the_weighted_plate_counts_once(enumerate_c, objective, vectorize):
+    vi = VI(global_and_local(enumerate_c), exact_local_posterior, objective, vectorize_particles=vectorize)
+    expected = log_evidence(enumerate_c)
+    if not enumerate_c:  # the exact posterior: every weight is p(x), the bound is exact
+        assert -vi.loss() == pytest.approx(expected, abs=1e-4)
+        assert vi.evaluate(num_particles=10) == pytest.approx(expected, abs=1e-4)
+    else:  # q is the posterior of the mixture's z only approximately: a bound, within 1 nat
+        assert expected - 1.0 < vi.evaluate(num_particles=2000) <= expected + 0.01
+
+
+def total_of_locals():
+    with ppl.plate("data", 4):
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+    ppl.sample("total", dist.Normal(z.sum(-1), 1.0), obs=torch.tensor(1.0))
+
+
+def test_a_site_outside_the_weighted_plate_that_reads_its_latents_is_refused():
+    # one particle per run: "total" varies between particles, so per-element weights over
+    # "data" do not exist; whole-trace weights do
+    vi = VI(total_of_locals, exact_local_posterior, inference.IWAE(3), vectorize_particles=False)
+    with pytest.raises(ValueError, match="sites \\['total'\\] lie outside the plate .* differs between"):
+        vi.loss()
+    assert math.isfinite(VI(total_of_locals, exact_local_posterior, inference.IWAE(3), independent_plate=None,
+                            vectorize_particles=False).loss())
+
+
+# today: vectorised, z.sum(-1) summed the 3 particles' z into one "total" (the particle
+# dimension had moved to -1, read as the plate's); the bound came back, mixing particles
+@pytest.mark.parametrize("strategy", ["vi", "vi_whole_trace", "importance"])
+def test_a_program_that_moves_the_particle_dimension_is_named(strategy):
+    if strategy == "importance":
+        run = Importance(total_of_locals, exact_local_posterior, num_particles=3).step
+    else:
+        plate = None if strategy == "vi_whole_trace" else "auto"
+        run = VI(total_of_locals, exact_local_posterior, inference.IWAE(3), independent_plate=plate).loss
+    with pytest.raises(ShapeError, match="site 'total' in the model: its log density has size 3 at dim -1.*"
+                                         "vectorize_particles=False"):
+        run()
