@@ -150,20 +150,10 @@ class NamedFactors:
         guide_at = {dim: ("guide", name) for name, dim in (guide_enumerated or {}).items()}
         self.inputs, self.operands = [], []
         sites = list(sites)
-        # one scale over the whole program (poutine.scale around it): the sum is taken of the
-        # unscaled densities and the scale applied to its log, as Pyro does
-        scales = {float(s.scale) for s in sites if isinstance(s.scale, (int, float))}
-        common = scales.pop() if len(scales) == 1 and all(
-            isinstance(s.scale, (int, float)) for s in sites) else 1.0
-        self.scale = common
         for site in sites:
             if site.name in enumerated:
                 _check_recycling(site)
-            log_prob = site.log_prob if common == 1.0 else site.log_prob / common
-            if site.name in enumerated and not _is_one(site.scale) and common == 1.0:
-                raise UnsupportedError(
-                    f"site {site.name!r}: model-side enumeration inside a subsampled (scaled) plate",
-                    hint="enumerate in a plate without subsample_size, or sample the site in the guide")
+            log_prob = site.log_prob
             dims_of = {p.dim: p.name for p in site.plates if p.dim is not None}
             dim_to_id = site.infer.get("_dim_to_id", {})
             letters, squeeze = [], []
@@ -186,6 +176,46 @@ class NamedFactors:
                 log_prob = log_prob.squeeze(i)
             self.inputs.append("".join(letters))
             self.operands.append(log_prob)
+        self.scales = self._unscale(sites, enumerated)
+
+    def _unscale(self, sites, enumerated):
+        """Each term's scale, divided out of its log density: a sum over enumerated sites is
+        taken of the unscaled densities and its log scaled after, as Pyro does, when every
+        site it involves has the same scale (a subsampled plate, a ``poutine.scale`` around the
+        program); where the enumerated sites have scale 1, other sites' scales stay inside."""
+        summed = set(self.id_symbol[key] for key in self.id_symbol if not isinstance(key, tuple))
+        parent = list(range(len(sites)))
+
+        def root(i):
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        first_with = {}
+        for i, dims in enumerate(self.inputs):  # sites sharing an enumerated variable: one sum
+            for symbol in summed.intersection(dims):
+                parent[root(i)] = root(first_with.setdefault(symbol, i))
+        groups = {}
+        for i in range(len(sites)):
+            groups.setdefault(root(i), []).append(i)
+        scales = [1.0] * len(sites)
+        for members in groups.values():
+            own = [sites[i] for i in members if sites[i].name in enumerated]
+            if all(_is_one(site.scale) for site in own):
+                continue
+            scale = own[0].scale
+            for i in members:
+                if not isinstance(sites[i].scale, (int, float)) or sites[i].scale != scale:
+                    raise UnsupportedError(
+                        f"site {sites[i].name!r}: enumerated site {own[0].name!r} has scale {scale} "
+                        f"(a subsampled plate or poutine.scale) but {sites[i].name!r}, in the same sum, "
+                        f"has scale {sites[i].scale}", hint="give the sites summed together one scale: "
+                        "subsample the plates they share, not an inner one alone")
+            for i in members:
+                scales[i] = float(scale)
+                self.operands[i] = self.operands[i] / scale
+        return scales
 
     @staticmethod
     def _symbol(table, key, symbols):
@@ -193,11 +223,14 @@ class NamedFactors:
             table[key] = next(symbols)
         return table[key]
 
-    def _tree(self):
-        """The log densities by plate context, each carrying its symbols; the variables to sum."""
+    def _tree(self, scale=None):
+        """The log densities (of the terms with that ``scale``, or all) by plate context, each
+        carrying its symbols; the variables to sum."""
         tree, dim_to_size = OrderedDict(), {}
         plate_set = set(self.plate_symbol.values())
-        for dims, term in zip(self.inputs, self.operands):
+        for dims, term, term_scale in zip(self.inputs, self.operands, self.scales):
+            if scale is not None and term_scale != scale:
+                continue
             term = term[...]  # a fresh view to carry the symbols
             term._pyro_dims = dims
             dim_to_size.update(zip(dims, term.shape))
@@ -208,31 +241,37 @@ class NamedFactors:
     def contract_tree(self):
         """Sum the model's enumerated variables out, keeping the plates (reduced only where a
         sum needs it) and the guide's variables: a list of log terms with ``_pyro_dims``."""
-        tree, dim_to_size, sum_dims = self._tree()
-        with shared_intermediates() as cache:
-            ring = LogRing(cache, dim_to_size=dim_to_size)
-            contracted = contract_tensor_tree(tree, sum_dims, ring=ring)
-        return [term * self.scale if self.scale != 1.0 else term
-                for terms in contracted.values() for term in terms]
+        terms = []
+        for scale in sorted(set(self.scales)):
+            tree, dim_to_size, sum_dims = self._tree(scale)
+            with shared_intermediates() as cache:
+                ring = LogRing(cache, dim_to_size=dim_to_size)
+                contracted = contract_tensor_tree(tree, sum_dims, ring=ring)
+            terms += [term * scale if scale != 1.0 else term
+                      for group in contracted.values() for term in group]
+        return terms
 
     def contract(self, plates=(), variables=()):
         """Sum every other variable out and product-reduce every other plate, in log space
         (Pyro's tensor variable elimination): a tensor over ``plates`` (names) then
         ``variables`` (ids), in that order. Exact when no variable is kept; with variables
-        kept, each plate slice is known up to a constant (normalise it)."""
+        kept, each plate slice is known up to a constant (normalise it) and the unscaled
+        densities are the ones meant."""
         plate_out = "".join(self.plate_symbol[name] for name in plates)
         var_out = "".join(self.id_symbol[key] for key in variables)
         output = plate_out + var_out
-        tree, dim_to_size, sum_dims = self._tree()
-        with shared_intermediates() as cache:
-            ring = LogRing(cache, dim_to_size=dim_to_size)
-            term = contract_to_tensor(tree, sum_dims, target_ordinal=frozenset(plate_out),
-                                      target_dims=set(var_out), ring=ring)
-        if term._pyro_dims != output:
-            term = term.permute(*map(term._pyro_dims.index, output))
-        # a common scale multiplies a log sum; a kept variable's table is normalised by its
-        # reader, where the unscaled posterior is the one meant
-        return term if self.scale == 1.0 or variables else term * self.scale
+        total = None
+        for scale in [None] if variables or not self.scales else sorted(set(self.scales)):
+            tree, dim_to_size, sum_dims = self._tree(scale)
+            with shared_intermediates() as cache:
+                ring = LogRing(cache, dim_to_size=dim_to_size)
+                term = contract_to_tensor(tree, sum_dims, target_ordinal=frozenset(plate_out),
+                                          target_dims=set(var_out), ring=ring)
+            if term._pyro_dims != output:
+                term = term.permute(*map(term._pyro_dims.index, output))
+            term = term * scale if scale not in (None, 1.0) else term
+            total = term if total is None else total + term
+        return total
 
 
 def _check_recycling(site):

@@ -7,9 +7,10 @@ import types
 import pyro
 import pyro.distributions
 import torch
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import _PYRO_STACK
 
-from ...errors import NonFiniteError, PPLError
+from ...errors import NonFiniteError, PPLError, SiteError
 from ...validation import check_param_value
 from .plate import Plate
 from .recorder import Recorder
@@ -78,6 +79,34 @@ def _factor(name, log_factor, *args, **kwargs):
         raise
 
 
+def _markov(iterable=None, history=1, keep=False, dim=None, name=None):
+    """``pyro.markov``; over a sized chain, a ``history`` longer than the chain (a window
+    that no step can fill; most often the chain's length passed as its order) is refused
+    at the chain's first sample site, which the error names."""
+    length = len(iterable) if hasattr(iterable, "__len__") else None
+    if length is None or history <= length:
+        return pyro.markov(iterable, history=history, keep=keep, dim=dim, name=name)
+    return _refused_chain(iterable, history, length)
+
+
+def _refused_chain(iterable, history, length):
+    with _WindowLongerThanChain(history, length):
+        yield from pyro.markov(iterable, history=history)
+
+
+class _WindowLongerThanChain(Messenger):
+    def __init__(self, history, length):
+        super().__init__()
+        self.history, self.length = history, length
+
+    def _pyro_sample(self, msg):
+        name = msg["name"]
+        raise SiteError(f"site {name!r} is in ppl.markov(history={self.history}) over a chain of "
+                        f"{self.length} steps: the window of past steps is longer than the chain; "
+                        f"history is the chain's order (1 for a first-order chain), at most "
+                        f"{self.length} here", site=name)
+
+
 def _only_recorders_listen():
     return bool(_PYRO_STACK) and all(type(f) in _PARAM_BLIND for f in _PYRO_STACK)
 
@@ -91,6 +120,6 @@ primitives = types.SimpleNamespace(
     deterministic=pyro.deterministic,
     factor=_factor,
     module=_module,
-    markov=pyro.markov,
+    markov=_markov,
 )
 distributions = pyro.distributions

@@ -154,6 +154,23 @@ def test_a_long_chain_without_markov_is_named():
         VI(chain, empty_guide).step(hmm_data()[:60])
 
 
+def markov_chain(ys, history):
+    z = 0
+    for t in ppl.markov(range(len(ys)), history=history):
+        z = ppl.sample(f"z_{t}", dist.Categorical(TRANSITION[z]), infer={"enumerate": "parallel"})
+        ppl.sample(f"y_{t}", dist.Normal(MEANS[z], 1.0), obs=ys[t])
+
+
+def test_a_markov_window_longer_than_the_chain_is_named():
+    ys = hmm_data()[:2]
+    with pytest.raises(SiteError, match="site 'z_0' is in ppl.markov\\(history=3\\) over a chain of 2 steps"):
+        VI(markov_chain, lambda ys, history: None).step(ys, 3)
+    # as long as the chain (a one-step chain of order 1 among them): the forward algorithm
+    for steps in (1, 2):
+        loss = VI(markov_chain, lambda ys, history: None).loss(ys[:steps], steps)
+        assert loss == pytest.approx(-float(forward_log_likelihood(ys[:steps], TRANSITION)), rel=1e-5)
+
+
 def viterbi(ys, transition):
     score = torch.log(transition[0]) + torch.distributions.Normal(MEANS, 1.0).log_prob(ys[0])
     back = []

@@ -137,6 +137,22 @@ def dbn_model():  # x -> x -> x enumerated states, y enumerated occlusions, z ob
         pyro.sample(f"z_{t}", dist.Categorical(Vindex(r)[x, y]), obs=torch.tensor(t % 4))
 
 
+MIXTURE_DATA = torch.tensor([-2.1, -1.7, 0.3, 2.2, 1.9, -0.4, 2.5, -2.3, 0.1, 1.6])
+
+
+def enum_in_subsampled_plate(guide):
+    """A mixture whose assignments are summed out inside a subsampled plate (scale 10 / 4),
+    beside a global shift the guide samples."""
+    loc = pyro.param("shift_loc", torch.tensor(0.2)) if guide else 0.0
+    shift = pyro.sample("shift", dist.Normal(loc, 0.5 if guide else 1.0))
+    if guide:
+        return
+    probs = _probs("weights", torch.tensor([0.3, 0.7]))
+    with pyro.plate("data", 10, subsample_size=4) as ind:
+        c = pyro.sample("c", dist.Categorical(probs), infer=ENUM)
+        pyro.sample("x", dist.Normal(torch.tensor([-2.0, 2.0])[c] + shift, 1.0), obs=MIXTURE_DATA[ind])
+
+
 def obs_mask(guide, mask=torch.tensor([False, True, False])):
     """Missing data: the guide samples the model's auxiliary site "y_unobserved" where obs_mask is off."""
     scale = pyro.param("scale", torch.tensor(1.0), constraint=constraints.positive) if guide else 1.0
@@ -186,6 +202,8 @@ CASES = {
     "enum_in_model": (*enum_in_model(True), enum_elbo(0), (), "both", {}),
     "enum_in_model_sampled_guide": (*enum_in_model(False), enum_elbo(0), (), "model", {}),
     "markov_dbn": (dbn_model, empty, enum_elbo(0), (), "model", {}),
+    "enum_in_subsampled_plate": (partial(enum_in_subsampled_plate, False),
+                                 partial(enum_in_subsampled_plate, True), enum_elbo(1), (), "model", {}),
     "obs_mask": (partial(obs_mask, False), partial(obs_mask, True), Trace_ELBO, (), None, {}),
     "score_function": (partial(small, "score_model"), partial(small, "score"), Trace_ELBO, (), None, {}),
     "factor_in_guide": (partial(small, "z_model"), partial(small, "factor"), Trace_ELBO, (), None, {}),
@@ -272,6 +290,14 @@ def global_sum_over_enumerated_locals(guide):  # the model sums c out, the guide
             pyro.sample("y", dist.Normal(z + c, 1.0), obs=torch.zeros(3))
 
 
+def nested_subsampling(guide):  # c_i summed with x_ij of another scale (two subsampled plates)
+    with pyro.plate("outer", 6, subsample_size=3):
+        c = pyro.sample("c", dist.Bernoulli(0.3), infer=ENUM) if not guide else None
+        with pyro.plate("inner", 5, subsample_size=2):
+            if not guide:
+                pyro.sample("x", dist.Normal(c, 1.0), obs=torch.zeros(2, 3))
+
+
 def event_dims(shape, event_dim, guide=False):
     def program():
         loc = pyro.param("loc", torch.zeros(shape)) if guide else torch.zeros(shape)
@@ -300,6 +326,9 @@ clash, wrong_size, colliding, batch, sequential, diamond = (partial(rejected, ki
                  partial(global_sum_over_enumerated_locals, True),
                  ValueError, "guide site 'z' is enumerated inside plate 'data'.*sites \\['c'\\] outside",
                  id="model_enum_more_global_than_guide_enum"),
+    pytest.param(partial(nested_subsampling, False), partial(nested_subsampling, True), NotImplementedError,
+                 "site 'x': enumerated site 'c' has scale 2.0.* but 'x', in the same sum, has scale 5.0",
+                 id="enum_multi_scale"),
 ])
 def test_structures_pyro_rejects_are_rejected(model, guide, error, match):
     with pytest.raises(error, match=match):
@@ -439,6 +468,8 @@ NO_BASELINE = {"estimators": {"x": Score(baseline=None)}}  # the plain score fun
     pytest.param(*enum_in_model(True), 0, (),
                  {"estimators": {"a": Score(baseline=None), "d": Score(baseline=None)}},
                  id="score_site_downstream_of_guide_enum"),
+    pytest.param(partial(enum_in_subsampled_plate, False), partial(enum_in_subsampled_plate, True), 1, (), {},
+                 id="enum_in_subsampled_plate"),
 ])
 def test_enumeration_gradients_equal_trace_enum_elbos(model, guide, nesting, args, options):
     """d(loss)/d(unconstrained params): ours against TraceEnum_ELBO's on the same draws."""
