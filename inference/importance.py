@@ -14,7 +14,7 @@
 import math
 import warnings
 
-from ppl.errors import PPLError, ShapeError
+from ppl.errors import ShapeError
 from ppl.validation import check_observations
 
 from .arguments import count
@@ -22,6 +22,8 @@ from .enumeration import log_joint, model_enumerated
 from .program import (bytes_per_particle, check_nesting_argument, checked_nesting, dry_run,
                       release_freed_memory, squeeze_particles, value_shapes, warn_auxiliary,
                       log_density_shapes, particle_broadcast_problem)
+from .particles import (check_mode, fallback_mode, is_program_failure, particles_arg, vectorisation_error,
+                        warn_fallback)
 from .strategy import Strategy
 from .trainer import run_steps
 from .weights import WeightLayout, total_log_weight
@@ -129,7 +131,9 @@ class Importance(Strategy):
     values). ``rng_seed``: an integer makes runs reproducible (a random stream of this
     strategy's own); None draws from the backend's global generator (JAX: key 0).
     ``vectorize_particles=False`` runs the programs once per particle, for programs that do
-    not broadcast over an extra batch dimension (``x @ w``). Vectorised particles run in
+    not broadcast over an extra batch dimension (``x @ w``); ``"vmap"`` (JAX) maps them with
+    ``jax.vmap``; ``"auto"`` falls back to one of those if the plate fails
+    (:mod:`inference.particles`). Vectorised particles run in
     chunks of ``chunk_size`` (by default as many as fit in ``max_memory`` bytes, estimated
     from the first run), so that 10^7 particles on 1,000 observations never ask for one
     huge allocation; the weights are pooled exactly. A result has a ``trace`` only when
@@ -146,7 +150,7 @@ class Importance(Strategy):
         self.num_particles = int(num_particles)
         self.max_plate_nesting = max_plate_nesting
         self.params = params
-        self.vectorize_particles = bool(vectorize_particles)
+        self.vectorize_particles = check_mode("Importance", vectorize_particles)
         self._vectorised_ok = False
         # None: no limit, and a chunk size found from the memory budget
         self.max_memory = None if max_memory is None else count("Importance", "max_memory", max_memory)
@@ -187,6 +191,8 @@ class Importance(Strategy):
             self.chunk_size = self.num_particles if self.max_memory is None else max(
                 1, self.max_memory // bytes_per_particle([model_tr, guide_tr]))
         self._ready = True
+        if self.vectorize_particles == "auto":
+            self._probe_vectorised(args, kwargs)
 
     def _warn_initial_params(self, guide_tr):
         """A fitted guide's parameters belong to the strategy that fitted it: say so when
@@ -249,19 +255,25 @@ class Importance(Strategy):
     def _vectorised(self, args, kwargs, K):
         """The first vectorised run names the likely cause when the programs do not broadcast."""
         if self._vectorised_ok:
-            return self._weights(args, kwargs, (K, -(self._plates + 1)))
+            return self._weights(args, kwargs, particles_arg(self.vectorize_particles, K, self._plates))
         try:
-            out = self._weights(args, kwargs, (K, -(self._plates + 1)))
+            out = self._weights(args, kwargs, particles_arg(self.vectorize_particles, K, self._plates))
             self._vectorised_ok = True
             return out
         except (RuntimeError, ValueError, TypeError) as error:
-            if isinstance(error, PPLError):
+            if not is_program_failure(error):
                 raise
-            raise ShapeError(
-                f"the programs failed with their {K} particles vectorised on a plate at dim "
-                f"{-(self._plates + 1)} (they ran with one particle): {error}. A program that "
-                "does not broadcast over an extra batch dimension (for example x @ w with w a "
-                "sample) runs with Importance(..., vectorize_particles=False)") from error
+            raise vectorisation_error("Importance", K, self._plates, error) from error
+
+    def _probe_vectorised(self, args, kwargs):
+        """``vectorize_particles="auto"``: the first chunk on the particle plate, at set-up,
+        to choose how particles run."""
+        try:
+            with self.backend.no_grad():
+                self._vectorised(args, kwargs, min(self.chunk_size, self.num_particles))
+        except ShapeError as failure:
+            self.vectorize_particles = fallback_mode(self.backend)
+            warn_fallback("Importance", failure, self.vectorize_particles)
 
     def _weights(self, args, kwargs, particles):
         """One run of proposal and model: (log weights, [(role, trace)] ending with the

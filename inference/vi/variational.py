@@ -20,10 +20,9 @@ the same programs starts from the initial values. ``with vi.param_scope():`` run
 """
 
 import math
-import warnings
 from typing import Any, NamedTuple
 
-from ppl.errors import PPLError, ShapeError, SiteError, UnsupportedError
+from ppl.errors import ShapeError, SiteError, UnsupportedError
 from ppl.trace_view import Trace
 from ppl.validation import check_observations
 
@@ -42,6 +41,8 @@ from ..enumeration import (check_batch_in_plates, check_model_enum_within_guide_
 from .estimators import Enum, Estimator, Gumbel, Score, resolve_estimator
 from .objectives import ELBO
 from .peers import as_objective
+from ..particles import (check_mode, fallback_mode, is_program_failure, particles_arg, vectorisation_error,
+                         warn_fallback)
 
 
 class _Detached(Estimator):
@@ -80,8 +81,9 @@ class VI(Strategy):
         vectorize_particles: draw the ``K`` particles at once on a particle plate (the
             default); False runs the programs once per particle, as Pyro does by default,
             for programs that do not broadcast over an extra batch dimension (``x @ w``);
-            ``"auto"`` vectorises and, if the first vectorised run fails, warns and runs
-            particles one by one from then on.
+            ``"vmap"`` (JAX) maps the one-particle programs with ``jax.vmap``; ``"auto"``
+            vectorises and, if the first vectorised run fails, warns and maps (JAX) or runs
+            particles one by one (torch) from then on (:mod:`inference.particles`).
     """
 
     def __init__(self, model, guide, objective=None, optimizer=None, *, estimators=None,
@@ -95,10 +97,7 @@ class VI(Strategy):
         self.independent_plate = independent_plate
         check_nesting_argument("VI", max_plate_nesting)
         self.max_plate_nesting = max_plate_nesting
-        if vectorize_particles not in (True, False, "auto"):
-            raise ValueError(f"VI: vectorize_particles must be True, False or 'auto', got "
-                             f"{vectorize_particles!r}")
-        self.vectorize_particles = vectorize_particles
+        self.vectorize_particles = check_mode("VI", vectorize_particles)
         self._vectorised_ok = False
         self.engine = make_engine(self.backend.name, optimizer if optimizer is not None else Adam(),
                                   self.state, owners=(model, guide), initial=params)
@@ -141,7 +140,35 @@ class VI(Strategy):
         self._enumerate_from = (first_enum_dim - len(self._enum_dims)) if self._model_enum else None
         self._gumbel = {n: e for n, e in self._estimators.items() if isinstance(e, Gumbel)}
         self.engine.discover([guide_tr, model_tr], create_optimizer=False)
+        if self.vectorize_particles == "vmap":
+            self._check_mappable(guide_tr)
         self._ready = True
+        if vectorised and self.vectorize_particles == "auto" and not self._vectorised_ok:
+            self._probe_vectorised(args, kwargs)
+
+    def _check_mappable(self, guide_tr):
+        if self._enum_dims:
+            raise UnsupportedError(f"guide sites {sorted(self._enum_dims)} enumerated with particles "
+                                   "mapped by vmap", hint="vectorize_particles=True or False")
+        subsampled = [name for name, _ in self._layout.keep or () if name in guide_tr.subsamples]
+        if subsampled:  # each mapped particle draws its own indices: elements would not line up
+            raise UnsupportedError(f"per-element weights over subsampled plate {subsampled[0]!r} with "
+                                   "particles mapped by vmap", hint="pass independent_plate=None")
+
+    def _probe_vectorised(self, args, kwargs):
+        """``vectorize_particles="auto"``: one vectorised run now, outside any compiled step,
+        to choose how particles run."""
+        try:
+            with self.backend.no_grad():
+                self._weights(args, kwargs, *self.engine.loss_inputs())
+            self._vectorised_ok = True
+        except Exception as error:  # noqa: BLE001 -- sorted by is_program_failure
+            if not is_program_failure(error) and not isinstance(error, ShapeError):
+                raise
+            self.vectorize_particles = fallback_mode(self.backend)
+            warn_fallback("VI", vectorisation_error("VI", self.objective.num_particles, self._plates, error),
+                          self.vectorize_particles)
+            self._setup(args, kwargs)
 
     def _independent_plate(self, model_tr, guide_tr):
         """The kept plates ((name, dim), ...) or None."""
@@ -259,7 +286,7 @@ class VI(Strategy):
     def _traces(self, args, kwargs, params=None, rng=None):
         backend = self.backend
         layout = self._layout
-        particles = (self.objective.num_particles, -(self._plates + 1)) if layout.vectorised else None
+        particles = self._particles(self.objective.num_particles) if layout.vectorised else None
         rng_guide, rng_model = (None, None) if rng is None else backend.split_rng(rng)
         guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw, particles=particles,
                                params=params, rng=rng_guide)
@@ -305,20 +332,9 @@ class VI(Strategy):
         try:
             out = self._weights(args, kwargs, params, rng)
         except (RuntimeError, ValueError, TypeError) as error:
-            if isinstance(error, PPLError):
+            if not is_program_failure(error):
                 raise
-            message = (f"the programs failed with their {self.objective.num_particles} particles "
-                       f"vectorised on a plate at dim {-(self._plates + 1)} (they ran with one "
-                       f"particle): {error}. A program that does not broadcast over an extra batch "
-                       "dimension (for example x @ w with w a sample) runs with "
-                       "VI(..., vectorize_particles=False)")
-            if self.vectorize_particles != "auto":
-                raise ShapeError(message) from error
-            warnings.warn(message + "; running particles one by one from now on", UserWarning,
-                          stacklevel=2)
-            self.vectorize_particles = False
-            self._setup(args, kwargs)
-            return self._weights(args, kwargs, params, rng)
+            raise vectorisation_error("VI", self.objective.num_particles, self._plates, error) from error
         self._vectorised_ok = True
         return out
 
@@ -379,7 +395,7 @@ class VI(Strategy):
         """-log q(z | x) on (z, x) drawn from the model (reweighted wake-sleep's sleep phase)."""
         backend = self.backend
         layout = self._layout
-        particles = (self.objective.num_particles, -(self._plates + 1)) if layout.vectorised else None
+        particles = self._particles(self.objective.num_particles) if layout.vectorised else None
         with backend.no_grad():
             dream = backend.run(backend.handlers.uncondition(self.model), args, kwargs,
                                 draw=backend.draw_detached, particles=particles)
@@ -470,7 +486,7 @@ class VI(Strategy):
         with backend.no_grad():
             for start in range(0, num_particles, batch):
                 k = min(batch, num_particles - start)
-                particles = (k, -(self._plates + 1)) if vectorised else None
+                particles = self._particles(k)
                 guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw_plain,
                                        particles=particles, **self._functional_inputs())
                 values = guide_tr.replay_values()
@@ -484,6 +500,9 @@ class VI(Strategy):
                     release_freed_memory()
         combined = ops.logsumexp(ops.stack(chunks), 0) - math.log(num_particles)
         return ops.item(ops.sum(combined))
+
+    def _particles(self, num):
+        return particles_arg(self.vectorize_particles, num, self._plates)
 
     def _functional_inputs(self):
         params, rng = self.engine.loss_inputs()
@@ -519,7 +538,7 @@ class VI(Strategy):
                             for _ in range(num_samples)]
                     return {name: self.ops.stack([run[name] for run in runs]) for name in runs[0]}
                 guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw_plain,
-                                       particles=(num_samples, -(self._plates + 1)),
+                                       particles=self._particles(num_samples),
                                        **self._functional_inputs())
             return squeeze_particles(self.ops, guide_tr.values(), self._single_shapes, num_samples)
 

@@ -35,7 +35,8 @@ class Backend(Protocol):
     def run(self, fn, args=(), kwargs=None, replay=None, draw=None, adjust=None, particles=None,
             params=None, rng=None, enumerate_from=None):
         """Run ``fn`` under a ``Recorder`` (values replayed, latent draws chosen by ``draw``,
-        vectorised over ``particles=(num, dim)``, ``param`` sites fixed to ``params``,
+        vectorised over ``particles=(num, dim)`` (a plate) or ``(num, dim, "vmap")`` (the
+        one-particle program mapped, where the backend can), ``param`` sites fixed to ``params``,
         seeded by ``rng`` where keys are explicit, sites marked for parallel enumeration
         enumerated on dims from ``enumerate_from`` leftwards) and return its Trace."""
 

@@ -309,8 +309,12 @@ class JaxBackend:
         if enumerate_from is not None:
             raise UnsupportedError("model-side enumeration (infer={'enumerate': 'parallel'} on a "
                                    "site the guide does not sample)", backend=self.name)
-        recorder = Recorder(replay, draw, adjust)
         key = self._fresh_key() if rng is None else rng
+        if particles is not None and particles[2:] == ("vmap",):
+            from .jax_particles import run_mapped
+
+            return run_mapped(self, fn, args, kwargs, replay, draw, adjust, particles, params, key)
+        recorder = Recorder(replay, draw, adjust)
         with activated(self.name), recorder, nh.seed(rng_seed=key), nh.substitute(data=params or {}):
             try:
                 if particles is None:

@@ -9,7 +9,7 @@ import torch
 from pyro.poutine.enum_messenger import EnumMessenger
 
 from ...backend import activated
-from ...errors import SiteError
+from ...errors import SiteError, UnsupportedError
 from ...validation import explain_run_failure, first_bad_observation
 from .handlers import _EscapeWatch, _FixedParams, _ProvenanceTracker, handlers
 from .ops import _Ops
@@ -44,6 +44,9 @@ class TorchBackend:
         Pyro's ``EnumMessenger`` on dims from this one leftwards (``pyro.markov`` recycles
         them); the recorder sits above it, so replayed values win.
         """
+        if particles is not None and particles[2:] == ("vmap",):
+            raise UnsupportedError("particles mapped with vmap", backend=self.name,
+                                   hint="vectorize_particles=True (a particle plate) or False (one by one)")
         recorder = Recorder(replay, draw, adjust)
         fixed = _FixedParams(params) if params else contextlib.nullcontext()
         enum = (contextlib.nullcontext() if enumerate_from is None

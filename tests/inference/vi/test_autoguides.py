@@ -2,6 +2,7 @@
 auxiliary sites are part of q (with the Delta sites' log densities, the Jacobians)."""
 
 import math
+import warnings
 
 import pyro.infer.autoguide as auto
 import pytest
@@ -10,6 +11,7 @@ import torch
 import ppl
 import ppl.distributions as dist
 from inference import ELBO, IWAE, VI, Adam, Importance
+from ppl.errors import ShapeError, UnsupportedError
 
 X = torch.tensor([0.8, 1.9, 1.2, 0.4, 1.6, 2.2, 0.9, 1.4])
 
@@ -75,18 +77,48 @@ def test_a_guide_missing_a_model_latent_is_still_named():
         VI(model, guide).step(X)
 
 
-@pytest.mark.parametrize("name", ["AutoNormal", "AutoMultivariateNormal"])
-def test_numpyro_autoguides_on_jax(name):
+# NumPyro's AutoDiagonalNormal unpacks its flat latent in a way that does not broadcast
+# over a particle plate (its sites come out [K, K]): its particles are mapped with jax.vmap
+@pytest.mark.parametrize("name, particles", [
+    ("AutoNormal", True),
+    ("AutoMultivariateNormal", True),
+    ("AutoLowRankMultivariateNormal", "vmap"),
+    ("AutoDiagonalNormal", "vmap"),
+    ("AutoDiagonalNormal", "auto"),
+])
+def test_numpyro_autoguides_on_jax(name, particles):
     pytest.importorskip("numpyro")
     import jax.numpy as jnp
     from numpyro.infer import autoguide as numpyro_auto
 
     x = jnp.asarray(X.numpy())
-    with ppl.backend("jax"):
+    with ppl.backend("jax"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         guide = getattr(numpyro_auto, name)(model)
-        vi = VI(model, guide, IWAE(8), Adam(lr=0.05), rng_seed=0)
+        vi = VI(model, guide, IWAE(8), Adam(lr=0.05), rng_seed=0, vectorize_particles=particles)
         vi.run(x, num_steps=300, progress=False)
-        result = Importance(model, guide, num_particles=4000, params=vi.params, rng_seed=1).run(x)
+        bound = vi.evaluate(x, num_particles=2000)
+        result = Importance(model, guide, num_particles=4000, params=vi.params, rng_seed=1,
+                            vectorize_particles=particles).run(x)
+    fallbacks = [w for w in caught if "mapped with jax.vmap" in str(w.message)]
+    assert len(fallbacks) == (2 if particles == "auto" else 0)  # VI's and Importance's
     exact = log_evidence(X)
+    assert exact - 0.3 < bound < exact + 0.05, (bound, exact)
     assert abs(result.log_evidence - exact) < 4 * result.log_evidence_stderr + 0.01
     assert result.effective_sample_size > 1000
+
+
+def test_a_numpyro_auto_continuous_guide_on_the_particle_plate_names_the_remedy():
+    pytest.importorskip("numpyro")
+    import jax.numpy as jnp
+    from numpyro.infer import autoguide as numpyro_auto
+
+    with ppl.backend("jax"):
+        guide = numpyro_auto.AutoDiagonalNormal(model)
+        with pytest.raises(ShapeError, match="site 'mu' in the guide.*vectorize_particles=False.*'vmap'"):
+            VI(model, guide, IWAE(8)).step(jnp.asarray(X.numpy()))
+
+
+def test_vmap_particles_are_jax_only():
+    with pytest.raises(UnsupportedError, match="particles mapped with vmap.*torch backend"):
+        VI(model, auto.AutoNormal(model), IWAE(4), vectorize_particles="vmap").step(X)

@@ -33,7 +33,7 @@ def test_vectorised_failure_names_the_remedy_or_falls_back():
     with pytest.raises(ShapeError, match="vectorize_particles=False"):
         VI(model, guide, ELBO(8)).step(X, Y)
     vi = VI(model, guide, ELBO(8), vectorize_particles="auto")
-    with pytest.warns(UserWarning, match="running particles one by one"):
+    with pytest.warns(UserWarning, match="running the particles one by one"):
         vi.step(X, Y)
     assert vi.vectorize_particles is False and vi.step_count == 1
 
