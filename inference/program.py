@@ -188,6 +188,20 @@ def particle_broadcast_problem(single_shapes, traces, plate_dims):
     return None
 
 
+def point_masses(guide_tr, model_tr):
+    """The guide's latent sites that are point masses (``Delta``, as ``AutoDelta`` draws)
+    in a guide with no auxiliary site to give them a density: a MAP guide."""
+    if any(name not in model_tr.sites for name in guide_tr.latent):
+        return []  # an AutoGuide's Delta sites push an auxiliary density forward
+    return [name for name, site in guide_tr.latent.items() if _base(site.fn).__class__.__name__ == "Delta"]
+
+
+def _base(fn):
+    while hasattr(fn, "base_dist"):  # Independent, Expanded, Masked wrappers
+        fn = fn.base_dist
+    return fn
+
+
 def value_shapes(trace):
     """Each site's value shape in a single (unvectorised) run."""
     return {n: tuple(getattr(v, "shape", ())) for n, v in trace.values().items()}

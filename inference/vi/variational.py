@@ -20,6 +20,7 @@ the same programs starts from the initial values. ``with vi.param_scope():`` run
 """
 
 import math
+import warnings
 from typing import Any, NamedTuple
 
 from ppl.errors import ShapeError, SiteError, UnsupportedError
@@ -31,7 +32,7 @@ from ..engines import make_engine
 from ..optim import Adam
 from ..program import (bytes_per_particle, check_nesting_argument, checked_nesting, independent_plates,
                        dry_run, log_density_shapes, particle_broadcast_problem, release_freed_memory,
-                       squeeze_particles, value_shapes,
+                       point_masses, squeeze_particles, value_shapes,
                        warn_auxiliary)
 from ..strategy import Strategy
 from ..weights import WeightLayout, same_in_every_particle, enumerated_score, total_log_weight
@@ -121,6 +122,7 @@ class VI(Strategy):
         self._keep = keep
         self._plates = P
         self._single_shapes = value_shapes(guide_tr)
+        self._point_masses = point_masses(guide_tr, model_tr)
         self._log_density_shapes = log_density_shapes([("guide", guide_tr), ("model", model_tr)])
         self._estimators = {}
         self._enum_dims = {}
@@ -199,6 +201,13 @@ class VI(Strategy):
                     f"site needs a guide site (guide sites: {sorted(guide_latent)})")
         for name, site in guide_tr.latent.items():
             if name not in model_tr.sites:
+                if self.objective.sleep:
+                    raise SiteError(
+                        f"guide site {name!r} is auxiliary (the model has no such site): "
+                        f"{type(self.objective).__name__}'s sleep phase scores q(z | x) at z drawn "
+                        "from the model, which draws no value for it, so q cannot be scored there "
+                        "(an AutoGuide's sites would get density 0); use sleep=0, or a guide that "
+                        "samples the model's sites directly", site=name)
                 warn_auxiliary(name, site, model_tr)
                 continue
             if name not in model_latent:
@@ -354,7 +363,7 @@ class VI(Strategy):
         outside = [] if layout.keep is not None and not layout.vectorised else None
         log_q = total_log_weight(ops, layout, guide_tr.sites.values(), outside)  # a guide factor too
         log_p = self._log_p(layout, model_tr, outside)
-        log_p, log_q = _arrays(ops, layout, log_p, log_q)
+        log_p, log_q = _arrays(ops, log_p, log_q, self.objective.num_particles if layout.vectorised else 1)
         score_log_q, downstream = {}, []
         for name, est in self._estimators.items():
             if isinstance(est, Score) and name in guide_tr.sites:
@@ -468,13 +477,19 @@ class VI(Strategy):
 
     def evaluate(self, *args, num_particles=1000, batch_particles=None, **kwargs):
         """IWAE bound log (1/K) sum_k p(x, z_k) / q(z_k) with ``num_particles`` guide draws
-        (per element of the independent plate, summed), computed in batches."""
+        (per element of the independent plate, summed), computed in batches. With a MAP
+        guide (``Delta`` sites) it is log p(x, z) at the point, not a bound: a warning says so."""
         count("VI.evaluate", "num_particles", num_particles)
         if batch_particles is not None:
             count("VI.evaluate", "batch_particles", batch_particles)
         with self.entered():
             if not self._ready:
                 self._setup(args, kwargs)
+            if self._point_masses:
+                warnings.warn(f"VI.evaluate: guide sites {self._point_masses} are point masses (Delta): "
+                              "the estimate is log p(x, z) at that point, not a bound on log p(x); "
+                              "use a guide with a density (AutoNormal, ...) for the evidence",
+                              UserWarning, stacklevel=2)
             batch = batch_particles or self._eval_chunk  # under a 256 MiB budget by default
             return self._evaluate(args, kwargs, num_particles, batch if self.vectorize_particles else 1)
 
@@ -494,7 +509,8 @@ class VI(Strategy):
                 model_tr = backend.run(self.model, args, kwargs, replay=values, particles=particles,
                                        enumerate_from=enumerate_from, **self._functional_inputs())
                 log_q = total_log_weight(ops, layout, guide_tr.sites.values())
-                log_w = self._log_p(layout, model_tr) - log_q
+                log_p, log_q = _arrays(ops, self._log_p(layout, model_tr), log_q, k if vectorised else 1)
+                log_w = log_p - log_q
                 chunks.append(ops.logsumexp(log_w, 0))
                 if num_particles > batch:
                     release_freed_memory()
@@ -616,11 +632,11 @@ def _check_outside_equal(ops, runs):
                 "plate; pass independent_plate=None to weight whole traces")
 
 
-def _arrays(ops, layout, log_p, log_q):
-    """log p and log q as arrays laid out per particle: a program with no site (an empty
-    guide) sums to the number 0."""
+def _arrays(ops, log_p, log_q, num):
+    """log p and log q as arrays laid out per particle (``num`` of them in this run): a
+    program with no site (an empty guide) sums to the number 0."""
     if isinstance(log_p, float) and isinstance(log_q, float):
-        log_p = ops.asarray([log_p])
+        log_p = ops.asarray([log_p] * num)  # one weight per particle: log mean exp is then 0
     if isinstance(log_p, float):
         log_p = log_q * 0.0 + log_p
     if isinstance(log_q, float):
