@@ -100,8 +100,8 @@ def check_batch_in_plates(site):
 def log_joint(sites, enumerated, keep):
     """log sum over the ``enumerated`` sites of the product of the ``sites``' densities (a
     trace, or some of its sites in program order): a tensor over the plates named in
-    ``keep`` (in that order; e.g. the particle plate, then the plate of per-element
-    weights), product-reduced over every other plate; and the names of those kept."""
+    ``keep`` (in that order; e.g. the particle plate), product-reduced over every other
+    plate; and the names of those kept."""
     factors = NamedFactors(sites, enumerated)
     kept = [name for name in keep if name in factors.plate_symbol]
     return factors.contract(kept), kept
@@ -116,16 +116,18 @@ def marginal_terms(sites, enumerated, guide_enumerated):
     enumerated sites (``guide_enumerated``: name -> dim) stay, one term per connected group
     and plate context (Pyro's ``contract_tensor_tree``), each laid out by dimension as a
     site's log density is: ``log_prob``, ``plates`` (name, dim) and a ``name`` listing the
-    sites it sums. The guide's weights then take the expectation over the guide's values."""
+    sites it sums; the sites no sum involves, as they are. The guide's weights then take
+    the expectation over the guide's values."""
     sites = list(sites)
     factors = NamedFactors(sites, enumerated, guide_enumerated)
+    summing = factors.summing()
     dim_of = dict(factors.plate_dim)
     dim_of.update({factors.id_symbol[("guide", name)]: dim for name, dim in guide_enumerated.items()
                    if ("guide", name) in factors.id_symbol})
     plate_of = {symbol: name for name, symbol in factors.plate_symbol.items()}
     label = f"the sum over enumerated sites {sorted(enumerated)}"
-    terms = []
-    for term in factors.contract_tree():
+    terms = [site for i, site in enumerate(sites) if i not in summing]
+    for term in factors.contract_tree(summing):
         symbols = sorted(term._pyro_dims, key=dim_of.__getitem__)
         if symbols:
             term = term.permute(*map(term._pyro_dims.index, symbols))
@@ -183,7 +185,7 @@ class NamedFactors:
         taken of the unscaled densities and its log scaled after, as Pyro does, when every
         site it involves has the same scale (a subsampled plate, a ``poutine.scale`` around the
         program); where the enumerated sites have scale 1, other sites' scales stay inside."""
-        summed = set(self.id_symbol[key] for key in self.id_symbol if not isinstance(key, tuple))
+        summed = self._summed()
         parent = list(range(len(sites)))
 
         def root(i):
@@ -223,27 +225,36 @@ class NamedFactors:
             table[key] = next(symbols)
         return table[key]
 
-    def _tree(self, scale=None):
-        """The log densities (of the terms with that ``scale``, or all) by plate context, each
-        carrying its symbols; the variables to sum."""
+    def _summed(self):
+        """The symbols of the model's enumerated variables (the guide's are keyed by tuples)."""
+        return {symbol for key, symbol in self.id_symbol.items() if not isinstance(key, tuple)}
+
+    def summing(self):
+        """The indices of the terms that a sum over an enumerated variable involves."""
+        summed = self._summed()
+        return {i for i, dims in enumerate(self.inputs) if summed.intersection(dims)}
+
+    def _tree(self, scale=None, only=None):
+        """The log densities (of the terms with that ``scale``, or all; of those in ``only``,
+        or all) by plate context, each carrying its symbols; the variables to sum."""
         tree, dim_to_size = OrderedDict(), {}
         plate_set = set(self.plate_symbol.values())
-        for dims, term, term_scale in zip(self.inputs, self.operands, self.scales):
-            if scale is not None and term_scale != scale:
+        for i, (dims, term, term_scale) in enumerate(zip(self.inputs, self.operands, self.scales)):
+            if (scale is not None and term_scale != scale) or (only is not None and i not in only):
                 continue
             term = term[...]  # a fresh view to carry the symbols
             term._pyro_dims = dims
             dim_to_size.update(zip(dims, term.shape))
             tree.setdefault(frozenset(plate_set.intersection(dims)), []).append(term)
-        guide = {symbol for key, symbol in self.id_symbol.items() if isinstance(key, tuple)}
-        return tree, dim_to_size, set(dim_to_size) - plate_set - guide
+        return tree, dim_to_size, self._summed().intersection(dim_to_size)
 
-    def contract_tree(self):
+    def contract_tree(self, only=None):
         """Sum the model's enumerated variables out, keeping the plates (reduced only where a
-        sum needs it) and the guide's variables: a list of log terms with ``_pyro_dims``."""
+        sum needs it) and the guide's variables: a list of log terms with ``_pyro_dims`` (of
+        the terms in ``only``, or all)."""
         terms = []
-        for scale in sorted(set(self.scales)):
-            tree, dim_to_size, sum_dims = self._tree(scale)
+        for scale in sorted({self.scales[i] for i in (range(len(self.scales)) if only is None else only)}):
+            tree, dim_to_size, sum_dims = self._tree(scale, only)
             with shared_intermediates() as cache:
                 ring = LogRing(cache, dim_to_size=dim_to_size)
                 contracted = contract_tensor_tree(tree, sum_dims, ring=ring)

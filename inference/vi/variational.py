@@ -497,7 +497,7 @@ class VI(Strategy):
         backend, ops = self.backend, self.ops
         vectorised = bool(self.vectorize_particles)
         layout = WeightLayout(self._plates, vectorised, self._keep)
-        chunks = []
+        chunks, outsides = [], []
         with backend.no_grad():
             for start in range(0, num_particles, batch):
                 k = min(batch, num_particles - start)
@@ -508,9 +508,14 @@ class VI(Strategy):
                 enumerate_from = -(self._plates + (2 if vectorised else 1)) if self._model_enum else None
                 model_tr = backend.run(self.model, args, kwargs, replay=values, particles=particles,
                                        enumerate_from=enumerate_from, **self._functional_inputs())
-                log_q = total_log_weight(ops, layout, guide_tr.sites.values())
-                log_p, log_q = _arrays(ops, self._log_p(layout, model_tr), log_q, k if vectorised else 1)
+                outside = [] if self._keep is not None and not vectorised else None
+                log_q = total_log_weight(ops, layout, guide_tr.sites.values(), outside)
+                log_p, log_q = _arrays(ops, self._log_p(layout, model_tr, outside), log_q,
+                                       k if vectorised else 1)
                 log_w = log_p - log_q
+                if outside is not None:
+                    outsides.append(outside)
+                    _check_outside_equal(ops, [outsides[0], outside])
                 chunks.append(ops.logsumexp(log_w, 0))
                 if num_particles > batch:
                     release_freed_memory()
@@ -608,7 +613,7 @@ def _stacked(ops, runs):
     names = dict.fromkeys(n for r in runs for n in r.score_log_q)  # sites may differ per particle
     score_log_q = {n: concatenate([r.score_log_q[n] if n in r.score_log_q else 0.0 * r.log_q for r in runs])
                    for n in names}
-    _check_outside_equal(ops, runs)
+    _check_outside_equal(ops, [r.outside for r in runs])
     enum_score = None
     if any(r.enum_score is not None for r in runs):
         enum_score = concatenate([0.0 * r.log_q if r.enum_score is None else r.enum_score for r in runs])
@@ -616,12 +621,13 @@ def _stacked(ops, runs):
                enum_score, runs[-1].guide_tr, runs[-1].model_tr)
 
 
-def _check_outside_equal(ops, runs):
+def _check_outside_equal(ops, outsides):
     """Sites outside the plate of per-element weights are counted once: in runs of one
-    particle each, they must have the same log density in every run."""
-    first = runs[0].outside or []
-    for run in runs[1:]:
-        outside = run.outside or []
+    particle each (``outsides``: each run's ``outside`` list), they must have the same log
+    density in every run."""
+    first = outsides[0] or []
+    for outside in outsides[1:]:
+        outside = outside or []
         if [names for _, names in outside] != [names for _, names in first] or any(
                 not same_in_every_particle(ops, ops.concatenate([a, b], 0))
                 for (a, _), (b, _) in zip(first, outside)):

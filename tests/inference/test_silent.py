@@ -256,8 +256,9 @@ def test_a_site_outside_the_weighted_plate_that_reads_its_latents_is_refused():
     # one particle per run: "total" varies between particles, so per-element weights over
     # "data" do not exist; whole-trace weights do
     vi = VI(total_of_locals, exact_local_posterior, inference.IWAE(3), vectorize_particles=False)
-    with pytest.raises(ValueError, match="sites \\['total'\\] lie outside the plate .* differs between"):
-        vi.loss()
+    for run in (vi.loss, lambda: vi.evaluate(num_particles=5)):
+        with pytest.raises(ValueError, match="sites \\['total'\\] lie outside the plate .* differs between"):
+            run()
     assert math.isfinite(VI(total_of_locals, exact_local_posterior, inference.IWAE(3), independent_plate=None,
                             vectorize_particles=False).loss())
 
