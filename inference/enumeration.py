@@ -97,11 +97,15 @@ def check_batch_in_plates(site):
                             ".to_event()", site=site.name)
 
 
-def log_joint(sites, enumerated, keep):
+def log_joint(sites, enumerated, keep, backend="torch"):
     """log sum over the ``enumerated`` sites of the product of the ``sites``' densities (a
     trace, or some of its sites in program order): a tensor over the plates named in
     ``keep`` (in that order; e.g. the particle plate), product-reduced over every other
-    plate; and the names of those kept."""
+    plate; and the names of those kept. On JAX, by funsor (:mod:`.enumeration_funsor`)."""
+    if backend == "jax":
+        from .enumeration_funsor import log_joint as funsor_log_joint
+
+        return funsor_log_joint(sites, enumerated, keep)
     factors = NamedFactors(sites, enumerated)
     kept = [name for name in keep if name in factors.plate_symbol]
     return factors.contract(kept), kept
@@ -111,13 +115,17 @@ PlateDim = namedtuple("PlateDim", ["name", "dim"])
 MarginalTerm = namedtuple("MarginalTerm", ["name", "log_prob", "plates"])
 
 
-def marginal_terms(sites, enumerated, guide_enumerated):
+def marginal_terms(sites, enumerated, guide_enumerated, backend="torch"):
     """The model's log densities with its ``enumerated`` sites summed out while the guide's
     enumerated sites (``guide_enumerated``: name -> dim) stay, one term per connected group
     and plate context (Pyro's ``contract_tensor_tree``), each laid out by dimension as a
     site's log density is: ``log_prob``, ``plates`` (name, dim) and a ``name`` listing the
     sites it sums; the sites no sum involves, as they are. The guide's weights then take
     the expectation over the guide's values."""
+    if backend != "torch":
+        raise UnsupportedError("model-side enumeration beside guide-side enumeration or per-element "
+                               "weights", backend=backend, hint="independent_plate=None, and enumerate "
+                               "in one program only")
     sites = list(sites)
     factors = NamedFactors(sites, enumerated, guide_enumerated)
     summing = factors.summing()

@@ -300,7 +300,7 @@ class Importance(Strategy):
                   or s.name in self._model_enum]
         if self._model_enum:
             keep = [backend.particle_plate] if particles is not None else []
-            log_p, _ = log_joint(scored, self._model_enum, keep)
+            log_p, _ = log_joint(scored, self._model_enum, keep, backend.name)
         else:
             log_p = total_log_weight(ops, layout, scored)
         traces.append(("model", model_tr))

@@ -314,3 +314,11 @@ def check_site_values(kind, values):
 
 __all__ = ["check_observations", "check_param_value", "check_plate", "check_site_values",
            "explain_run_failure", "explain_score_failure", "support_problem", "value_problem"]
+
+
+def markov_window_problem(name, history, length):
+    """The message for a ``ppl.markov`` chain of ``length`` steps whose ``history`` (the
+    window of past steps a step may read) is longer than the chain, met at site ``name``."""
+    return (f"site {name!r} is in ppl.markov(history={history}) over a chain of {length} steps: the "
+            f"window of past steps is longer than the chain; history is the chain's order (1 for a "
+            f"first-order chain), at most {length} here")

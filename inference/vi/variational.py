@@ -387,7 +387,7 @@ class VI(Strategy):
         if not self._model_enum or (not layout.enum and layout.keep is None):
             return None
         guide_enumerated = {name: dim for name, (dim, _) in layout.enum.items()}
-        return marginal_terms(model_tr.sites.values(), self._model_enum, guide_enumerated)
+        return marginal_terms(model_tr.sites.values(), self._model_enum, guide_enumerated, self.backend.name)
 
     def _log_p(self, layout, model_tr, outside=None):
         """log p(x, z) per particle (and element): the model sites' log densities, with the
@@ -397,8 +397,9 @@ class VI(Strategy):
             sites = model_tr.sites.values() if costs is None else costs
             return total_log_weight(self.ops, layout, sites, outside)
         particle = self.backend.particle_plate
-        value, kept = log_joint(model_tr, self._model_enum, [particle] if layout.vectorised else [])
-        return value if particle in kept else value.unsqueeze(0)  # the same in every particle
+        value, kept = log_joint(model_tr, self._model_enum, [particle] if layout.vectorised else [],
+                                self.backend.name)
+        return value if particle in kept else self.ops.reshape(value, (1,))  # the same in every particle
 
     def _sleep_loss(self, args, kwargs):
         """-log q(z | x) on (z, x) drawn from the model (reweighted wake-sleep's sleep phase)."""

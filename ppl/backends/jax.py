@@ -16,6 +16,7 @@ from jax.scipy.special import logsumexp as _logsumexp
 from numpyro import handlers as nh
 from numpyro.primitives import Messenger
 
+from . import jax_enum
 from ..backend import activated
 from ..errors import UnsupportedError
 from ..trace_view import PlateInfo, Site, Trace
@@ -31,11 +32,6 @@ def _module(name, nn_module, **kwargs):
                            "(flax_module / haiku_module) for now")
 
 
-def _markov(iterable=None, history=1):
-    raise UnsupportedError("ppl.markov (model-side enumeration of Markov chains)", backend="jax",
-                           hint="use numpyro.contrib.control_flow.scan with NumPyro's own inference")
-
-
 def _plate(name, size, subsample_size=None, dim=None, **kwargs):
     check_plate(name, size, subsample_size)  # numpyro asserts, without the plate's name
     return numpyro.plate(name, size, subsample_size=subsample_size, dim=dim, **kwargs)
@@ -48,7 +44,7 @@ primitives = types.SimpleNamespace(
     deterministic=numpyro.deterministic,
     factor=numpyro.factor,
     module=_module,
-    markov=_markov,
+    markov=jax_enum.markov,
 )
 distributions = numpyro.distributions
 
@@ -76,6 +72,7 @@ class Recorder(Messenger):
             return
         if self.replay is not None and msg["name"] in self.replay:
             msg["value"] = self.replay[msg["name"]]
+            msg["done"] = True  # the value stands: no enumeration below replaces it
             if self.adjust is not None:
                 self.adjust(msg)
         elif self.draw is not None:
@@ -306,16 +303,14 @@ class JaxBackend:
     def run(self, fn, args=(), kwargs=None, replay=None, draw=None, adjust=None, particles=None,
             params=None, rng=None, enumerate_from=None):
         """Run ``fn`` under a :class:`Recorder`, seeded with ``rng`` and with ``params`` substituted."""
-        if enumerate_from is not None:
-            raise UnsupportedError("model-side enumeration (infer={'enumerate': 'parallel'} on a "
-                                   "site the guide does not sample)", backend=self.name)
         key = self._fresh_key() if rng is None else rng
         if particles is not None and particles[2:] == ("vmap",):
             from .jax_particles import run_mapped
 
             return run_mapped(self, fn, args, kwargs, replay, draw, adjust, particles, params, key)
         recorder = Recorder(replay, draw, adjust)
-        with activated(self.name), recorder, nh.seed(rng_seed=key), nh.substitute(data=params or {}):
+        enum = contextlib.nullcontext() if enumerate_from is None else jax_enum.enumerating(enumerate_from)
+        with activated(self.name), enum, recorder, nh.seed(rng_seed=key), nh.substitute(data=params or {}):
             try:
                 if particles is None:
                     value = fn(*args, **(kwargs or {}))

@@ -11,7 +11,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import _PYRO_STACK
 
 from ...errors import NonFiniteError, PPLError, SiteError
-from ...validation import check_param_value
+from ...validation import check_param_value, markov_window_problem
 from .plate import Plate
 from .recorder import Recorder
 
@@ -100,11 +100,7 @@ class _WindowLongerThanChain(Messenger):
         self.history, self.length = history, length
 
     def _pyro_sample(self, msg):
-        name = msg["name"]
-        raise SiteError(f"site {name!r} is in ppl.markov(history={self.history}) over a chain of "
-                        f"{self.length} steps: the window of past steps is longer than the chain; "
-                        f"history is the chain's order (1 for a first-order chain), at most "
-                        f"{self.length} here", site=name)
+        raise SiteError(markov_window_problem(msg["name"], self.history, self.length), site=msg["name"])
 
 
 def _only_recorders_listen():

@@ -1,0 +1,129 @@
+"""Model-side enumeration on JAX (NumPyro's funsor machinery): a hidden Markov model with
+ppl.markov against the forward algorithm, a Gaussian mixture against NumPyro's
+TraceEnum_ELBO on the same parameters, Importance, and the refusals by name."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numpyro")
+pytest.importorskip("funsor")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from numpyro.infer import TraceEnum_ELBO  # noqa: E402
+
+import ppl  # noqa: E402
+import ppl.distributions as dist  # noqa: E402
+from inference import ELBO, IWAE, VI, Adam, Importance  # noqa: E402
+from ppl.errors import SiteError, UnsupportedError  # noqa: E402
+
+ENUM = {"enumerate": "parallel"}
+TRANSITION = np.array([[0.8, 0.15, 0.05], [0.1, 0.8, 0.1], [0.05, 0.15, 0.8]], dtype=np.float32)
+MEANS = np.array([-2.0, 0.0, 2.0], dtype=np.float32)
+STEPS = 30
+
+
+def hmm_data(seed=0):
+    rng, z, ys = np.random.default_rng(seed), 0, []
+    for _ in range(STEPS):
+        z = rng.choice(3, p=TRANSITION[z])
+        ys.append(MEANS[z] + rng.normal())
+    return jnp.asarray(np.array(ys, dtype=np.float32))
+
+
+def forward_log_likelihood(ys):
+    def emission(y):
+        return -0.5 * (y - MEANS) ** 2 - 0.5 * np.log(2 * np.pi)
+    alpha = np.log(TRANSITION[0]) + emission(float(ys[0]))
+    for y in np.asarray(ys[1:]):
+        alpha = np.logaddexp.reduce(alpha[:, None] + np.log(TRANSITION), 0) + emission(y)
+    return float(np.logaddexp.reduce(alpha))
+
+
+def hmm(ys):
+    transition = ppl.param("transition", jnp.asarray(TRANSITION), constraint=dist.constraints.simplex)
+    z = 0
+    for t in ppl.markov(range(len(ys))):
+        z = ppl.sample(f"z_{t}", dist.Categorical(transition[z]), infer=ENUM)
+        ppl.sample(f"y_{t}", dist.Normal(jnp.asarray(MEANS)[z], 1.0), obs=ys[t])
+
+
+def empty(*args):
+    pass
+
+
+def test_hmm_equals_the_forward_algorithm_and_trains():
+    ys = hmm_data()
+    exact = forward_log_likelihood(ys)
+    with ppl.backend("jax"):
+        for objective in (ELBO(), IWAE(4)):
+            assert VI(hmm, empty, objective).loss(ys) == pytest.approx(-exact, rel=1e-5)
+        evidence = Importance(hmm, num_particles=3, rng_seed=0).run(ys).log_evidence
+        assert evidence == pytest.approx(exact, rel=1e-5)
+        vi = VI(hmm, empty, ELBO(), Adam(lr=0.05), rng_seed=0)
+        losses = vi.run(ys, num_steps=30, progress=False)
+    assert losses[-1] < losses[0]  # maximum likelihood of the transition matrix climbs
+
+
+DATA = jnp.asarray(np.random.default_rng(1).normal(size=40).astype(np.float32) * 3)
+
+
+def gmm(data):
+    weights = ppl.param("weights", jnp.ones(3) / 3, constraint=dist.constraints.simplex)
+    locs = ppl.param("locs", jnp.array([-2.0, 0.0, 2.0]))
+    scale = ppl.param("scale", 1.5, constraint=dist.constraints.positive)
+    with ppl.plate("data", len(data)):
+        assignment = ppl.sample("assignment", dist.Categorical(weights), infer=ENUM)
+        ppl.sample("obs", dist.Normal(locs[assignment], scale), obs=data)
+
+
+def test_gaussian_mixture_equals_numpyros_trace_enum_elbo_after_training():
+    with ppl.backend("jax"):
+        vi = VI(gmm, empty, ELBO(), Adam(lr=0.05), rng_seed=0)
+        vi.run(DATA, num_steps=100, progress=False)
+        ours = vi.loss(DATA)
+        theirs = TraceEnum_ELBO().loss(jax.random.PRNGKey(0), vi.params, gmm, empty, DATA)
+    assert ours == pytest.approx(float(theirs), rel=1e-5)
+
+
+def test_a_subsampled_mixture_scales_each_sum_as_a_whole():
+    def subsampled(data):  # all sites in one subsampled plate: one common scale 40 / 10
+        with ppl.plate("data", len(data), subsample_size=10) as ind:
+            assignment = ppl.sample("assignment", dist.Categorical(jnp.ones(3) / 3), infer=ENUM)
+            ppl.sample("obs", dist.Normal(jnp.array([-2.0, 0.0, 2.0])[assignment], 1.5), obs=data[ind])
+
+    with ppl.backend("jax"):
+        vi = VI(subsampled, empty)
+        loss = vi.loss(DATA)
+    # unbiased for the full data's loss: mean over the batches of 4 x (their sum of losses)
+    per_point = -np.logaddexp.reduce(
+        np.log(1 / 3) - 0.5 * ((np.asarray(DATA)[:, None] - np.array([-2.0, 0.0, 2.0])) / 1.5) ** 2
+        - np.log(1.5 * np.sqrt(2 * np.pi)), 1)
+    assert per_point.min() * 40 < loss < per_point.max() * 40
+
+
+def test_a_markov_window_longer_than_the_chain_is_named_on_jax():
+    with ppl.backend("jax"):
+        def chain(ys):
+            z = 0
+            for t in ppl.markov(range(len(ys)), history=3):
+                z = ppl.sample(f"z_{t}", dist.Categorical(jnp.asarray(TRANSITION)[z]), infer=ENUM)
+        with pytest.raises(SiteError, match="site 'z_0' is in ppl.markov\\(history=3\\) over a chain of 2"):
+            VI(chain, empty).loss(hmm_data()[:2])
+
+
+def test_what_jax_does_not_enumerate_yet_is_named():
+    def guide_enumerates(data):
+        with ppl.plate("data", len(data)):
+            ppl.sample("other", dist.Bernoulli(0.5), infer=ENUM)
+
+    def model(data):
+        gmm(data)
+        with ppl.plate("data", len(data)):
+            ppl.sample("other", dist.Bernoulli(0.5))
+
+    with ppl.backend("jax"):
+        with pytest.raises(UnsupportedError, match="beside guide-side enumeration.*jax backend"):
+            VI(model, guide_enumerates).loss(DATA)
+        with pytest.raises(UnsupportedError, match="infer_discrete.*jax"):
+            VI(gmm, empty).infer_discrete(DATA)
