@@ -21,7 +21,6 @@ the same programs starts from the initial values. ``with vi.param_scope():`` run
 
 import math
 import warnings
-from typing import Any, NamedTuple
 
 from ppl.errors import ShapeError, SiteError, UnsupportedError
 from ppl.trace_view import Trace
@@ -29,21 +28,22 @@ from ppl.validation import check_observations
 
 from ..arguments import count
 from ..engines import make_engine
-from ..optim import Adam
-from ..program import (bytes_per_particle, check_nesting_argument, checked_nesting, independent_plates,
-                       dry_run, log_density_shapes, particle_broadcast_problem, release_freed_memory,
-                       point_masses, squeeze_particles, value_shapes,
-                       warn_auxiliary)
-from ..strategy import Strategy
-from ..weights import WeightLayout, same_in_every_particle, enumerated_score, total_log_weight
-from .baselines import LearnedBaseline, RunningBaseline
 from ..enumeration import (check_batch_in_plates, check_model_enum_within_guide_enum, discrete_posterior,
                            log_joint, marginal_terms, model_enumerated)
+from ..optim import Adam
+from ..particles import (check_mode, fallback_mode, is_program_failure, particles_arg, vectorisation_error,
+                         warn_fallback)
+from ..program import (bytes_per_particle, check_nesting_argument, checked_nesting, dry_run,
+                       log_density_shapes, particle_broadcast_problem, point_masses, release_freed_memory,
+                       squeeze_particles, value_shapes)
+from ..strategy import Strategy
+from ..weights import WeightLayout, enumerated_score, total_log_weight
+from .baselines import LearnedBaseline, RunningBaseline
 from .estimators import Enum, Estimator, Gumbel, Score, resolve_estimator
 from .objectives import ELBO
 from .peers import as_objective
-from ..particles import (check_mode, fallback_mode, is_program_failure, particles_arg, vectorisation_error,
-                         warn_fallback)
+from .runs import Run, as_arrays, check_outside_equal, stacked
+from .sites import check_sites, independent_plate
 
 
 class _Detached(Estimator):
@@ -112,13 +112,13 @@ class VI(Strategy):
         guide_tr, model_tr = dry_run(self.backend, self.model, self.guide, args, kwargs,
                                      self._draw_plain, **self._functional_inputs())
         self._model_enum = frozenset(model_enumerated(model_tr, guide_tr))
-        self._check_sites(model_tr, guide_tr)
+        check_sites(model_tr, guide_tr, self._model_enum, self.objective, self.estimator_config)
         check_observations(model_tr)
         self._model_sites = model_tr.sites.keys()
         self._eval_chunk = max(1, 2 ** 28 // bytes_per_particle([model_tr, guide_tr]))
         P = checked_nesting("VI", self.max_plate_nesting, [model_tr, guide_tr])
         K = self.objective.num_particles
-        keep = self._independent_plate(model_tr, guide_tr)
+        keep = independent_plate(self.independent_plate, model_tr, guide_tr)
         self._keep = keep
         self._plates = P
         self._single_shapes = value_shapes(guide_tr)
@@ -171,52 +171,6 @@ class VI(Strategy):
             warn_fallback("VI", vectorisation_error("VI", self.objective.num_particles, self._plates, error),
                           self.vectorize_particles)
             self._setup(args, kwargs)
-
-    def _independent_plate(self, model_tr, guide_tr):
-        """The kept plates ((name, dim), ...) or None."""
-        latent = list(guide_tr.latent.values()) + list(model_tr.latent.values())
-        if self.independent_plate is None:
-            return None
-        if self.independent_plate == "auto":
-            return independent_plates(latent, list(guide_tr) + list(model_tr)) or None
-        for site in latent:
-            for plate in site.plates:
-                if plate.name == self.independent_plate:
-                    if not all(plate in s.plates for s in latent):
-                        outside = [s.name for s in latent if plate not in s.plates]
-                        raise ValueError(
-                            f"independent_plate={self.independent_plate!r}: latent sites "
-                            f"{outside} lie outside it, so weights cannot be per element")
-                    return ((plate.name, plate.dim),)
-        raise ValueError(f"independent_plate={self.independent_plate!r}: no latent site lies in "
-                         "a plate of that name")
-
-    def _check_sites(self, model_tr, guide_tr):
-        model_latent = set(model_tr.latent)
-        guide_latent = set(guide_tr.latent)
-        for name in model_tr.latent:
-            if name not in guide_latent and name not in self._model_enum:
-                raise ValueError(
-                    f"the guide is missing latent site {name!r} of the model; every latent "
-                    f"site needs a guide site (guide sites: {sorted(guide_latent)})")
-        for name, site in guide_tr.latent.items():
-            if name not in model_tr.sites:
-                if self.objective.sleep:
-                    raise SiteError(
-                        f"guide site {name!r} is auxiliary (the model has no such site): "
-                        f"{type(self.objective).__name__}'s sleep phase scores q(z | x) at z drawn "
-                        "from the model, which draws no value for it, so q cannot be scored there "
-                        "(an AutoGuide's sites would get density 0); use sleep=0, or a guide that "
-                        "samples the model's sites directly", site=name)
-                warn_auxiliary(name, site, model_tr)
-                continue
-            if name not in model_latent:
-                raise ValueError(f"site {name!r} is observed in the model, so the guide may not sample it")
-        for name in self.estimator_config:
-            if name not in guide_latent:
-                raise ValueError(
-                    f"estimators: the guide has no latent site {name!r} (its sites: "
-                    f"{sorted(guide_latent)})")
 
     def _check_structure(self, model_tr, guide_tr):
         """A model site first met after the set-up (stochastic structure) needs a guide site
@@ -322,7 +276,7 @@ class VI(Strategy):
             for _ in range(K):
                 rng, key = (None, None) if rng is None else self.backend.split_rng(rng)
                 runs.append(self._weights(args, kwargs, params, key))
-            run = _stacked(ops, runs)
+            run = stacked(ops, runs)
         log_p, log_q, score_log_q, guide_tr, model_tr = (
             run.log_p, run.log_q, run.score_log_q, run.guide_tr, run.model_tr)
         baselines = {name: self._baseline_for(name, log_q_site) for name, log_q_site in score_log_q.items()
@@ -363,7 +317,7 @@ class VI(Strategy):
         outside = [] if layout.keep is not None and not layout.vectorised else None
         log_q = total_log_weight(ops, layout, guide_tr.sites.values(), outside)  # a guide factor too
         log_p = self._log_p(layout, model_tr, outside)
-        log_p, log_q = _arrays(ops, log_p, log_q, self.objective.num_particles if layout.vectorised else 1)
+        log_p, log_q = as_arrays(ops, log_p, log_q, self.objective.num_particles if layout.vectorised else 1)
         score_log_q, downstream = {}, []
         for name, est in self._estimators.items():
             if isinstance(est, Score) and name in guide_tr.sites:
@@ -511,12 +465,12 @@ class VI(Strategy):
                                        enumerate_from=enumerate_from, **self._functional_inputs())
                 outside = [] if self._keep is not None and not vectorised else None
                 log_q = total_log_weight(ops, layout, guide_tr.sites.values(), outside)
-                log_p, log_q = _arrays(ops, self._log_p(layout, model_tr, outside), log_q,
+                log_p, log_q = as_arrays(ops, self._log_p(layout, model_tr, outside), log_q,
                                        k if vectorised else 1)
                 log_w = log_p - log_q
                 if outside is not None:
                     outsides.append(outside)
-                    _check_outside_equal(ops, [outsides[0], outside])
+                    check_outside_equal(ops, [outsides[0], outside])
                 chunks.append(ops.logsumexp(log_w, 0))
                 if num_particles > batch:
                     release_freed_memory()
@@ -591,61 +545,3 @@ class VI(Strategy):
         for name, baseline in self._baseline_state.items():
             if name in self._pending_baselines:
                 baseline.load(self._pending_baselines[name])
-
-
-class Run(NamedTuple):
-    """One run of guide and model: log p and log q per particle (and element), the
-    score-function sites' log q, the score terms of sites drawn downstream of enumerated
-    ones (or None), and the traces."""
-
-    log_p: Any
-    log_q: Any
-    score_log_q: dict
-    enum_score: Any
-    guide_tr: Trace
-    model_tr: Trace
-    outside: list = None
-
-
-def _stacked(ops, runs):
-    """Runs of one particle each, laid out as one vectorised run (the last run's traces)."""
-    def concatenate(arrays):
-        return ops.concatenate(arrays, 0)
-    names = dict.fromkeys(n for r in runs for n in r.score_log_q)  # sites may differ per particle
-    score_log_q = {n: concatenate([r.score_log_q[n] if n in r.score_log_q else 0.0 * r.log_q for r in runs])
-                   for n in names}
-    _check_outside_equal(ops, [r.outside for r in runs])
-    enum_score = None
-    if any(r.enum_score is not None for r in runs):
-        enum_score = concatenate([0.0 * r.log_q if r.enum_score is None else r.enum_score for r in runs])
-    return Run(concatenate([r.log_p for r in runs]), concatenate([r.log_q for r in runs]), score_log_q,
-               enum_score, runs[-1].guide_tr, runs[-1].model_tr)
-
-
-def _check_outside_equal(ops, outsides):
-    """Sites outside the plate of per-element weights are counted once: in runs of one
-    particle each (``outsides``: each run's ``outside`` list), they must have the same log
-    density in every run."""
-    first = outsides[0] or []
-    for outside in outsides[1:]:
-        outside = outside or []
-        if [names for _, names in outside] != [names for _, names in first] or any(
-                not same_in_every_particle(ops, ops.concatenate([a, b], 0))
-                for (a, _), (b, _) in zip(first, outside)):
-            names = [n for _, group in (first or outside) for n in group]
-            raise ValueError(
-                f"sites {names} lie outside the plate of per-element weights but their log "
-                "density differs between particles, so the weights do not factorise over that "
-                "plate; pass independent_plate=None to weight whole traces")
-
-
-def _arrays(ops, log_p, log_q, num):
-    """log p and log q as arrays laid out per particle (``num`` of them in this run): a
-    program with no site (an empty guide) sums to the number 0."""
-    if isinstance(log_p, float) and isinstance(log_q, float):
-        log_p = ops.asarray([log_p] * num)  # one weight per particle: log mean exp is then 0
-    if isinstance(log_p, float):
-        log_p = log_q * 0.0 + log_p
-    if isinstance(log_q, float):
-        log_q = log_p * 0.0 + log_q
-    return log_p, log_q
