@@ -310,16 +310,28 @@ def _is_one(scale):
     return isinstance(scale, (int, float)) and scale == 1
 
 
-def discrete_posterior(backend, model, values, args, kwargs, nesting, temperature):
+def discrete_posterior(backend, model, values, args, kwargs, nesting, temperature, params=None, rng=None):
     """One joint draw (``temperature=1``) or the MAP assignment (``temperature=0``) of the
     model's latent sites that the guide's ``values`` leave out (its enumerated ones), by
-    Pyro's ``infer_discrete`` (forward filtering, backward sampling or Viterbi)."""
-    if backend.name != "torch":
-        raise UnsupportedError("the posterior of enumerated sites (infer_discrete)", backend=backend.name)
+    Pyro's ``infer_discrete`` (forward filtering, backward sampling or Viterbi), or on JAX
+    NumPyro's (funsor); ``params`` and ``rng`` for the JAX run."""
     if temperature not in (0, 1):
         raise ValueError(f"infer_discrete: temperature must be 0 (MAP) or 1 (a sample), got {temperature!r}")
     replayed = backend.handlers.replay(model, values=values)
-    fn = infer_discrete(replayed, first_available_dim=-(nesting + 1), temperature=temperature)
-    with backend.no_grad():
-        trace = backend.run(fn, args, kwargs)
+    if backend.name == "jax":
+        from numpyro.contrib.funsor import infer_discrete as numpyro_infer_discrete
+        from numpyro.handlers import substitute
+
+        decode_key, run_key = backend.split_rng(rng)
+        # its inner runs are blocked from the outer handlers: the parameters go in here
+        fn = numpyro_infer_discrete(substitute(replayed, data=params or {}),
+                                    first_available_dim=-(nesting + 1), temperature=temperature,
+                                    rng_key=decode_key)
+        trace = backend.run(fn, args, kwargs, params=params, rng=run_key)
+    elif backend.name == "torch":
+        fn = infer_discrete(replayed, first_available_dim=-(nesting + 1), temperature=temperature)
+        with backend.no_grad():
+            trace = backend.run(fn, args, kwargs)
+    else:
+        raise UnsupportedError("the posterior of enumerated sites (infer_discrete)", backend=backend.name)
     return {name: site.value for name, site in trace.latent.items() if name not in values}

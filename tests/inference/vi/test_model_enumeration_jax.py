@@ -125,5 +125,23 @@ def test_what_jax_does_not_enumerate_yet_is_named():
     with ppl.backend("jax"):
         with pytest.raises(UnsupportedError, match="beside guide-side enumeration.*jax backend"):
             VI(model, guide_enumerates).loss(DATA)
-        with pytest.raises(UnsupportedError, match="infer_discrete.*jax"):
-            VI(gmm, empty).infer_discrete(DATA)
+        with pytest.raises(UnsupportedError, match="infer_discrete along a ppl.markov chain.*jax"):
+            VI(hmm, empty).infer_discrete(hmm_data())
+
+
+def test_infer_discrete_of_a_mixture_is_the_posterior_argmax_on_jax():
+    with ppl.backend("jax"):
+        vi = VI(gmm, empty, None, Adam(lr=0.05), rng_seed=0)
+        vi.run(DATA, num_steps=50, progress=False)
+        decoded = vi.infer_discrete(DATA, temperature=0)["assignment"]
+        drawn = vi.infer_discrete(DATA, temperature=1)["assignment"]
+        params = vi.params
+    weights, locs, scale = (np.asarray(params[name]) for name in ("weights", "locs", "scale"))
+    log_posterior = np.log(weights) - 0.5 * ((np.asarray(DATA)[:, None] - locs) / scale) ** 2
+    assert (np.asarray(decoded) == log_posterior.argmax(1)).all()
+    # a joint draw: the number of points drawn to their most probable component has mean
+    # sum_i p_i(max) and variance sum_i p_i (1 - p_i); four standard deviations
+    probs = np.exp(log_posterior - np.logaddexp.reduce(log_posterior, 1, keepdims=True))
+    p_max = probs.max(1)
+    hits = (np.asarray(drawn) == probs.argmax(1)).sum()
+    assert abs(hits - p_max.sum()) <= 4 * np.sqrt((p_max * (1 - p_max)).sum()) + 1e-9
