@@ -268,6 +268,9 @@ class VI(Strategy):
         """(surrogate loss, bound value, guide trace, model trace) for one step."""
         ops = self.ops
         K = self.objective.num_particles
+        sleep_rng = None
+        if self.objective.sleep and rng is not None:
+            rng, sleep_rng = self.backend.split_rng(rng)
         if self._layout.vectorised:
             run = self._checked_vectorised(args, kwargs, params, rng)
         elif K == 1:
@@ -286,7 +289,7 @@ class VI(Strategy):
         if run.enum_score is not None:  # only the ELBO enumerates guide sites
             surrogate = surrogate - ops.sum(ops.mean(run.enum_score, 0))
         if self.objective.sleep:
-            surrogate = surrogate + self.objective.sleep * self._sleep_loss(args, kwargs)
+            surrogate = surrogate + self.objective.sleep * self._sleep_loss(args, kwargs, params, sleep_rng)
         return surrogate, value, guide_tr, model_tr
 
     def _checked_vectorised(self, args, kwargs, params, rng):
@@ -356,21 +359,24 @@ class VI(Strategy):
                                 self.backend.name)
         return value if particle in kept else self.ops.reshape(value, (1,))  # the same in every particle
 
-    def _sleep_loss(self, args, kwargs):
+    def _sleep_loss(self, args, kwargs, params=None, rng=None):
         """-log q(z | x) on (z, x) drawn from the model (reweighted wake-sleep's sleep phase)."""
         backend = self.backend
         layout = self._layout
         particles = self._particles(self.objective.num_particles) if layout.vectorised else None
+        rng_dream, rng_guide = (None, None) if rng is None else backend.split_rng(rng)
         with backend.no_grad():
             dream = backend.run(backend.handlers.uncondition(self.model), args, kwargs,
-                                draw=backend.draw_detached, particles=particles)
+                                draw=backend.draw_detached, particles=particles, params=params,
+                                rng=rng_dream)
         guide_args, guide_kwargs = args, kwargs
         if self.objective.sleep_inputs is not None:
             observed = {n: s.value for n, s in dream.sites.items() if n not in self._estimators}
             guide_args, guide_kwargs = self.objective.sleep_inputs(observed, args, kwargs)
         values = {n: dream[n].value for n in self._estimators if n in dream.sites}
         values.update(dream.subsamples)
-        guide_tr = backend.run(self.guide, guide_args, guide_kwargs, replay=values, particles=particles)
+        guide_tr = backend.run(self.guide, guide_args, guide_kwargs, replay=values, particles=particles,
+                               params=params, rng=rng_guide)
         log_q = total_log_weight(self.ops, layout, guide_tr.latent.values())
         return -self.ops.sum(self.ops.mean(log_q, 0))
 

@@ -166,8 +166,17 @@ def _replay(fn=None, values=None):
     return nh.replay(fn, trace=entries)
 
 
+class _Uncondition(Messenger):
+    """Observed sites drawn from their distributions instead (Pyro's ``poutine.uncondition``)."""
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["is_observed"]:
+            msg["is_observed"], msg["value"] = False, None
+
+
 handlers = types.SimpleNamespace(
     replay=_replay,
+    uncondition=lambda fn=None: _Uncondition(fn),
     condition=lambda fn=None, data=None: nh.condition(fn, data=_checked("condition", data)),
     block=lambda fn=None, hide=None, expose=None, hide_fn=None: nh.block(
         fn, hide_fn=hide_fn, hide=hide, expose=expose),

@@ -228,3 +228,31 @@ def test_gumbel_straight_through_values_are_one_hot():
     value = guide_tr["c"].value
     assert torch.all((value == 0) | (value == 1)) and torch.all(value.sum(-1) == 1)
     assert value.requires_grad
+
+
+# today (JAX): AttributeError "'SimpleNamespace' object has no attribute 'uncondition'", then a
+# leaked tracer: the sleep phase drew from the global key and the initial parameters
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_the_sleep_phase_alone_fits_the_prior(backend):
+    # a guide that ignores x, trained by the sleep phase only (wake_phi=0), learns q(mu) =
+    # the prior N(0, 1); over 8 seeds the fits spread by sd 0.031 (loc) and 0.009 (scale)
+    # around (0.00, 0.993): five of them
+    if backend == "jax":
+        pytest.importorskip("numpyro")
+        import jax.numpy as np_
+    else:
+        np_ = torch
+
+    def model(x):
+        mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+        with ppl.plate("data", 3):
+            ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+    def guide(x):
+        scale = ppl.param("s", 0.3, constraint=dist.constraints.positive)
+        ppl.sample("mu", dist.Normal(ppl.param("m", 0.5), scale))
+
+    with ppl.backend(backend):
+        vi = VI(model, guide, RWS(64, wake_phi=0.0, sleep=1.0), Adam(lr=0.05), rng_seed=0)
+        vi.run(np_.asarray([2.0, 2.5, 3.0]), num_steps=400, progress=False)
+    assert abs(float(vi.params["m"])) < 0.15 and abs(float(vi.params["s"]) - 0.993) < 0.05, vi.params
