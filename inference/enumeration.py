@@ -122,10 +122,13 @@ def marginal_terms(sites, enumerated, guide_enumerated, backend="torch"):
     site's log density is: ``log_prob``, ``plates`` (name, dim) and a ``name`` listing the
     sites it sums; the sites no sum involves, as they are. The guide's weights then take
     the expectation over the guide's values."""
+    if backend == "jax" and not guide_enumerated:
+        from .enumeration_funsor import marginal_terms as funsor_marginal_terms
+
+        return funsor_marginal_terms(sites, enumerated)
     if backend != "torch":
-        raise UnsupportedError("model-side enumeration beside guide-side enumeration or per-element "
-                               "weights", backend=backend, hint="independent_plate=None, and enumerate "
-                               "in one program only")
+        raise UnsupportedError("model-side enumeration beside guide-side enumeration", backend=backend,
+                               hint="enumerate in one program only")
     sites = list(sites)
     factors = NamedFactors(sites, enumerated, guide_enumerated)
     summing = factors.summing()

@@ -275,3 +275,19 @@ def test_a_program_that_moves_the_particle_dimension_is_named(strategy):
     with pytest.raises(ShapeError, match="site 'total' in the model: its log density has size 3 at dim -1.*"
                                          "vectorize_particles=False"):
         run()
+
+
+def test_enumerated_locals_beside_a_global_site_give_log_p_exactly():
+    # nothing is drawn: IWAE's per-element bound is log p(x) exactly, "g" counted once
+    def model(data):
+        ppl.sample("g", dist.Normal(0.0, 1.0), obs=G)
+        with ppl.plate("data", len(data)):
+            c = ppl.sample("c", dist.Bernoulli(0.3), infer={"enumerate": "parallel"})
+            ppl.sample("x", dist.Normal(2.0 * c, 2.0 ** 0.5), obs=data)
+
+    marginal = torch.logaddexp(math.log(0.7) + dist.Normal(0.0, 2.0 ** 0.5).log_prob(ZEROS),
+                               math.log(0.3) + dist.Normal(2.0, 2.0 ** 0.5).log_prob(ZEROS))
+    exact = float(dist.Normal(0.0, 1.0).log_prob(G) + marginal.sum())
+    for vectorize in (True, False):
+        vi = VI(model, lambda data: None, inference.IWAE(3), vectorize_particles=vectorize)
+        assert -vi.loss(ZEROS) == pytest.approx(exact, rel=1e-6)

@@ -102,6 +102,27 @@ def test_a_subsampled_mixture_scales_each_sum_as_a_whole():
     assert per_point.min() * 40 < loss < per_point.max() * 40
 
 
+def test_per_element_weights_with_enumerated_locals_count_a_global_site_once():
+    # every particle is the same (nothing is drawn), so IWAE's bound is log p(x) exactly; the
+    # global site "g" outside the plate of per-element weights counts once, not once per point
+    def model(data):
+        ppl.sample("g", dist.Normal(0.0, 1.0), obs=jnp.array(3.0))
+        with ppl.plate("data", len(data)):
+            c = ppl.sample("c", dist.Bernoulli(0.3), infer=ENUM)
+            ppl.sample("x", dist.Normal(2.0 * c, 2.0 ** 0.5), obs=data)
+
+    def normal(x, loc, scale):
+        return -0.5 * ((x - loc) / scale) ** 2 - np.log(scale * np.sqrt(2 * np.pi))
+
+    per_point = np.logaddexp(np.log(0.7) + normal(0.0, 0.0, 2 ** 0.5),
+                             np.log(0.3) + normal(0.0, 2.0, 2 ** 0.5))
+    exact = normal(3.0, 0.0, 1.0) + 4 * per_point
+    with ppl.backend("jax"):
+        vi = VI(model, empty, IWAE(3))
+        assert vi.loss(jnp.zeros(4)) == pytest.approx(-exact, rel=1e-5)
+        assert vi._keep == (("data", -1),)  # the per-element path was taken
+
+
 def test_a_markov_window_longer_than_the_chain_is_named_on_jax():
     with ppl.backend("jax"):
         def chain(ys):
