@@ -102,7 +102,8 @@ class ActionSpaceSampler(Sampler):
         repeated, run = self.trajectories(features, num, temperature=self.temperature,
                                           epsilon=self.epsilon, flows=flows)
         with torch.no_grad():
-            log_r = self.score_values(self.action_space.values(run.state), args, kwargs, num)[0].reshape(-1)
+            log_r = self.score_values(self.action_space.values(run.state), args, kwargs, num,
+                                      global_sites=False)[0].reshape(-1)
         runs, rewards = [run], [log_r]
         if self.buffer is not None:  # off-policy: the best trajectories so far, rebuilt with P_F
             padding = self.action_space.max_steps - run.actions.shape[-1]

@@ -147,10 +147,11 @@ class FixedOrderSampler(Sampler):
             values.append(action)
         return values, torch.stack(steps, -1), torch.stack(log_flows, -1) if flows else None
 
-    def log_reward(self, values, args, kwargs, num=1):
-        """log p_theta(x_i, z_i) of slot values ``[num * N]`` each: ``[num, N]``, and the trace."""
+    def log_reward(self, values, args, kwargs, num=1, global_sites=True):
+        """log p_theta(x_i, z_i) of slot values ``[num * N]`` each: ``[num, N]``, and the trace
+        (``global_sites``: see :meth:`score_values`)."""
         return self.score_values({slot.name: v.to(slot.dtype) for slot, v in zip(self.slots, values)},
-                                 args, kwargs, num)
+                                 args, kwargs, num, global_sites)
 
     # ---------------------------------------------------------------- the E-step
     def update(self, features, args, kwargs):
@@ -161,7 +162,7 @@ class FixedOrderSampler(Sampler):
         flows = self.loss != "tb"
         values, log_pf_steps, log_flows = self.construct(fresh, self.temperature, self.epsilon, flows=flows)
         with torch.no_grad():
-            log_r = self.log_reward(values, args, kwargs, num=num)[0].reshape(-1)
+            log_r = self.log_reward(values, args, kwargs, num=num, global_sites=False)[0].reshape(-1)
         parts = [(log_pf_steps, log_flows, log_r)]
         memory = (values, log_r)
         if self.local_search:
@@ -196,7 +197,8 @@ class FixedOrderSampler(Sampler):
             forced = values[:keep] + [None] * (len(self.slots) - keep)
             # rebuilt with P_F itself, so that the acceptance ratio is exact
             proposal, proposal_pf, _ = self.construct(features, forced=forced)
-            proposal_r = self.log_reward(proposal, args, kwargs, num=self.num_trajectories)[0].reshape(-1)
+            proposal_r = self.log_reward(proposal, args, kwargs, num=self.num_trajectories,
+                                         global_sites=False)[0].reshape(-1)
             log_accept = (proposal_r - log_r + log_pf_steps[:, keep:].sum(-1).detach()
                           - proposal_pf[:, keep:].sum(-1))
             accept = torch.rand_like(log_accept).log() < log_accept

@@ -161,9 +161,12 @@ class Sampler(abc.ABC):
         return torch.cat(columns, -1)
 
     # ---------------------------------------------------------------- rewards
-    def score_values(self, values, args, kwargs, num):
+    def score_values(self, values, args, kwargs, num, global_sites=True):
         """log p_theta(x, z) of site values ``{site: [num * N, *event_shape]}`` (row ``k * N
-        + i``: draw k of element i): ``[num, N]``, and the model's trace."""
+        + i``: draw k of element i): ``[num, N]``, and the model's trace. Sites outside the
+        data plate count once, on element 0 (the M-step and the evidence need them);
+        ``global_sites=False`` leaves them out: constant in z, they do not change the
+        posterior the E-step's rewards target."""
         size = next(iter(values.values())).shape[0] // num
         replay = {}
         for name, value in values.items():
@@ -175,7 +178,10 @@ class Sampler(abc.ABC):
             replay[name] = value.reshape(shape + list(value.shape[1:]))
         trace = self.backend.run(self.model, args, kwargs, replay=replay,
                                  particles=(num, -(self._nesting + 1)))
-        log_r = total_log_weight(self.backend.ops, self._layout, trace.sites.values())
+        sites = trace.sites.values()
+        if not global_sites and self._plate is not None:
+            sites = [site for site in sites if any(p.name == self._plate[0] for p in site.plates)]
+        log_r = total_log_weight(self.backend.ops, self._layout, sites)
         log_r = log_r.reshape(log_r.shape[0], -1).expand(num, size)
         if not torch.isfinite(log_r).all():
             culprit = find_non_finite(self.backend.ops, [("model", trace)])

@@ -79,6 +79,27 @@ def test_balance_losses_are_zero_for_the_exact_posterior_policy_and_flows():
     assert float(detailed_balance(log_flows + 0.1, log_pf_steps, log_r).min()) > 1e-4
 
 
+def test_a_global_site_counts_once_in_the_evidence_and_not_in_the_e_step_rewards():
+    # before: the layout added "g" to every element: the evidence counted it 3 times and the
+    # exact policy's trajectory balance was off by log p(g) for every element
+    G = torch.tensor(3.0)
+
+    def with_global(x):
+        ppl.sample("g", dist.Normal(0.0, 1.0), obs=G)
+        two_level(x)
+
+    em = GFlowNetEM(with_global, policy=ExactPolicy(X), m_step=None)
+    features = em._current_features((X,), {}).repeat(50, 1)
+    values, log_pf_steps, _ = em.sampler.construct(features)
+    log_r = em.sampler.log_reward(values, (X,), {}, num=50, global_sites=False)[0].reshape(-1)
+    log_z = em.policy.log_partition(features)
+    assert float(trajectory_balance(log_z, log_pf_steps.sum(-1), log_r).max()) < 1e-8
+    # the exact posterior as proposal: every weight is p(x_i), so the estimate is exact
+    exact = float(torch.logsumexp(exact_log_joint(X).reshape(3, -1), -1).sum()
+                  + torch.distributions.Normal(0.0, 1.0).log_prob(G))
+    assert em.evaluate(X, num_samples=20) == pytest.approx(exact, abs=1e-4)
+
+
 @pytest.mark.parametrize("loss,sleep", [("tb", 0.0), ("subtb", 0.0), ("db", 0.0), ("tb", 0.2)])
 def test_trained_sampler_matches_the_exact_posterior(loss, sleep):
     em = GFlowNetEM(two_level, loss=loss, m_step=None, hidden=64, epsilon=0.05,
