@@ -122,13 +122,10 @@ def marginal_terms(sites, enumerated, guide_enumerated, backend="torch"):
     site's log density is: ``log_prob``, ``plates`` (name, dim) and a ``name`` listing the
     sites it sums; the sites no sum involves, as they are. The guide's weights then take
     the expectation over the guide's values."""
-    if backend == "jax" and not guide_enumerated:
+    if backend == "jax":
         from .enumeration_funsor import marginal_terms as funsor_marginal_terms
 
-        return funsor_marginal_terms(sites, enumerated)
-    if backend != "torch":
-        raise UnsupportedError("model-side enumeration beside guide-side enumeration", backend=backend,
-                               hint="enumerate in one program only")
+        return funsor_marginal_terms(sites, enumerated, guide_enumerated)
     sites = list(sites)
     factors = NamedFactors(sites, enumerated, guide_enumerated)
     summing = factors.summing()

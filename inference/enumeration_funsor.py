@@ -47,33 +47,37 @@ def log_joint(sites, enumerated, keep):
     return data * scale if scale != 1.0 else data, kept
 
 
-def marginal_terms(sites, enumerated):
-    """The model's log densities with its ``enumerated`` sites summed out, one term per
-    connected group and plate context (funsor's ``partial_sum_product``), each laid out by
-    dimension as a site's log density is (``log_prob``, ``plates``, a ``name``); the sites
-    no sum involves, as they are. The JAX side of :func:`inference.enumeration.marginal_terms`
-    (without guide-side enumeration)."""
+def marginal_terms(sites, enumerated, guide_enumerated=None):
+    """The model's log densities with its ``enumerated`` sites summed out while the guide's
+    enumerated sites (``guide_enumerated``: name -> dim) stay, one term per connected group
+    and plate context (funsor's ``partial_sum_product``), each laid out by dimension as a
+    site's log density is (``log_prob``, ``plates``, a ``name``); the sites no sum involves,
+    as they are. The JAX side of :func:`inference.enumeration.marginal_terms`."""
     import funsor
 
     from .enumeration import MarginalTerm, PlateDim
 
     sites = list(sites)
     scale = _common_scale(sites, enumerated)
-    involved = [s for s in sites if set(enumerated) & set(s.infer["dim_to_name"].values())]
+    # a guide's enumerated value reaches the model on its own dimension, which the model's run
+    # named afresh: name it after the guide's site, to be kept (the guide weights it)
+    guide_name = {dim: f"_guide.{name}" for name, dim in (guide_enumerated or {}).items()}
+    named = [{dim: guide_name.get(dim, name) for dim, name in s.infer["dim_to_name"].items()} for s in sites]
+    involved = [i for i, names in enumerate(named) if set(enumerated) & set(names.values())]
     plate_dim = {p.name: p.dim for s in sites for p in s.plates if p.dim is not None}
-    factors = [funsor.to_funsor(s.log_prob if scale == 1.0 else s.log_prob / scale, output=funsor.Real,
-                                dim_to_name=s.infer["dim_to_name"]) for s in involved]
+    factors = [funsor.to_funsor(sites[i].log_prob if scale == 1.0 else sites[i].log_prob / scale,
+                                output=funsor.Real, dim_to_name=named[i]) for i in involved]
     with funsor.interpretations.lazy:
         lazy = funsor.sum_product.partial_sum_product(funsor.ops.logaddexp, funsor.ops.add, factors,
                                                       eliminate=frozenset(enumerated),
                                                       plates=frozenset(plate_dim))
+    name_to_dim = dict(plate_dim, **{name: dim for dim, name in guide_name.items()})
     label = f"the sum over enumerated sites {sorted(enumerated)}"
-    terms = [s for s in sites if s not in involved]
+    terms = [site for i, site in enumerate(sites) if i not in set(involved)]
     for term in lazy:
         term = funsor.optimizer.apply_optimizer(term)
-        names = [name for name in term.inputs if name in plate_dim]
-        data = funsor.to_data(term, name_to_dim={name: plate_dim[name] for name in names})
-        plates = tuple(PlateDim(name, plate_dim[name]) for name in names)
+        data = funsor.to_data(term, name_to_dim={name: name_to_dim[name] for name in term.inputs})
+        plates = tuple(PlateDim(name, plate_dim[name]) for name in term.inputs if name in plate_dim)
         terms.append(MarginalTerm(label, data * scale if scale != 1.0 else data, plates))
     return terms
 

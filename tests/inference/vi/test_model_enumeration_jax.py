@@ -133,19 +133,38 @@ def test_a_markov_window_longer_than_the_chain_is_named_on_jax():
             VI(chain, empty).loss(hmm_data()[:2])
 
 
-def test_what_jax_does_not_enumerate_yet_is_named():
-    def guide_enumerates(data):
-        with ppl.plate("data", len(data)):
-            ppl.sample("other", dist.Bernoulli(0.5), infer=ENUM)
+P_X, P_Y = np.array([0.4, 0.6]), np.array([[0.75, 0.25], [0.55, 0.45]])
+P_Z = np.array([[0.3, 0.7], [0.2, 0.8]])
+DATA_Z = jnp.array([1, 0, 1])
 
-    def model(data):
-        gmm(data)
-        with ppl.plate("data", len(data)):
-            ppl.sample("other", dist.Bernoulli(0.5))
 
+def x_y_model(z):  # x global, enumerated by the guide; y local, summed out by the model
+    x = ppl.sample("x", dist.Categorical(jnp.asarray(P_X)))
+    with ppl.plate("data", len(z)):
+        y = ppl.sample("y", dist.Categorical(jnp.asarray(P_Y)[x]), infer=ENUM)
+        ppl.sample("z", dist.Categorical(jnp.asarray(P_Z)[y]), obs=z)
+
+
+def x_guide(z):
+    probs = ppl.param("probs", jnp.array([0.1, 0.9]), constraint=dist.constraints.simplex)
+    ppl.sample("x", dist.Categorical(probs), infer=ENUM)
+
+
+def test_enumeration_in_guide_and_model_is_the_exact_elbo_and_trains_to_the_posterior():
+    log_lik = np.log(P_Y @ P_Z[:, np.asarray(DATA_Z)]).sum(-1)  # log p(z | x), y summed out
+    q = np.array([0.1, 0.9])
+    exact = (q * (np.log(P_X) + log_lik - np.log(q))).sum()
+    posterior = np.exp(np.log(P_X) + log_lik - np.logaddexp.reduce(np.log(P_X) + log_lik))
     with ppl.backend("jax"):
-        with pytest.raises(UnsupportedError, match="beside guide-side enumeration.*jax backend"):
-            VI(model, guide_enumerates).loss(DATA)
+        assert -VI(x_y_model, x_guide, ELBO(3)).loss(DATA_Z) == pytest.approx(exact, abs=1e-5)
+        vi = VI(x_y_model, x_guide, ELBO(), Adam(lr=0.05), rng_seed=0)
+        vi.run(DATA_Z, num_steps=300, progress=False)  # every site is summed: exact gradients
+        fitted = np.asarray(vi.params["probs"])
+    assert np.allclose(fitted, posterior, atol=1e-3), (fitted, posterior)
+
+
+def test_what_jax_does_not_decode_yet_is_named():
+    with ppl.backend("jax"):
         with pytest.raises(UnsupportedError, match="infer_discrete along a ppl.markov chain.*jax"):
             VI(hmm, empty).infer_discrete(hmm_data())
 
