@@ -107,7 +107,9 @@ for name, bound, log_z, se, ess, seconds in rows:
 # Draws from each guide next to importance-resampled draws from the posterior.
 
 # %%
-reference = Importance(model, fits["ELBO"][1], num_particles=num_particles).run(features, labels)
+elbo_vi, elbo_guide = fits["ELBO"][:2]
+reference = Importance(model, elbo_guide, num_particles=num_particles,
+                       params=elbo_vi.params).run(features, labels)
 resampled = reference.resample(4000)["w"]
 fig, axes = plt.subplots(1, D, figsize=(4 * D, 3))
 for d, ax in enumerate(axes):
