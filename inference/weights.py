@@ -53,8 +53,10 @@ class WeightLayout:
         kept = () if self.keep is None else tuple(dim for _, dim in self.keep)
         dims = tuple(d for d in range(-P, 0) if d not in kept)
         out = ops.sum(lp, dims) if dims else lp
+        if self.keep is None:
+            return out, True
         names = {p.name for p in site.plates}
-        if all(name in names for name, _ in self.keep or ()):
+        if all(name in names for name, _ in self.keep):
             return out, True
         if out.shape[0] > 1:
             if not same_in_every_particle(ops, out):

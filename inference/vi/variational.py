@@ -320,7 +320,8 @@ class VI(Strategy):
         # one particle per run, weights per element: what is counted once must not vary by run
         outside = [] if layout.keep is not None and not layout.vectorised else None
         log_q = total_log_weight(ops, layout, guide_tr.sites.values(), outside)  # a guide factor too
-        log_p = self._log_p(layout, model_tr, outside)
+        costs = self._model_costs(layout, model_tr)
+        log_p = self._log_p(layout, model_tr, costs, outside)
         log_p, log_q = as_arrays(ops, log_p, log_q, self.objective.num_particles if layout.vectorised else 1)
         score_log_q, downstream = {}, []
         for name, est in self._estimators.items():
@@ -333,8 +334,8 @@ class VI(Strategy):
                     score_log_q[name] = total_log_weight(ops, layout, [site])
         enum_score = None
         if downstream:
-            costs = self._model_costs(layout, model_tr) or list(model_tr.sites.values())
-            enum_score = enumerated_score(ops, layout, downstream, costs, guide_tr.sites.values())
+            model_costs = list(model_tr.sites.values()) if costs is None else costs
+            enum_score = enumerated_score(ops, layout, downstream, model_costs, guide_tr.sites.values())
         return Run(log_p, log_q, score_log_q, enum_score, guide_tr, model_tr, outside)
 
     def _model_costs(self, layout, model_tr):
@@ -347,10 +348,10 @@ class VI(Strategy):
         guide_enumerated = {name: dim for name, (dim, _) in layout.enum.items()}
         return marginal_terms(model_tr.sites.values(), self._model_enum, guide_enumerated, self.backend.name)
 
-    def _log_p(self, layout, model_tr, outside=None):
-        """log p(x, z) per particle (and element): the model sites' log densities, with the
-        model-enumerated sites summed out."""
-        costs = self._model_costs(layout, model_tr)
+    def _log_p(self, layout, model_tr, costs, outside=None):
+        """log p(x, z) per particle (and element): the model sites' log densities (or the
+        ``costs`` of :meth:`_model_costs` standing for them), with the model-enumerated sites
+        summed out."""
         if costs is not None or not self._model_enum:
             sites = model_tr.sites.values() if costs is None else costs
             return total_log_weight(self.ops, layout, sites, outside)
@@ -472,8 +473,8 @@ class VI(Strategy):
                                        enumerate_from=enumerate_from, **self._functional_inputs())
                 outside = [] if self._keep is not None and not vectorised else None
                 log_q = total_log_weight(ops, layout, guide_tr.sites.values(), outside)
-                log_p, log_q = as_arrays(ops, self._log_p(layout, model_tr, outside), log_q,
-                                       k if vectorised else 1)
+                log_p = self._log_p(layout, model_tr, self._model_costs(layout, model_tr), outside)
+                log_p, log_q = as_arrays(ops, log_p, log_q, k if vectorised else 1)
                 log_w = log_p - log_q
                 if outside is not None:
                     outsides.append(outside)
