@@ -243,42 +243,43 @@ def _protocol(s, first):
             f"same initial values, before the warm-up) differ by at most {spread:.2e}.")
 
 
+def _compare(tag, title, s, device, ours, pyro_m, hand, model_note):
+    """Time ours, Pyro's and the hand-written step side by side; the report's table."""
+    methods = [ours, pyro_m, hand]
+    first = _first_step_losses(methods)
+    log(f"{tag}: {s.rounds} rounds x {s.steps} steps, {s.warmup} warm-up steps")
+    time_interleaved(methods, s.rounds, s.steps, s.warmup, synchronizer(device), log)
+    return _report(title, methods, ours, pyro_m, hand, first, [model_note, _protocol(s, first)])
+
+
 def bench_gmm(quick=False, device="cpu"):
     s = settings(quick, full=(30, 20, 5), small=(2, 2, 1))
     data = gmm_data(device)
-    ours = Method("ours: VI(TraceEnum_ELBO(max_plate_nesting=1)), AutoDelta", gmm_ours(data))
-    pyro_m = Method("pyro: SVI(TraceEnum_ELBO(max_plate_nesting=1)), AutoDelta", gmm_pyro(data))
-    hand = Method("hand-written torch (logsumexp mixture)", gmm_hand(data))
-    methods = [ours, pyro_m, hand]
-    first = _first_step_losses(methods)
-    log(f"enum_gmm: {s.rounds} rounds x {s.steps} steps, {s.warmup} warm-up steps")
-    time_interleaved(methods, s.rounds, s.steps, s.warmup, synchronizer(device), log)
     model = (f"Pyro's GMM tutorial model (K = {GMM_K} components, N = {GMM_N} points drawn from "
              f"locs {GMM_TRUE_LOCS}, weights {GMM_TRUE_WEIGHTS}, scale {GMM_TRUE_SCALE}), the "
              f"assignment enumerated; AutoDelta over weights, scale and locs; "
              f"pyro.optim.Adam({GMM_ADAM}) for ours and Pyro, torch.optim.Adam with the same "
              f"settings for the hand-written step.")
-    return _report(f"Model-side enumeration: Gaussian mixture (K = {GMM_K}, N = {GMM_N})",
-                   methods, ours, pyro_m, hand, first, [model, _protocol(s, first)])
+    return _compare(
+        "enum_gmm", f"Model-side enumeration: Gaussian mixture (K = {GMM_K}, N = {GMM_N})", s, device,
+        Method("ours: VI(TraceEnum_ELBO(max_plate_nesting=1)), AutoDelta", gmm_ours(data)),
+        Method("pyro: SVI(TraceEnum_ELBO(max_plate_nesting=1)), AutoDelta", gmm_pyro(data)),
+        Method("hand-written torch (logsumexp mixture)", gmm_hand(data)), model)
 
 
 def bench_hmm(quick=False, device="cpu"):
     s = settings(quick, full=(20, 3, 3), small=(2, 1, 1))
     ys = hmm_data(device)
-    ours = Method("ours: VI(ELBO()), empty guide", hmm_ours(ys))
-    pyro_m = Method("pyro: SVI(TraceEnum_ELBO(max_plate_nesting=0)), empty guide", hmm_pyro(ys))
-    hand = Method("hand-written torch (forward algorithm)", hmm_hand(ys))
-    methods = [ours, pyro_m, hand]
-    first = _first_step_losses(methods)
-    log(f"enum_hmm: {s.rounds} rounds x {s.steps} steps, {s.warmup} warm-up steps")
-    time_interleaved(methods, s.rounds, s.steps, s.warmup, synchronizer(device), log)
     model = (f"HMM with {HMM_STATES} hidden states and T = {HMM_T} steps written with "
              "`ppl.markov` and `infer={'enumerate': 'parallel'}` (the same program for ours "
              "and Pyro); learnable transition matrix (simplex rows) and emission means, unit "
              f"emission scale; Adam(lr={HMM_LR}) everywhere (ours `inference.Adam`, Pyro "
              "`pyro.optim.Adam`, hand-written `torch.optim.Adam`).")
-    return _report(f"Model-side enumeration: HMM ({HMM_STATES} states, T = {HMM_T}, ppl.markov)",
-                   methods, ours, pyro_m, hand, first, [model, _protocol(s, first)])
+    return _compare(
+        "enum_hmm", f"Model-side enumeration: HMM ({HMM_STATES} states, T = {HMM_T}, ppl.markov)", s, device,
+        Method("ours: VI(ELBO()), empty guide", hmm_ours(ys)),
+        Method("pyro: SVI(TraceEnum_ELBO(max_plate_nesting=0)), empty guide", hmm_pyro(ys)),
+        Method("hand-written torch (forward algorithm)", hmm_hand(ys)), model)
 
 
 BENCHMARKS = {"enum_gmm": bench_gmm, "enum_hmm": bench_hmm}
