@@ -3,6 +3,7 @@ no trace, checkpoints are safe and exact, and both backends answer the same ques
 Each test reproduces one fault of the code before the contract ("today:" says what that
 code did). Seeds are fixed everywhere, so every outcome is deterministic."""
 
+import functools
 import os
 import pickle
 import threading
@@ -16,6 +17,7 @@ import inference
 import ppl
 import ppl.distributions as dist
 from inference import ELBO, IWAE, VI, Adam, GFlowNetEM, Importance
+from models import normal_normal_model
 
 
 try:
@@ -36,10 +38,7 @@ def clean_effect_stack():
     runtime._DIM_ALLOCATOR._stack[:] = dims
 
 
-def model(x):
-    mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
-    with ppl.plate("data", len(x)):
-        ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
+model = functools.partial(normal_normal_model, prior_scale=10.0)  # mu ~ N(0, 10^2), x_i ~ N(mu, 1)
 
 
 def guide(x):

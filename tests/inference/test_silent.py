@@ -11,15 +11,13 @@ import inference
 import ppl
 import ppl.distributions as dist
 from inference import ELBO, VI, Importance, Renyi
+from models import normal_normal_model
 from ppl.errors import NonFiniteError, ShapeError, SiteError
 
 X = torch.tensor([0.5, 1.0, 1.5])
 
 
-def model(x):
-    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
-    with ppl.plate("data", len(x)):
-        ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
+model = normal_normal_model  # mu ~ N(0, 1), x_i ~ N(mu, 1)
 
 
 def guide(x):

@@ -12,16 +12,14 @@ import ppl
 import ppl.distributions as dist
 from inference import ELBO, IWAE, RWS, VI, Renyi
 from inference.vi.peers import as_objective
+from models import normal_normal_model
 from ppl.errors import UnsupportedError
 
 X = torch.tensor([0.8, 1.9, 1.2, 0.4, 1.6])
 POST_MEAN = float(X.sum()) / (len(X) + 1)  # N(0, 1) prior, unit noise
 
 
-def model(x):
-    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
-    with ppl.plate("data", len(x)):
-        ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
+model = normal_normal_model  # mu ~ N(0, 1), x_i ~ N(mu, 1)
 
 
 def guide(x):
