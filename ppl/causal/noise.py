@@ -202,7 +202,8 @@ class CategoricalNoise(NoiseModel):
     def prior(self, base, shape):
         k = base.logits.shape[-1]
         zeros = torch.zeros(tuple(shape) + (k,), dtype=base.logits.dtype, device=base.logits.device)
-        return Gumbel(zeros, torch.ones_like(zeros), validate_args=False)
+        # the K draws are one event: the site's plates line up with the batch dims left of it
+        return Gumbel(zeros, torch.ones_like(zeros), validate_args=False).to_event(1)
 
     def push(self, base, noise):
         return (base.logits + noise).argmax(-1)
@@ -246,15 +247,21 @@ class GumbelGivenArgmax(TorchDistribution):
         super().__init__(shape, self.logits.shape[-1:], validate_args=False)
 
     def sample(self, sample_shape=torch.Size()):
+        """Top-down: the maximum ``M`` of ``logits + g`` is Gumbel(logsumexp(logits)) =
+        Gumbel(0) (the logits are normalised), independent of which index attains it; every
+        other ``logits_j + g_j`` is Gumbel(logits_j) truncated below ``M``. Each index has
+        its own independent draw: the chosen index's serves as ``M``."""
         shape = torch.Size(sample_shape) + self.logits.shape
-        gumbel = -torch.log(-torch.log(torch.rand(shape, device=self.logits.device)))
-        top = gumbel[..., :1].squeeze(-1)  # max of logits + g is Gumbel(logsumexp(logits)) = Gumbel(0)
-        perturbed = self.logits + gumbel
-        # the others are Gumbel(logits_j) truncated below the maximum
-        truncated = -torch.log(torch.exp(-perturbed) + torch.exp(-top).unsqueeze(-1))
-        onehot = torch.nn.functional.one_hot(self.k, self.logits.shape[-1]).bool()
-        perturbed = torch.where(onehot, top.unsqueeze(-1), truncated)
-        return perturbed - self.logits
+        tiny = torch.finfo(self.logits.dtype).tiny
+        uniform = torch.rand(shape, dtype=self.logits.dtype, device=self.logits.device)
+        gumbel = -torch.log(-torch.log(uniform.clamp(min=tiny)))
+        chosen = self.k.expand(shape[:-1]).unsqueeze(-1)
+        top = gumbel.gather(-1, chosen)
+        # noise_j = trunc_j - logits_j = -log(exp(-g_j) + exp(logits_j - M)), which stays
+        # finite (and equals g_j) for a category of probability zero
+        truncated = -torch.logaddexp(-gumbel, self.logits - top)
+        onehot = torch.nn.functional.one_hot(chosen.squeeze(-1), shape[-1]).bool()
+        return torch.where(onehot, top - self.logits, truncated)
 
     def log_prob(self, value):
         gumbel = -(value + torch.exp(-value)).sum(-1)

@@ -94,8 +94,5 @@ def test_categorical_counterfactual_is_consistent_with_its_evidence():
     same = inference.counterfactual(model, {"x": 1.0, "c": 2}, {"x": 1.0}, "c", method="importance",
                                     num_particles=2000)
     assert same.mean == pytest.approx(2.0, abs=1e-6)
-    # under the Gumbel-max coupling the counterfactual c given c = 2 at x = 1 is 2 or a
-    # category whose odds rose; both methods agree
-    flipped = inference.counterfactual(model, {"x": 1.0, "c": 2}, {"x": 0.0}, "c",
-                                       method="importance", num_particles=20_000)
-    assert 0.0 <= flipped.mean <= 2.0 and flipped.stderr < 0.05
+    # the flipped counterfactual is checked against rejection sampling of explicit Gumbel
+    # noise in test_noise_oracles.py
