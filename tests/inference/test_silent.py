@@ -171,16 +171,30 @@ def test_gflownet_em_refuses_a_latent_outside_the_data_plate():
         GFlowNetEM(global_and_local).step(torch.tensor([-2.0, 2.0, 0.5]))
 
 
-def test_graph_warns_when_a_dependence_passes_through_python_control_flow():
-    # today: no edge x -> y, identify said the effect is nil, while the ATE is 0.8
+def test_a_dependence_through_python_control_flow_is_an_edge():
+    # was: a warning and no edge x -> y, so identify said the effect is nil (the ATE is 0.8)
     def model():
         x = ppl.sample("x", dist.Bernoulli(0.5))
         p = 0.9 if x.item() > 0.5 else 0.1
         return ppl.sample("y", dist.Bernoulli(p))
 
     with pytest.warns(UserWarning, match="sites \\['x'\\] were turned into Python numbers"):
-        ppl.graph(model)
+        g = ppl.graph(model)
+    assert set(g.edges) == {("x", "y")}
+    found = ppl.identify(g, "x", "y")
+    assert found.identified and "nil" not in found.explanation
     assert inference.average_treatment_effect(model, "x", "y").mean == pytest.approx(0.8)
+
+    # a confounder read only through branches: the back-door set must contain it
+    def confounded():
+        u = ppl.sample("u", dist.Bernoulli(0.5))
+        x = ppl.sample("x", dist.Bernoulli(0.8 if u.item() else 0.2))
+        return ppl.sample("y", dist.Bernoulli(0.1 + 0.3 * x + (0.5 if bool(u) else 0.0)))
+
+    with pytest.warns(UserWarning, match="sites \\['u'\\]"):
+        g = ppl.graph(confounded)
+    assert set(g.edges) == {("u", "x"), ("u", "y"), ("x", "y")}
+    assert ppl.identify(g, "x", "y").adjustment_sets == [frozenset({"u"})]
 
 
 def test_evidence_impossible_under_the_model_is_named_on_jax():

@@ -91,17 +91,21 @@ class TorchBackend:
         Unlike Pyro's ``get_dependencies``, observed and intervened sites are nodes with
         children too, and ``deterministic`` sites pass their inputs' provenance through. A
         site's value turned into a Python number (``item()``, ``bool()``, an ``if`` on a
-        tensor) leaves provenance behind: that is warned about, naming the sites.
+        tensor) leaves provenance behind, so every site drawn after that is given it as a
+        parent (control dependence: an over-approximation, never a missing edge), with a
+        warning naming the sites.
         """
-        tracker, watch = _ProvenanceTracker(), _EscapeWatch()
+        watch = _EscapeWatch()
+        tracker = _ProvenanceTracker(watch)
         with torch.random.fork_rng(devices=[]), torch.no_grad(), pyro.validation_enabled(False):
             with activated(self.name), tracker, watch:
                 fn(*args, **(kwargs or {}))
         if watch.escaped:
             warnings.warn(
                 f"ppl.graph: the values of sites {sorted(watch.escaped)} were turned into Python "
-                "numbers (item(), float(), bool() or an if on a tensor); a dependence carried "
-                "by that control flow is not in the graph, which may miss edges out of them",
+                "numbers (item(), float(), bool() or an if on a tensor); control flow may carry a "
+                "dependence on them, so every site drawn after that has them as parents (remove "
+                "an edge you know to be absent with graph.remove_edge)",
                 UserWarning, stacklevel=3)
         return tracker.parents
 

@@ -1,6 +1,7 @@
 """The handlers table on torch: Pyro's poutine plus our replay, seed, condition, do, and
 the provenance tracker behind ``ppl.graph``."""
 
+import contextlib
 import random
 import types
 
@@ -22,18 +23,25 @@ class _ProvenanceTracker(Messenger):
     """Tags every sample site's value with its name and reads each site's parents off the
     provenance of its log density. A ``deterministic`` site (a mechanism of explicit
     noise) is a node too: its parents are the provenance of its value, which it then
-    carries under its own name."""
+    carries under its own name. With an :class:`_EscapeWatch`, a site also has as parents
+    every site whose value reached Python control flow before it was drawn: a branch on
+    ``x.item()`` leaves no provenance, but what follows it may depend on ``x``."""
 
-    def __init__(self):
+    def __init__(self, watch=None):
         super().__init__()
         self.parents = {}
+        self.watch = watch
+
+    def _control_parents(self):
+        return set(self.watch.escaped) if self.watch is not None else set()
 
     def _pyro_post_sample(self, msg):
         if type(msg["fn"]) is _Subsample:
             return
         name = msg["name"]
+        control = self._control_parents()
         if msg["infer"].get("_deterministic"):
-            self.parents[name] = set(get_provenance(msg["value"])) - {name}
+            self.parents[name] = (set(get_provenance(msg["value"])) | control) - {name}
             value = detach_provenance(msg["value"])
             msg["value"] = ProvenanceTensor(torch.as_tensor(value), frozenset({name}))
             return
@@ -41,7 +49,9 @@ class _ProvenanceTracker(Messenger):
         if not torch.is_tensor(value):
             value = torch.as_tensor(value)
         tagged = ProvenanceTensor(value, frozenset({name}))
-        self.parents[name] = set(get_provenance(msg["fn"].log_prob(tagged))) - {name}
+        with self.watch.paused() if self.watch is not None else contextlib.nullcontext():
+            log_density = msg["fn"].log_prob(tagged)  # the library's own checks are not the program's
+        self.parents[name] = (set(get_provenance(log_density)) | control) - {name}
         msg["value"] = tagged
 
 
@@ -56,9 +66,18 @@ class _EscapeWatch(TorchFunctionMode):
     def __init__(self):
         super().__init__()
         self.escaped = set()
+        self._paused = 0
+
+    @contextlib.contextmanager
+    def paused(self):
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _ESCAPES:
+        if func in _ESCAPES and not self._paused:
             self.escaped |= set(get_provenance([args, kwargs or {}]))
         return func(*args, **(kwargs or {}))
 
