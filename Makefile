@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint mutants clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,5 +30,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check ppl inference models tests tutorials benchmarks
 	$(BIN)/lint-imports
 
+# mutation testing of the modules that compute answers (tens of minutes; not in CI)
+mutants: $(STAMP)
+	$(BIN)/python -m pip install --quiet mutmut==3.8.1
+	$(BIN)/python .ci/mutants.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info mutants-report

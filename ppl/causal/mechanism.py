@@ -30,7 +30,6 @@ class _Mechanism:
                 "ppl.causal.noise.register_noise")
         self.event_dim = len(base.event_shape)
         self._factual_fn = None
-        self.abducted = None  # (evidence, its noise), kept by a rule that fixes the noise
         self.noise_shape = _without_world(base.batch_shape, dim - self.event_dim) + base.event_shape
 
     def invariant(self):

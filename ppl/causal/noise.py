@@ -26,8 +26,6 @@ The rules shipped (the documented convention):
     [1.0, 11.0]
 """
 
-import math
-
 import torch
 from pyro.distributions import Bernoulli, Categorical, Cauchy, Delta, Exponential, Gumbel, Laplace
 from pyro.distributions import Normal, Uniform
@@ -97,55 +95,26 @@ class NoiseModel:
         """log p_0(value) in the factual world."""
         return mechanism.factual().log_prob(value)
 
-
-def _zeros(base, shape):
-    return torch.zeros(shape, dtype=_dtype(base), device=_device(base))
-
-
-def _dtype(base):
-    for attr in ("loc", "probs", "logits", "low", "rate", "v"):
-        if hasattr(base, attr):
-            value = getattr(base, attr)
-            return value.dtype if value.is_floating_point() else torch.get_default_dtype()
-    return torch.get_default_dtype()
-
-
-def _device(base):
-    for attr in ("loc", "probs", "logits", "low", "rate", "v"):
-        if hasattr(base, attr):
-            return getattr(base, attr).device
-    return None
+    def zeros(self, base, shape):
+        """Zeros of ``shape`` in the dtype and on the device of the family's first parameter."""
+        like = getattr(base, self.params[0])
+        return torch.zeros(shape, dtype=like.dtype, device=like.device)
 
 
 class LocationScale(NoiseModel):
-    """``x = loc + scale * eps``; ``standard_log_density(eps)`` of the family's standard member."""
+    """``x = loc + scale * eps``, ``eps`` from the family's standard member."""
 
     params = ("loc", "scale")
-    standard_log_density = {
-        Normal: lambda eps: -0.5 * eps * eps - 0.5 * math.log(2 * math.pi),
-        Laplace: lambda eps: -eps.abs() - math.log(2.0),
-        Cauchy: lambda eps: -math.log(math.pi) - (eps * eps).log1p(),
-        Gumbel: lambda eps: -(eps + (-eps).exp()),
-    }
 
     def prior(self, base, shape):
-        zeros = _zeros(base, shape)
+        zeros = self.zeros(base, shape)
         return type(base)(zeros, torch.ones_like(zeros), validate_args=False)
 
     def push(self, base, noise):
         return base.loc + base.scale * noise
 
     def abduct(self, mechanism, value):
-        eps = (value - mechanism.world0("loc")) / mechanism.world0("scale")
-        mechanism.abducted = (value, eps)
-        return eps, True
-
-    def factual_log_prob(self, mechanism, value):
-        if mechanism.abducted is not None and mechanism.abducted[0] is value:
-            family = next(c for c in type(mechanism.base).__mro__ if c in self.standard_log_density)
-            eps = mechanism.abducted[1]
-            return self.standard_log_density[family](eps) - mechanism.world0("scale").log()
-        return super().factual_log_prob(mechanism, value)
+        return (value - mechanism.world0("loc")) / mechanism.world0("scale"), True
 
 
 register_noise(Normal, Laplace, Cauchy, Gumbel)(LocationScale)
@@ -155,7 +124,7 @@ class InverseCdf(NoiseModel):
     """``x = icdf(u)``, ``u ~ Uniform(0, 1)``."""
 
     def prior(self, base, shape):
-        zeros = _zeros(base, shape)
+        zeros = self.zeros(base, shape)
         return Uniform(zeros, torch.ones_like(zeros), validate_args=False)
 
     def push(self, base, noise):
@@ -200,8 +169,7 @@ class CategoricalNoise(NoiseModel):
     params = ("logits",)
 
     def prior(self, base, shape):
-        k = base.logits.shape[-1]
-        zeros = torch.zeros(tuple(shape) + (k,), dtype=base.logits.dtype, device=base.logits.device)
+        zeros = self.zeros(base, tuple(shape) + base.logits.shape[-1:])
         # the K draws are one event: the site's plates line up with the batch dims left of it
         return Gumbel(zeros, torch.ones_like(zeros), validate_args=False).to_event(1)
 
@@ -224,11 +192,10 @@ class NoNoise(NoiseModel):
     def push(self, base, noise):
         return base.v
 
-    def abduct(self, mechanism, value):
-        return None, True
-
     def factual_log_prob(self, mechanism, value):
-        return torch.zeros(())
+        """0 where the evidence equals the factual world's point, -inf elsewhere."""
+        point = Delta(mechanism.world0("v"), event_dim=mechanism.event_dim, validate_args=False)
+        return point.log_prob(value)
 
 
 class GumbelGivenArgmax(TorchDistribution):

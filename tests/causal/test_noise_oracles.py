@@ -231,3 +231,68 @@ def test_bernoulli_noise_is_the_monotone_coupling(method):
     for answer, exact in ((up, 0.5), (down, 0.3 / 0.7)):
         tolerance = 1e-6 if method == "exact" else Z * answer.stderr
         assert abs(answer.mean - exact) < tolerance, (answer, exact)
+
+
+def test_gumbel_given_argmax_with_a_batch_of_evidence():
+    # two rows of logits, each with its own observed argmax, drawn three at a time: every
+    # draw reproduces its own row's argmax, and the event is the K categories
+    logits = _table(2, 5, seed=9).log()
+    chosen = torch.tensor([4, 1])
+    density = GumbelGivenArgmax(logits, chosen)
+    assert density.batch_shape == (2,) and density.event_shape == (5,)
+    draws = density.sample((3000,))
+    assert draws.shape == (3000, 2, 5)
+    assert bool(((logits + draws).argmax(-1) == chosen).all())
+    # one row of logits shared by a batch of observations
+    shared = GumbelGivenArgmax(logits[0], torch.tensor([0, 2, 4]))
+    assert shared.batch_shape == (3,) and shared.event_shape == (5,)
+    assert bool(((logits[0] + shared.sample((100,))).argmax(-1) == torch.tensor([0, 2, 4])).all())
+    # one observation shared by a batch of logits, and batch dims beyond one
+    assert GumbelGivenArgmax(logits, torch.tensor(3)).batch_shape == (2,)
+    deep = GumbelGivenArgmax(_table(6, 5, seed=2).log().reshape(2, 3, 5), torch.zeros(2, 3))
+    assert deep.batch_shape == (2, 3) and deep.event_shape == (5,)
+
+
+def test_noise_takes_the_dtype_of_a_float64_model():
+    # float64 parameters give float64 noise in every family (float32 noise would cap the
+    # answers' precision at 1e-7), and the Gumbel sampler draws in the logits' dtype
+    def model():
+        z = ppl.sample("z", dist.Bernoulli(torch.tensor(0.5, dtype=torch.float64)))
+        ppl.sample("n", dist.Normal(z, torch.tensor(2.0, dtype=torch.float64)))
+        ppl.sample("u", dist.Uniform(z - 1, z + 1))
+        ppl.sample("e", dist.Exponential(z + 1))
+        ppl.sample("c", dist.Categorical(logits=torch.stack([z, 1 - z, z * 0], -1)))
+
+    trace = ppl.trace(ppl.counterfactual(model, {}, {"z": torch.tensor(1.0, dtype=torch.float64)}))()
+    for name in ("z", "n", "u", "e", "c"):
+        assert trace.sites[f"{name}__noise"].value.dtype == torch.float64, name
+    # drawn from float64 uniforms: 2^24 float32 uniforms would repeat some 1,200 of 2 x 10^5
+    # values of the maximum (the chosen index's noise is a function of it alone)
+    logits = torch.zeros(3, dtype=torch.float64)
+    draws = GumbelGivenArgmax(logits, torch.tensor(1)).sample((200_000,))
+    assert draws.dtype == torch.float64
+    assert torch.unique(draws[:, 1]).numel() > 199_990
+
+
+@pytest.mark.parametrize("method", ["exact", "importance"])
+def test_evidence_on_a_delta_site_conditions_the_worlds(method):
+    # y = u + x observed as 2 forces u = x = 1; under do(x = 0), y = u = 1 (evidence on a
+    # Delta site was ignored: 0.5)
+    def model():
+        u = ppl.sample("u", dist.Bernoulli(0.5))
+        x = ppl.sample("x", dist.Bernoulli(0.5))
+        return ppl.sample("y", dist.Delta(u + x))
+
+    answer = inference.counterfactual(model, {"y": 2.0}, {"x": 0.0}, "y", method=method,
+                                      num_particles=2000)
+    assert answer.mean == pytest.approx(1.0, abs=1e-6)
+
+    def vector():  # the same with (u, x) as one event
+        u = ppl.sample("u", dist.Bernoulli(0.5))
+        x = ppl.sample("x", dist.Bernoulli(0.5))
+        return ppl.sample("y", dist.Delta(torch.stack(torch.broadcast_tensors(u, u + x), -1), event_dim=1))
+
+    answer = inference.counterfactual(vector, {"y": torch.tensor([1.0, 2.0])}, {"x": 0.0},
+                                      lambda tr: ppl.world_value(tr, "y", 1)[..., 1],
+                                      method=method, num_particles=2000)
+    assert answer.mean == pytest.approx(1.0, abs=1e-6)

@@ -1,0 +1,119 @@
+"""Mutation testing of the modules that compute answers (``make mutants``; not part of CI).
+
+Each module is mutated by mutmut against the tests that exercise it, in a copy of the
+working tree (so the repository is never touched), and the score is printed as a table:
+killed / (killed + survived + no tests). Surviving mutants are written, with their diffs,
+to ``mutants-report/<module>.txt``; the ones that cannot change an answer are listed with
+the reason in ``tests/README.md``. Usage::
+
+    python .ci/mutants.py                          # every module below
+    python .ci/mutants.py ppl/causal/noise.py      # one module
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# module -> the tests that exercise it (JAX tests are left out: forked workers and XLA's
+# threads do not mix, and the answers are computed by the same modules on torch)
+MODULES = {
+    "ppl/causal/noise.py": ["tests/causal/"],
+    "ppl/causal/counterfactual.py": ["tests/causal/"],
+    "inference/weights.py": ["tests/inference/vi/", "tests/inference/test_importance.py"],
+    "inference/vi/objectives.py": ["tests/inference/vi/"],
+    "inference/vi/estimators.py": ["tests/inference/vi/"],
+    "inference/importance.py": ["tests/inference/test_importance.py", "tests/causal/"],
+    "inference/exact/elimination.py": ["tests/causal/", "tests/inference/test_exact_plated.py"],
+    "inference/gflownet/losses.py": ["tests/inference/gflownet/"],
+}
+STATUS = re.compile(r"^\s*(\S+): (killed|survived|no tests|timeout|suspicious|skipped|not checked|"
+                    r"segfault|check was interrupted by user|caught by type check)\s*$")
+
+
+def copy_tree(destination):
+    """The working tree as git sees it (tracked and untracked, not ignored files)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def configure(workdir, module, tests):
+    """mutmut reads its settings from setup.cfg when pyproject.toml has no [tool.mutmut]."""
+    lines = ["[mutmut]", "source_paths =", "    ppl", "    inference", "only_mutate =",
+             f"    {module}", "also_copy =", "    models/", "    benchmarks/", "    tutorials/",
+             "pytest_add_cli_args_test_selection ="]
+    lines += [f"    {t}" for t in tests]
+    lines += ["pytest_add_cli_args =", "    -p", "    no:cacheprovider", "    -x", "    -q",
+              "    --ignore-glob=*jax*"]
+    (workdir / "setup.cfg").write_text("\n".join(lines) + "\n")
+
+
+def mutate(module, tests, children, report_dir):
+    mutmut = [sys.executable, "-m", "mutmut"]
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
+        workdir = Path(tmp)
+        copy_tree(workdir)
+        configure(workdir, module, tests)
+        env = {**os.environ, "PYTHONPATH": ""}
+        run = subprocess.run(mutmut + ["run", "--max-children", str(children)], cwd=workdir,
+                             env=env, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"mutmut failed on {module}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+        listing = subprocess.run(mutmut + ["results", "--all", "true"], cwd=workdir, env=env,
+                                 capture_output=True, text=True, check=True).stdout
+        counts, survivors = {}, []
+        for line in listing.splitlines():
+            match = STATUS.match(line)
+            if match:
+                name, status = match.groups()
+                counts[status] = counts.get(status, 0) + 1
+                if status in ("survived", "no tests"):
+                    survivors.append((name, status))
+        lines = []
+        for name, status in survivors:
+            shown = subprocess.run(mutmut + ["show", name], cwd=workdir, env=env,
+                                   capture_output=True, text=True).stdout
+            diff = [line for line in shown.splitlines() if line.startswith(("- ", "+ "))]
+            lines += [f"=== {name} ({status})"] + diff
+    report = report_dir / (module.replace("/", ".") + ".txt")
+    report.write_text("\n".join(lines) + "\n")
+    return counts, report
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", default=list(MODULES))
+    parser.add_argument("--children", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    report_dir = ROOT / "mutants-report"
+    report_dir.mkdir(exist_ok=True)
+    rows = []
+    for module in args.modules:
+        if module not in MODULES:
+            raise SystemExit(f"no test selection for {module!r}; modules: {', '.join(MODULES)}")
+        counts, report = mutate(module, MODULES[module], args.children, report_dir)
+        killed = counts.get("killed", 0) + counts.get("timeout", 0)
+        alive = counts.get("survived", 0) + counts.get("no tests", 0)
+        score = killed / (killed + alive) if killed + alive else float("nan")
+        rows.append((module, killed + alive, killed, alive, score, report))
+        print(f"{module}: {killed} killed, {alive} alive of {killed + alive}, score {score:.1%}",
+              flush=True)
+    print("\n| module | mutants | killed | survived | score |\n|---|---|---|---|---|")
+    for module, total, killed, alive, score, _ in rows:
+        print(f"| {module} | {total} | {killed} | {alive} | {score:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
