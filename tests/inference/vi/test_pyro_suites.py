@@ -345,23 +345,33 @@ def second_order_chain(history):  # x_t depends on x_{t-1} and x_{t-2}
         pyro.sample(f"y_{t}", dist.Bernoulli(Q_MARKOV[x_curr]), obs=torch.tensor(0.0))
 
 
-@pytest.mark.parametrize("history", [
-    2, 1])  # history=1 once gave a wrong loss (1.981 against the exact 2.152); now refused
-def test_too_short_a_markov_history_is_refused_or_exact(history):
+def _second_order_likelihood():
+    """p(y_0..3 = 0) of second_order_chain, summed by hand over all 16 paths of x."""
     total = 0.0
-    for xs in itertools.product([0, 1], repeat=4):  # the exact likelihood, all 16 paths
+    for xs in itertools.product([0, 1], repeat=4):
         weight, x_prev, x_curr = 1.0, 0, 0
         for x in xs:
             p = P_MARKOV[x_prev, x_curr]
             x_prev, x_curr = x_curr, x
             weight *= (p if x else 1 - p) * (1 - Q_MARKOV[x])
         total += float(weight)
-    try:
-        loss = VI(partial(second_order_chain, history), empty).loss()
-    except ValueError as error:  # refused, as Pyro refuses it
-        assert "dim conflict" in str(error)
-        return
-    assert loss == pytest.approx(-math.log(total), rel=1e-5)
+    return total
+
+
+def test_a_second_order_chain_with_history_2_is_exact():
+    # test_markov_history's valid case: Pyro accepts it, so a refusal is a failure
+    exact = -math.log(_second_order_likelihood())
+    assert VI(partial(second_order_chain, 2), empty).loss() == pytest.approx(exact, rel=1e-5)
+    theirs = TraceEnum_ELBO(max_plate_nesting=0).loss(partial(second_order_chain, 2), empty)
+    assert theirs == pytest.approx(exact, rel=1e-5)
+
+
+def test_a_second_order_chain_with_history_1_is_refused_as_pyro_refuses_it():
+    # once gave a wrong loss (1.981 against the exact 2.152): x_2 read a recycled x_0
+    with pytest.raises(ValueError, match="Enumeration dim conflict"):
+        TraceEnum_ELBO(max_plate_nesting=0).loss(partial(second_order_chain, 1), empty)
+    with pytest.raises(ValueError, match="site 'x_2': enumeration dim conflict"):
+        VI(partial(second_order_chain, 1), empty).loss()
 
 
 def test_enumerated_site_under_another_scale_is_summed_with_the_scale_inside():
