@@ -75,9 +75,10 @@ def Adam(lr=1e-2, **options):
     return OptimizerSpec("Adam", lr, **options)
 
 
-def AdamW(lr=1e-2, **options):
-    """Adam with decoupled weight decay."""
-    return OptimizerSpec("AdamW", lr, **options)
+def AdamW(lr=1e-2, weight_decay=1e-2, **options):
+    """Adam with decoupled weight decay (``weight_decay`` 0.01 by default, torch's default, on
+    both backends: optax's own default is 1e-4)."""
+    return OptimizerSpec("AdamW", lr, weight_decay=weight_decay, **options)
 
 
 def SGD(lr=1e-2, **options):
@@ -101,6 +102,28 @@ def make_torch_optimizer(spec, params):
     raise TypeError(f"optimizer must be an OptimizerSpec (e.g. Adam(lr=1e-2)), a torch.optim class or "
                     f"factory, or a pyro.optim optimiser, got {spec!r} (an optimiser already built "
                     "over other parameters cannot be used)")
+
+
+def optimizer_name(spec, built=None):
+    """The name of the optimiser ``spec`` makes: its spec's name (Adam, SGD, AdamW), or on
+    torch the class of ``built`` (the one it made) or of a ``torch.optim`` class or
+    ``pyro.optim`` optimiser; None where that is hidden (a factory, an optax transformation)."""
+    if built is not None:
+        return type(built).__name__
+    if isinstance(spec, OptimizerSpec):
+        return spec.name  # the torch.optim class of that name
+    if hasattr(spec, "pt_optim_constructor"):
+        return spec.pt_optim_constructor.__name__
+    return spec.__name__ if isinstance(spec, type) else None
+
+
+def optimizer_difference(saved_name, spec, built=None):
+    """A checkpoint's optimiser name against the one ``spec`` makes, as a sentence, or None
+    (also when either is unknown: a checkpoint without the name, a factory)."""
+    current = optimizer_name(spec, built)
+    if saved_name is None or current is None or saved_name == current:
+        return None
+    return f"the checkpoint's optimiser is {saved_name} and this strategy's is {current}"
 
 
 def _from_pyro_optim(spec, params):

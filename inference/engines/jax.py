@@ -15,12 +15,13 @@ from ppl.errors import CheckpointError
 from ppl.validation import check_param_value
 
 from ..checkpoint import difference
-from ..optim import make_optax
+from ..optim import make_optax, optimizer_difference, optimizer_name
 
 
 class JaxEngine:
     def __init__(self, optimizer, state, owners=(), initial=None):
         self.tx = make_optax(optimizer)
+        self.optimizer_spec = optimizer
         self.initial = dict(initial or {})
         self.state = state
         self.params = None  # unconstrained
@@ -100,7 +101,8 @@ class JaxEngine:
     # ------------------------------------------------------------- checkpoints
     def state_dict(self):
         leaves = jax.tree_util.tree_leaves(self.opt_state) if self.opt_state is not None else None
-        return {"params": dict(self.params or {}), "opt_state": leaves, "rng": self.state.rng}
+        return {"params": dict(self.params or {}), "opt_state": leaves, "rng": self.state.rng,
+                "optimizer_class": optimizer_name(self.optimizer_spec)}
 
     def check_state_dict(self, saved):
         try:
@@ -108,6 +110,9 @@ class JaxEngine:
             saved["opt_state"], saved["rng"]
         except (KeyError, TypeError, AttributeError) as error:
             return f"its engine state is malformed ({error!r})"
+        found = optimizer_difference(saved.get("optimizer_class"), self.optimizer_spec)
+        if found:  # Adam's and AdamW's states have the same leaves
+            return found
         if self.params is None:
             return None  # checked when the program first runs
         found = difference(shapes, {n: tuple(np.shape(v)) for n, v in self.params.items()}, "parameter")

@@ -16,7 +16,7 @@ from ppl.errors import CheckpointError
 from ppl.validation import check_param_value
 
 from ..checkpoint import difference
-from ..optim import make_torch_optimizer
+from ..optim import make_torch_optimizer, optimizer_difference, optimizer_name
 
 
 class TorchEngine:
@@ -146,6 +146,8 @@ class TorchEngine:
         return {
             "params": {n: p.detach().clone() for n, p in self.leaves.items()},
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "optimizer_class": (optimizer_name(self.optimizer_spec, self.optimizer)
+                                if self.optimizer is not None else None),
             "group_names": [list(g) for g in self._group_names],
             "rng": torch.get_rng_state(),
             "cuda_rng": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_initialized() else None,
@@ -158,6 +160,10 @@ class TorchEngine:
             saved["optimizer"], saved["group_names"], saved["rng"]
         except (KeyError, TypeError, AttributeError) as error:
             return f"its engine state is malformed ({error!r})"
+        if saved["optimizer"] is not None:  # another optimiser's state would load silently
+            found = optimizer_difference(saved.get("optimizer_class"), self.optimizer_spec, self.optimizer)
+            if found:
+                return found
         if not self.leaves:
             return None  # nothing built yet: checked when the program first runs
         current = {n: tuple(p.shape) for n, p in self.leaves.items()}
@@ -177,6 +183,7 @@ class TorchEngine:
         """Restore a checked :meth:`state_dict`: now, or (into an engine that has not seen
         its program yet) when the strategy's first dry run reveals the parameters."""
         self._pending = {"params": dict(saved["params"]), "optimizer": saved["optimizer"],
+                         "optimizer_class": saved.get("optimizer_class"),
                          "group_names": saved["group_names"], "rng": saved["rng"],
                          "cuda_rng": saved.get("cuda_rng"), "checked": bool(self.leaves)}
         if self.leaves:

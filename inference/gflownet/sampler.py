@@ -43,7 +43,7 @@ import torch
 from ppl.shapes import broadcast_shape
 
 from ..checkpoint import difference
-from ..optim import Adam, make_torch_optimizer
+from ..optim import Adam, make_torch_optimizer, optimizer_difference, optimizer_name
 from ..program import plate_nesting
 from ..weights import NonFiniteError, WeightLayout, find_non_finite, total_log_weight
 from .losses import detailed_balance, subtrajectory_balance, trajectory_balance
@@ -209,6 +209,7 @@ class Sampler(abc.ABC):
     def state_dict(self):
         return {"policy": dict(self.policy.state_dict()),
                 "policy_optimizer": self.policy_optimizer.state_dict(),
+                "policy_optimizer_class": optimizer_name(self.optimizer_spec, self.policy_optimizer),
                 "buffer": None if self.buffer is None else self.buffer.state_dict()}
 
     def check_state_dict(self, state):
@@ -216,6 +217,10 @@ class Sampler(abc.ABC):
         :meth:`setup`, only that the sampler's entries are there)."""
         if not all(k in state for k in ("policy", "policy_optimizer", "buffer")):
             return "it has no sampler state"
+        found = optimizer_difference(state.get("policy_optimizer_class"), self.optimizer_spec,
+                                     getattr(self, "policy_optimizer", None))
+        if found:
+            return f"(the policy's) {found}"
         if not self.ready:
             return None
         current = {k: tuple(v.shape) for k, v in self.policy.state_dict().items()}

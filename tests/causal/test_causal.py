@@ -17,7 +17,7 @@ from inference import (
     probability_of_necessity_and_sufficiency,
     probability_of_sufficiency,
 )
-from models import confounded_scm, front_door_model, linear_gaussian_scm, simpson_model
+from models import confounded_scm, front_door_model, linear_gaussian_scm, normal_normal_model, simpson_model
 
 
 # ------------------------------------------------------------------------------ do
@@ -53,6 +53,30 @@ def test_do_errors_name_the_site():
         ppl.do(chain, {"b": torch.zeros(4)})()
     with pytest.raises(ValueError, match="condition: the program has no sample site 'q'"):
         ppl.condition(chain, data={"q": 1.0})()
+
+
+def test_condition_suggests_the_closest_site_name_within_difflibs_cutoff():
+    # closest_name: difflib.get_close_matches on lower-cased names with its default cutoff,
+    # a similarity ratio 2 M / T >= 0.6 (M matched characters, T the two lengths summed)
+    data = torch.tensor([0.3, -0.2])
+    with pytest.raises(ValueError, match="no sample site 'mu_'; did you mean 'mu'\\?"):
+        ppl.condition(normal_normal_model, data={"mu_": 0.0})(data)  # 2 * 2 / 5 = 0.8
+    with pytest.raises(ValueError, match="no sample site 'MU'; did you mean 'mu'\\?"):
+        ppl.condition(normal_normal_model, data={"MU": 0.0})(data)  # case is ignored
+    with pytest.raises(ValueError) as nothing_close:
+        ppl.condition(normal_normal_model, data={"sigma": 0.0})(data)
+    assert "did you mean" not in str(nothing_close.value)
+    assert "no sample site 'sigma' (its sites: ['mu', 'x'])" in str(nothing_close.value)
+
+    def program():
+        ppl.sample("alpha", dist.Normal(0.0, 1.0))
+
+    # at the cutoff: 'alpxy' shares 'alp' with 'alpha', 2 * 3 / 10 = 0.6, suggested;
+    # 'alpxyz' shares as much but is longer, 2 * 3 / 11 = 0.55, not
+    with pytest.raises(ValueError, match="no sample site 'alpxy'; did you mean 'alpha'\\?"):
+        ppl.condition(program, data={"alpxy": 0.0})()
+    with pytest.raises(ValueError, match=r"no sample site 'alpxyz' \(its sites: \['alpha'\]\)"):
+        ppl.condition(program, data={"alpxyz": 0.0})()
 
 
 def test_evidence_and_intervention_on_the_same_site_is_an_error():
