@@ -4,9 +4,11 @@ auxiliary sites are part of q (with the Delta sites' log densities, the Jacobian
 import math
 import warnings
 
+import numpy as np
 import pyro.infer.autoguide as auto
 import pytest
 import torch
+from scipy import optimize
 
 import ppl
 import ppl.distributions as dist
@@ -36,6 +38,31 @@ def log_evidence(x):
     return float(torch.logsumexp(log_joint.flatten(), 0) + math.log(cell))
 
 
+# particles for the bound (VI.evaluate) and for Importance with the fitted guide: a few
+# milliseconds on this model, and a standard error of about 0.005 nats; on JAX fewer (its
+# mapped particles cost time in proportion), for a standard error of about 0.01
+K = 20_000
+K_JAX = 4000
+
+
+def check_bound(bound, result, exact):
+    """``evaluate``'s bound and ``Importance``'s log evidence are one estimator, log (1/K)
+    sum_k w_k over K independent draws from the fitted guide, so the standard error that
+    Importance reports, sqrt((K / ESS - 1) / K), is the bound's as well (its downward bias,
+    se^2 / 2, is negligible). Over seeds 0-4 of the torch fits below (70 of them) the bound
+    lay between -1.8 and +2.9 se from log p(x) but for one at +11.7 se (+0.073 nats), over
+    seeds 0-2 of the JAX fits (24, K_JAX particles) between -2.3 and +1.8 se; the
+    ELBO, which a bound that averaged the log-weights instead of the weights would report,
+    lay 4 to 250 se below (0.09 to 1.3 nats). We allow 5 se below. Above, the weights'
+    tail is heavier than the se says: the posterior's tail in log sigma decays like the
+    prior's, N(0, 0.5^2), q's (sd 0.24-0.29) faster, so the weights have infinite variance
+    and rare draws lift the estimate (for one Renyi-fitted guide, 1% of 300 repeats lay
+    above +0.029 nats, none above +0.041, and the first draw at +0.073); there the limit
+    stays at 0.05 nats."""
+    se = result.log_evidence_stderr
+    assert exact - 5 * se < bound < exact + 0.05, (bound, exact, se)
+
+
 GUIDES = {
     "AutoNormal": auto.AutoNormal,
     "AutoDiagonalNormal": auto.AutoDiagonalNormal,
@@ -51,11 +78,9 @@ def test_autoguides_fit_and_propose(name, objective):
     vi = VI(model, guide, objective, Adam(lr=0.05), rng_seed=0)
     vi.run(X, num_steps=600, progress=False)
     exact = log_evidence(X)
-    bound = vi.evaluate(X, num_particles=2000)
-    # a bound: below log p(x) up to Monte Carlo error, and close to it for a fitted
-    # Gaussian family in the unconstrained space (measured gaps: 0.01-0.05 nats)
-    assert exact - 0.3 < bound < exact + 0.05, (bound, exact)
-    result = Importance(model, guide, num_particles=4000, params=vi.params, rng_seed=1).run(X)
+    bound = vi.evaluate(X, num_particles=K)
+    result = Importance(model, guide, num_particles=K, params=vi.params, rng_seed=1).run(X)
+    check_bound(bound, result, exact)
     assert abs(result.log_evidence - exact) < 4 * result.log_evidence_stderr + 0.01
     assert result.effective_sample_size > 1000  # a fitted proposal, not the initial one
 
@@ -63,11 +88,12 @@ def test_autoguides_fit_and_propose(name, objective):
 @pytest.mark.parametrize("name", ["AutoNormal", "AutoDiagonalNormal"])
 @pytest.mark.parametrize("objective", [Renyi(0.5, 8), VIS(16), RWS(16)], ids=["renyi", "vis", "rws"])
 def test_autoguides_with_the_other_objectives(name, objective):
-    vi = VI(model, GUIDES[name](model), objective, Adam(lr=0.05), rng_seed=0)
+    guide = GUIDES[name](model)
+    vi = VI(model, guide, objective, Adam(lr=0.05), rng_seed=0)
     vi.run(X, num_steps=400, progress=False)
-    exact = log_evidence(X)
-    bound = vi.evaluate(X, num_particles=2000)
-    assert exact - 0.3 < bound < exact + 0.05, (bound, exact)  # measured: within 0.03 nats
+    bound = vi.evaluate(X, num_particles=K)
+    result = Importance(model, guide, num_particles=K, params=vi.params, rng_seed=1).run(X)
+    check_bound(bound, result, log_evidence(X))
 
 
 def test_an_auxiliary_site_that_the_sleep_phase_cannot_score_is_named():
@@ -85,15 +111,50 @@ def test_evaluate_with_a_map_guide_says_it_is_no_bound():
     assert value > log_evidence(X)  # log p(x, z*) at the MAP point exceeds log p(x) here
 
 
+def delta_and_normal_optimum(x):
+    """The ELBO's optimum for a point mass on mu and u = log sigma ~ N(m, s^2), in closed form.
+
+    With sigma's density and its Jacobian both in q, the sigma terms reduce to the density
+    of u, so up to constants
+        ELBO(mu, m, s) = log N(mu; 0, 1) + E log N(u; 0, 0.5) + sum_i E log N(x_i; mu, e^u) + H(u)
+                       = -mu^2/2 - 2 (m^2 + s^2) - n m - S(mu) e^(2 s^2 - 2 m) / 2 + log s,
+    with S(mu) = sum_i (x_i - mu)^2 and E e^(-2u) = e^(2 s^2 - 2 m); maximised by BFGS."""
+    x = x.double().numpy()
+
+    def negative_elbo(theta):
+        mu, m, log_s = theta
+        s2 = np.exp(2 * log_s)
+        return (mu ** 2 / 2 + 2 * (m ** 2 + s2) + len(x) * m
+                + ((x - mu) ** 2).sum() * np.exp(2 * s2 - 2 * m) / 2 - log_s)
+
+    found = optimize.minimize(negative_elbo, [x.mean(), 0.0, -1.0], method="BFGS",
+                              options={"gtol": 1e-10})
+    mu, m, log_s = found.x
+    return mu, m, np.exp(log_s)
+
+
 def test_auto_delta_and_guide_list():
+    """A MAP point for mu (AutoDelta) beside a Gaussian for log sigma (AutoNormal), fitted
+    together: compared with the ELBO's optimum in closed form (mu* = 1.2387, m* = -0.4034,
+    s* = 0.2442). Adam's iterates at lr 0.05 scatter around it (mu by sd 0.027), so the
+    parameters are averaged over the last 250 of 500 steps. Over seeds 0-15 the averages
+    differed from (mu*, m*, s*) by (-0.0002, 0.0071, -0.0051) on average (Adam's stationary
+    bias), with sd (0.0013, 0.0102, 0.0065); we allow that bias plus five sds."""
     guide = auto.AutoGuideList(model)
     guide.append(auto.AutoDelta(ppl.block(model, expose=["mu"])))
     guide.append(auto.AutoNormal(ppl.block(model, hide=["mu"])))
     vi = VI(model, guide, ELBO(), Adam(lr=0.05), rng_seed=0)
-    vi.run(X, num_steps=500, progress=False)
-    # MAP of mu given sigma around its posterior: near the data mean shrunk to 0
-    loc = [v for k, v in vi.params.items() if k.endswith("mu")]
-    assert len(loc) == 1 and 0.8 < float(loc[0]) < 1.6, vi.params
+    vi.run(X, num_steps=250, progress=False)
+    names = ["AutoGuideList.0.mu", "AutoGuideList.1.locs.sigma", "AutoGuideList.1.scales.sigma"]
+    history = []
+    for _ in range(250):
+        vi.step(X)
+        params = vi.params
+        history.append([float(params[name]) for name in names])
+    fitted = np.mean(history, axis=0)
+    tolerance = np.array([0.0002, 0.0071, 0.0051]) + 5 * np.array([0.0013, 0.0102, 0.0065])
+    optimum = delta_and_normal_optimum(X)
+    assert np.all(np.abs(fitted - optimum) < tolerance), (fitted, optimum)
 
 
 def test_a_guide_missing_a_model_latent_is_still_named():
@@ -122,13 +183,13 @@ def test_numpyro_autoguides_on_jax(name, particles):
         guide = getattr(numpyro_auto, name)(model)
         vi = VI(model, guide, IWAE(8), Adam(lr=0.05), rng_seed=0, vectorize_particles=particles)
         vi.run(x, num_steps=300, progress=False)
-        bound = vi.evaluate(x, num_particles=2000)
-        result = Importance(model, guide, num_particles=4000, params=vi.params, rng_seed=1,
+        bound = vi.evaluate(x, num_particles=K_JAX)
+        result = Importance(model, guide, num_particles=K_JAX, params=vi.params, rng_seed=1,
                             vectorize_particles=particles).run(x)
     fallbacks = [w for w in caught if "mapped with jax.vmap" in str(w.message)]
     assert len(fallbacks) == (2 if particles == "auto" else 0)  # VI's and Importance's
     exact = log_evidence(X)
-    assert exact - 0.3 < bound < exact + 0.05, (bound, exact)
+    check_bound(bound, result, exact)
     assert abs(result.log_evidence - exact) < 4 * result.log_evidence_stderr + 0.01
     assert result.effective_sample_size > 1000
 
@@ -142,11 +203,12 @@ def test_a_numpyro_autoguide_with_the_other_objectives(objective):
 
     x = jnp.asarray(X.numpy())
     with ppl.backend("jax"):
-        vi = VI(model, numpyro_auto.AutoNormal(model), objective, Adam(lr=0.05), rng_seed=0)
+        guide = numpyro_auto.AutoNormal(model)
+        vi = VI(model, guide, objective, Adam(lr=0.05), rng_seed=0)
         vi.run(x, num_steps=400, progress=False)
-        bound = vi.evaluate(x, num_particles=2000)
-    exact = log_evidence(X)
-    assert exact - 0.3 < bound < exact + 0.05, (bound, exact)  # measured: within 0.03 nats
+        bound = vi.evaluate(x, num_particles=K_JAX)
+        result = Importance(model, guide, num_particles=K_JAX, params=vi.params, rng_seed=1).run(x)
+    check_bound(bound, result, log_evidence(X))
 
 
 def test_a_numpyro_auto_continuous_guide_on_the_particle_plate_names_the_remedy():

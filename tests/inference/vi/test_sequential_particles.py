@@ -38,34 +38,71 @@ def test_vectorised_failure_names_the_remedy_or_falls_back():
     assert vi.vectorize_particles is False and vi.step_count == 1
 
 
-def test_sequential_particles_equal_pyros_trace_elbo_on_the_same_draws():
+@pytest.mark.parametrize("objective, peer", [
+    (ELBO(4), pyro.infer.Trace_ELBO(num_particles=4)),
+    (IWAE(4), pyro.infer.RenyiELBO(alpha=0, num_particles=4)),
+], ids=["elbo", "iwae"])
+def test_sequential_particles_equal_pyros_objectives_on_the_same_draws(objective, peer):
+    """Pyro runs particles one by one too (guide, then model, per particle), so on the same
+    seed both draw the same values: the bound and its gradient are equal up to float32
+    rounding (an exact oracle for how the runs' log-weights are stacked, which the IWAE's
+    log-mean-exp, unlike the ELBO's mean, does not forgive when particles are mismatched)."""
+    vi = VI(model, guide, objective, vectorize_particles=False)
+    vi.loss(X, Y)  # set-up
+    with vi.param_scope():  # off the initial point, so that no gradient vanishes by symmetry
+        pyro.param("w_loc").data.copy_(torch.tensor([0.8, -1.7, 0.4]))
+        leaves = [pyro.param(name).unconstrained() for name in ("w_loc", "w_scale")]
+    pyro.set_rng_seed(3)
+    ours = vi.differentiable_loss(X, Y)
+    ours_grads = torch.autograd.grad(ours, leaves)
+    pyro.set_rng_seed(3)
+    with vi.param_scope():
+        theirs = peer.loss_and_grads(model, guide, X, Y)
+    assert ours.item() == pytest.approx(theirs, rel=1e-6)
+    for mine, leaf in zip(ours_grads, leaves):
+        torch.testing.assert_close(mine, leaf.grad, rtol=1e-5, atol=1e-4)
+
+
+def test_sequential_evaluate_equals_pyros_iwae_on_the_same_draws():
+    """``evaluate`` without a particle plate runs its 200 particles one at a time (chunks of
+    one) and pools them: log (1/K) sum_k w_k, which is Pyro's RenyiELBO(alpha=0) on the same
+    draws. (Against the exact log evidence it could only be checked loosely: the weights of
+    a mean-field guide narrower than this correlated posterior have infinite variance.)"""
     vi = VI(model, guide, ELBO(4), vectorize_particles=False)
     vi.loss(X, Y)  # set-up
-    pyro.set_rng_seed(3)
-    ours = vi.loss(X, Y)
-    pyro.set_rng_seed(3)
-    with vi.param_scope():  # Pyro's Trace_ELBO draws the particles in the same order
-        theirs = pyro.infer.Trace_ELBO(num_particles=4).loss(model, guide, X, Y)
+    pyro.set_rng_seed(5)
+    ours = vi.evaluate(X, Y, num_particles=200)
+    pyro.set_rng_seed(5)
+    with vi.param_scope():
+        theirs = -pyro.infer.RenyiELBO(alpha=0, num_particles=200).loss(model, guide, X, Y)
     assert ours == pytest.approx(theirs, rel=1e-6)
 
 
-@pytest.mark.parametrize("objective", [ELBO(4), IWAE(4)], ids=["elbo", "iwae"])
-def test_sequential_particles_fit_the_regression(objective):
-    vi = VI(model, guide, objective, Adam(lr=0.05), vectorize_particles=False, rng_seed=0)
-    vi.run(X, Y, num_steps=300, progress=False)
-    # the exact posterior mean of w (conjugate: prior N(0, I), noise 0.3)
-    precision = torch.eye(3) + X.T @ X / 0.09
+def test_sequential_particles_fit_the_regression():
+    """The ELBO's optimum in this guide's family is closed form on this conjugate model: the
+    exact posterior mean, and scales 1 / sqrt(diag(precision)) (mean field on a Gaussian).
+    Adam's iterates at lr 0.05 scatter around it by about half a posterior sd, so the
+    parameters are averaged over the last 150 of 300 steps (log scales for the scales).
+    Measured over seeds 0-9: the averaged loc lay within sd (0.032, 0.037, 0.029) posterior
+    sds of the exact mean (means within 0.013), the averaged log scales within sd 0.025 of
+    the optimum's (means within 0.035, not yet converged); the tolerances are five of those
+    sds (plus that 0.035 for the scales)."""
+    vi = VI(model, guide, ELBO(4), Adam(lr=0.05), vectorize_particles=False, rng_seed=0)
+    vi.run(X, Y, num_steps=150, progress=False)
+    locs, log_scales = [], []
+    for _ in range(150):
+        vi.step(X, Y)
+        params = vi.params
+        locs.append(params["w_loc"])
+        log_scales.append(params["w_scale"].log())
+    loc, log_scale = torch.stack(locs).mean(0), torch.stack(log_scales).mean(0)
+    precision = torch.eye(3) + X.T @ X / 0.09  # conjugate: prior N(0, I), noise sd 0.3
     post_mean = torch.linalg.solve(precision, X.T @ Y / 0.09)
     post_sd = torch.linalg.inv(precision).diag().sqrt()
-    assert torch.all((vi.params["w_loc"] - post_mean).abs() < 3 * post_sd + 0.02)
+    assert torch.all((loc - post_mean).abs() < 5 * 0.037 * post_sd), (loc, post_mean)
+    assert torch.all((log_scale + 0.5 * precision.diag().log()).abs() < 0.035 + 5 * 0.025), log_scale.exp()
     draws = vi.posterior(X, Y, num_samples=50)
     assert draws["w"].shape == (50, 3)
-    # one particle at a time as well: the IWAE(200) bound from the fitted guide lies just
-    # below the exact log evidence, y ~ N(0, X X^T + 0.09 I) (the guide's family holds
-    # the posterior up to its correlations: measured gap about 0.1 nats)
-    cov = X @ X.T + 0.09 * torch.eye(len(X))
-    exact = float(torch.distributions.MultivariateNormal(torch.zeros(len(X)), cov).log_prob(Y))
-    assert exact - 1.0 < vi.evaluate(X, Y, num_particles=200) < exact + 0.05
 
 
 def test_importance_runs_particles_one_by_one():
