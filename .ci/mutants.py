@@ -56,10 +56,7 @@ def configure(workdir, module, tests):
              "pytest_add_cli_args_test_selection ="]
     lines += [f"    {t}" for t in tests]
     lines += ["pytest_add_cli_args =", "    -p", "    no:cacheprovider", "    -x", "    -q",
-              "    --ignore-glob=*jax*",
-              # workers forked from the main process would inherit what the stats run left
-              # there (the elimination plans' cache: a broken planner is never called)
-              "process_isolation = forkserver"]
+              "    --ignore-glob=*jax*"]
     (workdir / "setup.cfg").write_text("\n".join(lines) + "\n")
 
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import ppl
+from inference.exact import elimination
 
 # one intra-op thread: the suite's tensors are small, and with two threads a busy second
 # core makes tiny kernels wait for a spinning worker (milliseconds each)
@@ -11,7 +12,10 @@ torch.set_num_threads(1)
 
 @pytest.fixture(autouse=True)
 def fresh_state():
-    """Pyro's param store is global: every test starts empty, on torch, seeded."""
+    """Pyro's param store is global: every test starts empty, on torch, seeded, and with no
+    cached elimination plan (a test's answer must not depend on which tests planned before
+    it; mutation testing forks its workers from a process that ran the whole suite)."""
+    elimination.clear_plans()
     pyro.clear_param_store()
     torch.manual_seed(0)
     ppl.set_backend("torch")

@@ -33,6 +33,11 @@ class NotEnumerableError(UnsupportedError, ValueError):
     importance sampling on it. Also a ``ValueError``, as it was before it had a name."""
 
 
+def clear_plans():
+    """Forget every cached plan."""
+    _PLANS.clear()
+
+
 def plan(scopes, normalised, sizes, query, max_cells):
     """:func:`make_plan`, cached on the structure of the query.
 
