@@ -155,7 +155,7 @@ def contract(plan, factor, rescale):
 
 def marginal(plan, factor):
     """(table, its sum, logs of the scales divided out, the sum as a float) by
-    :func:`contract`; again with every step rescaled when the sum under- or overflows.
+    :func:`contract`; again with every step rescaled when the sum underflows.
 
     >>> def factor(i, rescale):  # 1e-200 in both cells, or 1 and the log of 1e-200
     ...     if rescale:
@@ -169,7 +169,9 @@ def marginal(plan, factor):
     table, scales = contract(plan, factor, rescale=False)
     total = table.sum()
     z = float(total)
-    if not 0 < z < math.inf:  # underflow or overflow: rescale every step
+    # underflow: rescale every step (no overflow: a probability table's entries are at most
+    # 1, and factors of densities or plates come divided by their maximum)
+    if not z > 0:
         table, scales = contract(plan, factor, rescale=True)
         total = table.sum()
         z = float(total)
