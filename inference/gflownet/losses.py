@@ -41,13 +41,9 @@ def _terminal_flows(log_flows, log_reward, lengths):
     return flows.scatter(1, lengths.unsqueeze(-1), log_reward.unsqueeze(-1))
 
 
-def _net_steps(log_pf_steps, log_pb_steps, lengths):
-    """log P_F - log P_B per step, zero on padding steps."""
-    net = log_pf_steps if log_pb_steps is None else log_pf_steps - log_pb_steps
-    if lengths is None:
-        return net
-    steps = torch.arange(net.shape[-1], device=net.device)
-    return torch.where(steps < lengths.unsqueeze(-1), net, torch.zeros((), dtype=net.dtype))
+def _net_steps(log_pf_steps, log_pb_steps):
+    """log P_F - log P_B per step (padding steps too: the losses mask what reaches them)."""
+    return log_pf_steps if log_pb_steps is None else log_pf_steps - log_pb_steps
 
 
 def subtrajectory_balance(log_flows, log_pf_steps, log_reward, lam=0.9, log_pb_steps=None,
@@ -56,7 +52,7 @@ def subtrajectory_balance(log_flows, log_pf_steps, log_reward, lam=0.9, log_pb_s
     (log F(s_i) + sum_{i <= t < j} (log P_F - log P_B) - log F(s_j))^2, normalised by the
     weights of the trajectory's own sub-trajectories; log F(s_T) = log R."""
     flows = _terminal_flows(log_flows, log_reward, lengths)  # [n, T + 1]
-    net = _net_steps(log_pf_steps, log_pb_steps, lengths)
+    net = _net_steps(log_pf_steps, log_pb_steps)
     cumulative = torch.cat([torch.zeros_like(net[:, :1]), net.cumsum(-1)], -1)
     residual = (flows.unsqueeze(-1) - cumulative.unsqueeze(-1)
                 + cumulative.unsqueeze(-2) - flows.unsqueeze(-2))  # [n, i, j]
@@ -75,7 +71,7 @@ def subtrajectory_balance(log_flows, log_pf_steps, log_reward, lam=0.9, log_pb_s
 def detailed_balance(log_flows, log_pf_steps, log_reward, log_pb_steps=None, lengths=None):
     """Per-trajectory DB: mean over steps of (log F(s_t) + log P_F - log F(s_{t+1}) - log P_B)^2."""
     flows = _terminal_flows(log_flows, log_reward, lengths)
-    net = _net_steps(log_pf_steps, log_pb_steps, lengths)
+    net = _net_steps(log_pf_steps, log_pb_steps)
     residual = flows[:, :-1] + net - flows[:, 1:]
     if lengths is None:
         return (residual ** 2).mean(-1)
