@@ -29,7 +29,6 @@ thresholds in which ``u`` falls.
     [3.0, 1.0]
 """
 
-import math
 import weakref
 
 import torch
@@ -64,7 +63,6 @@ class CounterfactualMessenger(Messenger):
         self.sets = [dict(s) for s in intervention_sets]
         self.dim = dim
         self.exact = exact
-        self._seen = set()
 
     def __enter__(self):
         self._seen = set()
@@ -88,11 +86,12 @@ class CounterfactualMessenger(Messenger):
             self._mechanism_site(name, msg)
             return
         mechanism = _Mechanism(name, fn, self.dim)
+        shape = _factual_fn(fn, self.dim)  # the site's shapes, world dim of size 1
         observed = name in self.evidence or msg["is_observed"]
         evidence = None
         if observed:
             raw = self.evidence[name] if name in self.evidence else msg["value"]
-            evidence = fit_to_site(name, raw, _factual_fn(fn, self.dim, mechanism))
+            evidence = self._fit(name, raw, shape)
             mechanism.check_evidence(evidence)
         if self._exogenous(name, mechanism):
             # the same distribution in every world, untouched: its value is its own noise,
@@ -105,22 +104,19 @@ class CounterfactualMessenger(Messenger):
         else:
             noise = self._noise(name, mechanism, evidence)
             value, exogenous = mechanism.push(noise), False
-        overrides = self._intervene(name, msg, mechanism, value, noise)
+        overrides = self._intervene(name, shape, mechanism, value, noise)
         if observed:
             overrides.append((0, evidence))
             if exogenous or not (self.exact and mechanism.rule.threshold_noise):
                 _side_site(f"{name}__evidence", _Factor(mechanism.factual_log_prob(evidence)),
                            value=torch.zeros(()), observed=True)
         if overrides:
-            value = self._set_worlds(value, overrides, mechanism.event_dim)
-        msg["value"] = value
+            value = self._set_worlds(value, overrides, len(fn.event_shape))
         full = broadcast_shape(value.shape, fn.batch_shape + fn.event_shape)
-        # a scalar log density (zero): the point mass is one value per world, not per batch
-        msg["fn"] = Delta(value.expand(full), log_density=value.new_zeros(()),
-                          event_dim=len(fn.event_shape), validate_args=False)
+        # a point mass of log density 0 (a scalar: one value per world, not per batch)
+        msg["fn"] = Delta(value.expand(full), event_dim=len(fn.event_shape), validate_args=False)
         msg["value"] = msg["fn"].v
         msg["is_observed"] = True
-        msg["infer"] = {**msg["infer"], "counterfactual": True}
 
     def _mechanism_site(self, name, msg):
         """A ``deterministic`` site: a mechanism of explicit noise, whose value already
@@ -137,27 +133,24 @@ class CounterfactualMessenger(Messenger):
         split = value.dim() - event_dim
         shape = _Shape(_without_world(value.shape[:split], self.dim), value.shape[split:],
                        constraints.real)
-        overrides = self._intervene(name, msg, None, value, None, shape)
+        overrides = self._intervene(name, shape, None, value, None)
         if name in self.evidence:
-            evidence = fit_to_site(name, self.evidence[name], shape)
+            evidence = self._fit(name, self.evidence[name], shape)
             factual = self._get_world(value, 0, event_dim)
             holds = factual == evidence
             if event_dim:
                 holds = holds.flatten(-event_dim).all(-1)
-            log_factor = torch.zeros(holds.shape, dtype=torch.get_default_dtype(), device=holds.device)
-            log_factor = log_factor.masked_fill(~holds, -math.inf)
-            _side_site(f"{name}__evidence", _Factor(log_factor), value=torch.zeros(()), observed=True)
+            # log 1 = 0 where the evidence holds, log 0 = -inf where it does not
+            _side_site(f"{name}__evidence", _Factor(holds.to(torch.get_default_dtype()).log()),
+                       value=torch.zeros(()), observed=True)
             overrides.append((0, evidence))
-        if overrides:
-            value = self._set_worlds(value, overrides, event_dim)
-            msg["value"] = value
-            msg["fn"] = Delta(value, event_dim=event_dim, validate_args=False)
-        msg["infer"] = {**msg["infer"], "counterfactual": True}
+        if overrides:  # (its fn, Pyro's masked Delta, scores nothing: left as it is)
+            msg["value"] = self._set_worlds(value, overrides, event_dim)
 
     def _exogenous(self, name, mechanism):
         """In exact mode, a discrete site that no world intervenes on and whose distribution
         is the same in every world (its parameters are broadcast along the world dim)."""
-        if not self.exact or not getattr(mechanism.base, "has_enumerate_support", False):
+        if not (self.exact and mechanism.base.has_enumerate_support):
             return False
         if any(name in interventions for interventions in self.sets):
             return False
@@ -182,18 +175,29 @@ class CounterfactualMessenger(Messenger):
         interval index (with probability its length) carries all the noise that matters.
         """
         d = self.dim
-        thresholds = (1 - mechanism.base.probs).movedim(d, -1)  # [..., plates, W]
+        thresholds = [1 - mechanism.base.probs]  # the worlds' own, along the world dim d
+        factual_shape = list(thresholds[0].shape)
+        factual_shape[d] = 1
+        for interventions in self.sets:  # a stochastic intervention's threshold cuts u too
+            action = interventions.get(name)
+            if isinstance(action, torch.distributions.Distribution):
+                stochastic = _Mechanism(name, action, d).base
+                if type(stochastic) is type(mechanism.base):  # else _intervene says why not
+                    thresholds.append((1 - stochastic.probs).expand(factual_shape))
+        thresholds = torch.cat(thresholds, d).movedim(d, -1)  # [..., plates, cuts], factual first
         edges = torch.cat([torch.zeros_like(thresholds[..., :1]), thresholds.sort(-1).values,
                            torch.ones_like(thresholds[..., :1])], -1)
         lengths = (edges[..., 1:] - edges[..., :-1]).clamp(min=0)
         midpoints = (edges[..., 1:] + edges[..., :-1]) / 2
         if evidence is not None:
             factual = thresholds[..., :1]
-            observed_one = evidence.movedim(d, -1) > 0.5 if evidence.dim() >= -d else evidence > 0.5
+            observed_one = evidence.movedim(d, -1) > 0.5  # evidence keeps the world dim (size 1)
             consistent = (midpoints > factual) == observed_one
             lengths = torch.where(consistent, lengths, torch.zeros_like(lengths))
         total = lengths.sum(-1, keepdim=True)
-        probs = torch.where(total > 0, lengths / total.clamp(min=1e-30), torch.ones_like(lengths))
+        # a Categorical normalises its probs; where the evidence is impossible (its factor is
+        # -inf) any index will do
+        probs = torch.where(total > 0, lengths, torch.ones_like(lengths))
         # put the world dimension back as size 1, so the site lines up with the plates
         probs, midpoints = probs.unsqueeze(d - 1), midpoints.unsqueeze(d - 1)
         index = _side_site(f"{name}__noise", _IntervalIndex(probs=probs, validate_args=False))
@@ -205,11 +209,10 @@ class CounterfactualMessenger(Messenger):
                                      + midpoints.shape[-1:])
         return torch.take_along_dim(midpoints, index, -1).squeeze(-1)
 
-    def _intervene(self, name, msg, mechanism, value, noise, shape=None):
+    def _intervene(self, name, shape, mechanism, value, noise):
         """[(world, value)] for the worlds that intervene on the site (``shape``: the
-        site's shapes less the world dim, when its distribution does not say)."""
+        site's shapes, world dim of size 1; ``mechanism`` None for a deterministic site)."""
         overrides = []
-        shape = shape or _factual_fn(msg["fn"], self.dim, mechanism)
         event_dim = len(shape.event_shape)
         for w, interventions in enumerate(self.sets, start=1):
             if name not in interventions:
@@ -235,23 +238,32 @@ class CounterfactualMessenger(Messenger):
                 new = action(self._get_world(value, w, event_dim))
             else:
                 new = action
-            new = fit_to_site(name, new, shape)
+            new = self._fit(name, new, shape)
             overrides.append((w, new))
         return overrides
+
+    def _fit(self, name, value, shape):
+        """``value`` broadcast to the site's ``shape`` (world dim of size 1): a value that
+        would fill the world dim with several entries is an error, not a value per world."""
+        value = fit_to_site(name, value, shape)
+        d = self.dim - len(shape.event_shape)
+        if value.dim() >= -d and value.shape[d] != 1:
+            site = tuple(shape.batch_shape) + tuple(shape.event_shape)
+            raise SiteError(f"site {name!r}: a value of shape {tuple(value.shape)} does not fit the "
+                            f"site's batch + event shape {site}: its dim {d} is the worlds' (give "
+                            "each world its value with an intervention)", site=name)
+        return value
 
     def _set_worlds(self, value, overrides, event_dim):
         """``value`` with the world dim at full size and each ``(world, new)`` written in."""
         d = self.dim - event_dim
         if value.dim() < -d:
             value = value.reshape((1,) * (-d - value.dim()) + tuple(value.shape))
-        news = [torch.as_tensor(new, dtype=value.dtype, device=value.device)
-                for _, new in overrides]
-        shape = list(broadcast_shape(value.shape, *(new.shape for new in news)))
+        # every new value is a tensor already (fit_to_site); copy_ casts it to value's dtype
+        shape = list(broadcast_shape(value.shape, *(new.shape for _, new in overrides)))
         shape[d] = len(self.sets) + 1
         value = value.expand(shape).clone()
-        for (world, _), new in zip(overrides, news):
-            if new.dim() >= -d and new.shape[d] != 1:
-                new = new.narrow(d, 0, 1)
+        for world, new in overrides:  # each of size 1 along the world dim (_fit)
             value.narrow(d, world, 1).copy_(new)  # copy_ broadcasts
         return value
 

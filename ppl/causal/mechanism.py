@@ -21,6 +21,9 @@ class _Mechanism:
             self.reinterpreted += base.reinterpreted_batch_ndims
             base = base.base_dist
         self.base = base
+        # the world dim counted from the right of the base's batch shape, which ends with
+        # the dims that Independent reinterprets as the site's event
+        self.dim = dim - self.reinterpreted
         self.rule = noise_model(base)
         if self.rule is None:
             raise ValueError(
@@ -30,7 +33,7 @@ class _Mechanism:
                 "ppl.causal.noise.register_noise")
         self.event_dim = len(base.event_shape)
         self._factual_fn = None
-        self.noise_shape = _without_world(base.batch_shape, dim - self.event_dim) + base.event_shape
+        self.noise_shape = _without_world(base.batch_shape, self.dim - self.event_dim) + base.event_shape
 
     def invariant(self):
         """Whether no parameter varies along the world dimension (broadcast views have

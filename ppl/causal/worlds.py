@@ -103,7 +103,7 @@ def _without_world(shape, dim):
     return torch.Size(shape)
 
 
-def _factual_fn(fn, dim, mechanism):
+def _factual_fn(fn, dim):
     """A distribution with the site's shapes less the world dimension (to fit values to)."""
     batch = _without_world(fn.batch_shape, dim)
     return _Shape(batch, fn.event_shape, fn.support)
