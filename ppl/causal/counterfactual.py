@@ -57,8 +57,7 @@ class _IntervalIndex(Categorical):
 class CounterfactualMessenger(Messenger):
     """Runs each site once over all worlds, sharing its noise (see the module docstring)."""
 
-    def __init__(self, evidence, intervention_sets, dim, exact=False):
-        super().__init__()
+    def __init__(self, evidence, intervention_sets, dim, exact=False):  # (Messenger has none)
         self.evidence = dict(evidence)
         self.sets = [dict(s) for s in intervention_sets]
         self.dim = dim
@@ -140,8 +139,9 @@ class CounterfactualMessenger(Messenger):
             holds = factual == evidence
             if event_dim:
                 holds = holds.flatten(-event_dim).all(-1)
-            # log 1 = 0 where the evidence holds, log 0 = -inf where it does not
-            _side_site(f"{name}__evidence", _Factor(holds.to(torch.get_default_dtype()).log()),
+            # log 1 = 0 where the evidence holds, log 0 = -inf where it does not (a bool
+            # tensor's log has the default dtype)
+            _side_site(f"{name}__evidence", _Factor(holds.log()),
                        value=torch.zeros(()), observed=True)
             overrides.append((0, evidence))
         if overrides:  # (its fn, Pyro's masked Delta, scores nothing: left as it is)
@@ -183,7 +183,7 @@ class CounterfactualMessenger(Messenger):
             if isinstance(action, torch.distributions.Distribution):
                 stochastic = _Mechanism(name, action, d).base
                 if type(stochastic) is type(mechanism.base):  # else _intervene says why not
-                    thresholds.append((1 - stochastic.probs).expand(factual_shape))
+                    thresholds.append((1 - stochastic.probs).to(thresholds[0]).expand(factual_shape))
         thresholds = torch.cat(thresholds, d).movedim(d, -1)  # [..., plates, cuts], factual first
         edges = torch.cat([torch.zeros_like(thresholds[..., :1]), thresholds.sort(-1).values,
                            torch.ones_like(thresholds[..., :1])], -1)

@@ -113,6 +113,19 @@ def test_stochastic_bernoulli_interventions_cut_the_shared_uniform(method):
         assert positive(prior) == pytest.approx({0.0: 0.1, 2.0: 0.4, 6.0: 0.3, 7.0: 0.2})
 
 
+def test_a_stochastic_bernoulli_intervention_below_an_enumerated_parent():
+    """u ~ B(0.5), x ~ B(0.2 + 0.6 u) observed 1, do(x ~ B(0.1)): x = 1 means v > 1 - p_u
+    (0.8 or 0.2), and x_1 = 1[v > 0.9] has probability 0.1 / 0.2 or 0.1 / 0.8; P(u = 1 |
+    x = 1) = 0.8, so P(x_1 = 1) = 0.2 * 0.5 + 0.8 * 0.125 = 0.2 (thresholds cut along the
+    world dim, right of the enumerated u's)."""
+    def scm():
+        u = ppl.sample("u", dist.Bernoulli(0.5))
+        return ppl.sample("x", dist.Bernoulli(0.2 + 0.6 * u))
+
+    answer = inference.counterfactual(scm, {"x": 1.0}, {"x": dist.Bernoulli(0.1)}, "x", method="exact")
+    assert answer.mean == pytest.approx(0.2, abs=1e-6)
+
+
 def test_a_shift_reads_the_sites_value_in_its_own_world():
     """do(x = 0, y = y + 10): y's natural value in world 1 is 2 * 0 + u_y = 1, so y = 11
     and z = 0 + 11 + u_z = 12 (world 0's y + 10 would give 13)."""
@@ -199,6 +212,40 @@ def test_evidence_on_a_mechanism_in_one_run_is_a_zero_or_minus_infinity_factor()
         assert float(tr["Y__evidence"].fn.log_prob(torch.zeros(())).sum()) == factor
 
 
+def test_evidence_on_a_vector_mechanism_is_one_factor_per_plate_element():
+    """V_i = (u + i, u) for plate elements i = 0, 1, 2 with u = 1 (conditioned): evidence
+    ((1, 1), (0, 1), (3, 1)) holds in elements 0 and 2 only, so the factor is log 1, log 0,
+    log 1, one per element; do(V = (7, 8)) writes world 1 of every element."""
+    def scm():
+        u = ppl.sample("u", dist.Bernoulli(0.5))
+        with ppl.plate("data", 3):
+            v = torch.stack(torch.broadcast_tensors(u + torch.arange(3.0), u), -1)  # [worlds, 3, 2]
+            v = ppl.deterministic("V", v, event_dim=1)
+            return ppl.sample("e", dist.Normal(v.sum(-1), 1.0))  # a sample site: the plate is found
+
+    evidence = {"V": torch.tensor([[1.0, 1.0], [0.0, 1.0], [3.0, 1.0]])}
+    program = pyro.poutine.condition(ppl.counterfactual(scm, evidence, {"V": torch.tensor([7.0, 8.0])}),
+                                     {"u__noise": torch.tensor(1.0)})
+    tr = ppl.trace(program)()
+    factor = tr["V__evidence"].fn.log_prob(torch.zeros(()))
+    assert factor.reshape(-1).tolist() == [0.0, float("-inf"), 0.0]
+    assert tr.deterministics["V"][1].tolist() == [[7.0, 8.0]] * 3
+
+
+def test_an_intervention_on_a_constant_inside_a_plate():
+    """k_i = (1, 2, 3) a constant per plate element, y_i = k_i x + u_i; do(k = 5): with x = 1
+    and y = k + 1 observed (u_i = 1), world 1 has y_i = 5 + 1."""
+    def scm():
+        x = ppl.sample("x", dist.Normal(0.0, 1.0))
+        with ppl.plate("data", 3):
+            k = ppl.deterministic("k", torch.tensor([1.0, 2.0, 3.0]), event_dim=0)
+            return ppl.sample("y", dist.Normal(k * x, 1.0))
+
+    tr = run(scm, {"x": 1.0, "y": torch.tensor([2.0, 3.0, 4.0])}, {"k": 5.0})
+    assert tr.deterministics["k"].tolist() == [[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]
+    assert tr["y"].value.tolist() == [[2.0, 3.0, 4.0], [6.0, 6.0, 6.0]]
+
+
 def constant_scale():
     """y = k x + u_y with k a mechanism of no noise (a constant of the model)."""
     k = ppl.deterministic("k", torch.tensor(2.0), event_dim=0)
@@ -238,8 +285,11 @@ def test_exact_abduction_of_bernoulli_sites_with_a_latent_parent():
     evidence = {"w": 1.0, "z": 1.0, "x": 0.0, "y": 0.0}
     answer = inference.counterfactual(scm, evidence, {"x": 1.0}, "y", method="exact")
     assert answer.mean == pytest.approx((0.09 * 0.4 / 0.9 + 0.2 * 0.8) / 0.29, abs=1e-6)
-    posterior = enumerate_program(ppl.counterfactual(scm, evidence, {"x": 1.0}, exact=True))
+    program = ppl.counterfactual(scm, evidence, {"x": 1.0}, exact=True)
+    posterior = enumerate_program(program)
     assert posterior.log_evidence == pytest.approx(math.log(0.3 * 0.25 * 0.58), abs=1e-6)
+    # u is its own noise (drawn once, in the factual world), yet has a value per world
+    assert ppl.trace(program)()["u"].value.shape == (2,)
 
 
 def test_exact_evidence_impossible_for_some_values_of_a_latent():
@@ -341,24 +391,36 @@ def test_bad_input_is_named():
         ppl.counterfactual(linear_gaussian_scm, {"y": float("nan")}, {"x": 0.0})
     with pytest.raises(SiteError, match="counterfactual interventions: site 'x' is given NaN"):
         ppl.counterfactual(linear_gaussian_scm, {}, [{"y": 0.0}, {"x": float("nan")}], worlds="multi")
-    with pytest.raises(ValueError, match=r"counterfactual\(worlds='twin'\) takes one dict"):
+    twin, multi = "one dict of interventions", "a list of intervention dicts"
+    with pytest.raises(ValueError, match=rf"^counterfactual\(worlds='twin'\) takes {twin}$"):
         ppl.counterfactual(linear_gaussian_scm, {}, [{"x": 0.0}])
     for sets in ([], [{"x": 0.0}, 1.0]):
-        with pytest.raises(ValueError, match=r"counterfactual\(worlds='multi'\) takes a list"):
+        with pytest.raises(ValueError, match=rf"^counterfactual\(worlds='multi'\) takes {multi}$"):
             ppl.counterfactual(linear_gaussian_scm, {}, sets, worlds="multi")
     with pytest.raises(ValueError, match="worlds must be 'twin' or 'multi', got 'triple'"):
         ppl.counterfactual(linear_gaussian_scm, {}, {"x": 0.0}, worlds="triple")
     # a value along the world dim is not one value per world (it used to mix the worlds:
     # evidence y = (3, 5) gave y = 3 in both worlds); a batch left of the worlds is fine
-    with pytest.raises(SiteError, match=r"site 'y': a value of shape \(2,\) .* dim -1 is the worlds'"):
+    with pytest.raises(SiteError, match=r"^site 'y': a value of shape \(2,\) does not fit the site's batch "
+                                         r"\+ event shape \(1,\): its dim -1 is the worlds' \(give each "
+                                         r"world its value with an intervention\)$") as error:
         run(linear_gaussian_scm, {"x": 1.0, "y": torch.tensor([3.0, 5.0])}, {"x": 0.0})
+    assert error.value.site == "y"
     with pytest.raises(SiteError, match=r"site 'y': a value of shape \(2, 3\) .* dim -2 is the worlds'"):
         run(plated_scm, {}, {"y": torch.zeros(2, 3)}, 3, shift=0.0)
     batch = run(linear_gaussian_scm, {"x": 1.0, "y": torch.tensor([[3.0], [5.0]])}, {"x": 0.0})
     assert batch["y"].value.tolist() == [[3.0, 1.0], [5.0, 3.0]]  # u_y = 1 and 3
+    batch = run(linear_gaussian_scm, {"x": 1.0, "y": 3.0}, {"x": torch.tensor([[0.0], [2.0]])})
+    assert batch["y"].value.tolist() == [[3.0, 1.0], [3.0, 5.0]]  # y_1 = 2 x_1 + 1
+    # a distribution with no noise rule, as a stochastic intervention (exact mode: on a
+    # Bernoulli site, whose noise is cut at the interventions' thresholds)
+    with pytest.raises(ValueError, match="^site 'x': Beta has no noise-sharing rule"):
+        run(linear_gaussian_scm, {}, {"x": dist.Beta(2.0, 2.0)})
+    with pytest.raises(ValueError, match="^site 'x': Beta has no noise-sharing rule"):
+        run(lambda: ppl.sample("x", dist.Bernoulli(0.5)), {}, {"x": dist.Beta(2.0, 2.0)}, exact=True)
     # one dict is one intervened world under worlds="multi" too
     assert ppl.counterfactual(linear_gaussian_scm, {}, {"x": 0.0}, worlds="multi").num_worlds == 2
-    with pytest.raises(SiteError, match="site 'M' is deterministic .* not a distribution") as error:
+    with pytest.raises(SiteError, match="^site 'M' is deterministic .* not a distribution$") as error:
         run(mediation_default_event_dim, {}, {"M": dist.Normal(0.0, 1.0)})
     assert error.value.site == "M"
 
