@@ -30,7 +30,8 @@ MODULES = {
     "inference/vi/objectives.py": ["tests/inference/vi/"],
     "inference/vi/estimators.py": ["tests/inference/vi/"],
     "inference/importance.py": ["tests/inference/test_importance.py", "tests/causal/"],
-    "inference/exact/elimination.py": ["tests/causal/", "tests/inference/test_exact_plated.py"],
+    "inference/exact/elimination.py": ["tests/inference/test_exact_elimination.py", "tests/causal/",
+                                       "tests/inference/test_exact_plated.py"],
     "inference/gflownet/losses.py": ["tests/inference/gflownet/"],
 }
 STATUS = re.compile(r"^\s*(\S+): (killed|survived|no tests|timeout|suspicious|skipped|not checked|"

@@ -111,18 +111,26 @@ def test_density_factors_far_outside_float64_are_scaled_by_their_maximum(observa
 
 
 def test_a_product_of_probability_tables_that_underflows_is_rescaled_at_every_step():
-    # 120 observed coins of probability 0.001 or 0.002 multiply to about 1e-360: the unscaled
-    # contraction gives 0, the rescaled one the log evidence summed by hand
+    # a -> b, and 120 observed coins of probability 0.001 or 0.002 given b multiply to about
+    # 1e-360: the unscaled contraction gives 0, the rescaled one (two elimination steps) the
+    # log evidence summed by hand
     def model():
         a = ppl.sample("a", dist.Bernoulli(0.4))
+        b = ppl.sample("b", dist.Bernoulli(0.3 + 0.4 * a))
         for i in range(120):
-            ppl.sample(f"y_{i}", dist.Bernoulli(1e-3 * (1 + a)), obs=torch.tensor(1.0))
+            ppl.sample(f"y_{i}", dist.Bernoulli(1e-3 * (1 + b)), obs=torch.tensor(1.0))
 
-    log_p_y = [float(dist.Bernoulli(1e-3 * (1 + a)).log_prob(torch.tensor(1.0))) for a in (0, 1)]
-    log_joint = [math.log(0.6) + 120 * log_p_y[0], math.log(0.4) + 120 * log_p_y[1]]
-    top = max(log_joint)
-    exact = top + math.log(sum(math.exp(v - top) for v in log_joint))
+    log_p_y = [float(dist.Bernoulli(1e-3 * (1 + b)).log_prob(torch.tensor(1.0))) for b in (0, 1)]
+    log_joint = {}
+    for a in (0, 1):
+        p_b = float(torch.tensor(0.3 + 0.4 * a))
+        for b in (0, 1):
+            log_joint[a, b] = (math.log(0.4 if a else 0.6) + math.log(p_b if b else 1 - p_b)
+                               + 120 * log_p_y[b])
+    top = max(log_joint.values())
+    exact = top + math.log(sum(math.exp(v - top) for v in log_joint.values()))
     assert exact < -745
     posterior = enumerate_program(model)
     assert posterior.log_evidence == pytest.approx(exact, rel=1e-7)
-    assert float(posterior.marginal("a")[1]) == pytest.approx(math.exp(log_joint[1] - exact), abs=1e-6)
+    p_a = sum(math.exp(v - exact) for (a, _), v in log_joint.items() if a)
+    assert float(posterior.marginal("a")[1]) == pytest.approx(p_a, abs=1e-6)
