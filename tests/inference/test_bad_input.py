@@ -370,6 +370,21 @@ def test_gumbel_estimator_on_a_normal_site():
         VI(model, guide, estimators={"mu": "gumbel"}).step(X)
 
 
+def test_gumbel_estimator_on_a_model_site_it_cannot_relax():
+    """The guide's site relaxes; the model's, masked, does not: the error names the site too."""
+    probs = torch.tensor([0.3, 0.4, 0.3])
+
+    def masked_model():
+        ppl.sample("c", dist.OneHotCategorical(probs).mask(True))
+
+    def one_hot_guide():
+        ppl.sample("c", dist.OneHotCategorical(logits=ppl.param("logits", torch.zeros(3))))
+
+    with pytest.raises(SiteError, match="site 'c': estimator 'gumbel' relaxes OneHotCategorical "
+                                        "and Bernoulli sites, not MaskedDistribution"):
+        VI(masked_model, one_hot_guide, estimators={"c": "gumbel"}).step()
+
+
 # ----------------------------------------------------------------- evidence and interventions
 def scm():
     x = ppl.sample("x", dist.Normal(0.0, 1.0))

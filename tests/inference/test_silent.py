@@ -2,6 +2,7 @@
 silent): each is now the right answer or an error naming the site or argument."""
 
 import math
+import re
 
 import networkx as nx
 import pytest
@@ -273,6 +274,24 @@ def test_a_site_outside_the_weighted_plate_that_reads_its_latents_is_refused():
             run()
     assert math.isfinite(VI(total_of_locals, exact_local_posterior, inference.IWAE(3), independent_plate=None,
                             vectorize_particles=False).loss())
+
+
+def first_of_locals():  # reads z_0 keeping the particle dimension where it was: [K, 1]
+    with ppl.plate("data", 4):
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+    ppl.sample("first", dist.Normal(z[..., :1], 1.0), obs=torch.tensor([1.0]))
+
+
+def test_a_vectorised_site_outside_the_weighted_plate_that_reads_its_latents_is_refused():
+    # the particles vectorised: "first" varies across them, so it cannot be counted once (two
+    # particles: the comparison of each with the first must not compare the pair with itself)
+    vi = VI(first_of_locals, exact_local_posterior, inference.IWAE(2))
+    with pytest.raises(ValueError, match=re.escape(
+            "site 'first' lies outside plate 'data' but its log density varies across particles, so the "
+            "weights do not factorise over 'data'; pass independent_plate=None to weight whole traces")):
+        vi.loss()
+    whole_traces = VI(first_of_locals, exact_local_posterior, inference.IWAE(2), independent_plate=None)
+    assert math.isfinite(whole_traces.loss())
 
 
 # today: vectorised, z.sum(-1) summed the 3 particles' z into one "total" (the particle

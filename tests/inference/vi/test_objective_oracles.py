@@ -14,6 +14,7 @@ standard errors of that mean (a false alarm has probability about 6e-5 per coord
 
 import itertools
 import math
+from functools import partial
 
 import pyro
 import pyro.infer
@@ -24,6 +25,7 @@ from torch.distributions import transform_to
 import ppl
 import ppl.distributions as dist
 from inference import ELBO, IWAE, RWS, VI, VIS, Renyi, Score
+from inference.vi.baselines import LearnedBaseline, RunningBaseline
 from models.conjugate import (normal_normal_guide, normal_normal_log_evidence, normal_normal_model,
                               normal_normal_posterior)
 from models.mixture import mixture_guide, mixture_log_likelihood, mixture_model
@@ -368,6 +370,49 @@ def test_rws_equals_pyros_reweighted_wake_sleep_on_the_same_draws():
         assert torch.allclose(a, leaf.grad, rtol=1e-5, atol=1e-6), (a, leaf.grad)
 
 
+def expanded_normal_model(x):
+    """models.conjugate's Normal-Normal with the observations' distribution expanded over the
+    plate: unconditioned, ppl's plate would draw one x for all (it skips the expand when the
+    observed value spans the plate)."""
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    with ppl.plate("data", len(x)):
+        ppl.sample("x", dist.Normal(mu, 1.0).expand([len(x)]), obs=x)
+
+
+def amortised_guide(x):
+    """q(mu | x) = N(a * mean(x), 1): reads the observations it is given."""
+    return ppl.sample("mu", dist.Normal(ppl.param("a", torch.tensor(0.4)) * x.mean(), 1.0))
+
+
+def test_rws_sleep_inputs_give_an_amortised_guide_the_dreamed_observations():
+    """RWS(1, wake_phi=0, sleep=1, sleep_inputs): the surrogate is -log p_hat(x) (q held
+    fixed) plus the sleep loss -log q(mu' | x') on (mu', x') drawn from the model, with the
+    guide called on sleep_inputs' arguments (the dreamed x', not the data). Recomputed by
+    hand from the recorded draws: the value and the gradient in a."""
+    dreams = []
+
+    def sleep_inputs(dreamed, args, kwargs):
+        dreams.append(dreamed)
+        return (dreamed["x"],), kwargs
+
+    guide = Recorder(amortised_guide)
+    vi = VI(expanded_normal_model, guide, RWS(1, wake_phi=0.0, sleep=1.0, sleep_inputs=sleep_inputs),
+            rng_seed=0)
+    vi.loss(X5)
+    dreams.clear()
+    surrogate = vi.differentiable_loss(X5)
+    (a_leaf,) = leaves(vi, ["a"])
+    mu_wake, mu_dream = guide.draws[-2:]
+    assert len(dreams) == 1 and set(dreams[0]) == {"x"}
+    x_dream = dreams[0]["x"]
+    assert x_dream.shape == X5.shape and not torch.equal(x_dream, X5)
+    log_p = dist.Normal(0.0, 1.0).log_prob(mu_wake) + dist.Normal(mu_wake, 1.0).log_prob(X5).sum()
+    wake = -(log_p - dist.Normal(a_leaf * X5.mean(), 1.0).log_prob(mu_wake)).detach()
+    by_hand = wake - dist.Normal(a_leaf * x_dream.mean(), 1.0).log_prob(mu_dream)
+    assert float(surrogate.detach()) == pytest.approx(float(by_hand.detach()), rel=1e-6)
+    assert torch.allclose(*(torch.autograd.grad(loss, [a_leaf])[0] for loss in (surrogate, by_hand)))
+
+
 # ------------------------------------------- a site outside the plate of per-element weights
 G_OBS = torch.tensor(1.3)
 
@@ -396,6 +441,35 @@ def test_a_site_outside_the_per_element_plate_is_counted_once(vectorize):
     assert value == pytest.approx(float(expected), rel=1e-6, abs=1e-5)
 
 
+ZEROS_2x3, G_2 = torch.zeros(2, 3), torch.tensor([[0.4], [-1.1]])
+
+
+def two_plate_model():
+    """z in plates "a" and "b" (both kept: "a" holds every latent, "b" every site), and an
+    observed g in "b" alone, outside "a"."""
+    with ppl.plate("a", 3, dim=-1), ppl.plate("b", 2, dim=-2):
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        ppl.sample("x", dist.Normal(z, 1.0), obs=ZEROS_2x3)
+    with ppl.plate("b", 2, dim=-2):
+        ppl.sample("g", dist.Normal(0.0, 1.0), obs=G_2)
+
+
+def two_plate_posterior():  # z | x = 0 is N(0, 1/2): every weight is p(x)
+    with ppl.plate("a", 3, dim=-1), ppl.plate("b", 2, dim=-2):
+        ppl.sample("z", dist.Normal(0.0, 0.5 ** 0.5))
+
+
+def test_a_site_in_one_kept_plate_and_outside_another_is_counted_once():
+    """Weights per element of both "a" and "b" ([K, 2, 3]); g, outside "a", is summed over
+    its own elements of "b" and counted once. At the exact posterior IWAE's bound is
+    log p(x) = sum log N(x; 0, 2) + sum log N(g; 0, 1). Float32 rounding only."""
+    vi = VI(two_plate_model, two_plate_posterior, IWAE(3))
+    expected = (dist.Normal(0.0, 2.0 ** 0.5).log_prob(ZEROS_2x3).sum()
+                + dist.Normal(0.0, 1.0).log_prob(G_2).sum())
+    assert -vi.loss() == pytest.approx(float(expected), abs=1e-4)
+    assert vi._keep == (("b", -2), ("a", -1))  # the per-element path was taken
+
+
 # ------------------------------------- guide enumeration of sites that depend on each other
 P_A, P_B = torch.tensor([0.3, 0.7]), torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.3, 0.5]])
 P_C, C_MEANS = torch.tensor([[0.8, 0.2], [0.5, 0.5], [0.1, 0.9]]), torch.tensor([-1.0, 1.5])
@@ -403,12 +477,15 @@ Y_CHAIN = torch.tensor([0.4, 1.1, -0.3])
 ENUM = {"enumerate": "parallel"}
 
 
-def chain_model(y):  # a -> b -> c, the observations read c alone
+A_SHIFTS = torch.tensor([0.0, 0.8])
+
+
+def chain_model(y, reads_a=False):  # a -> b -> c, the observations read c (and a)
     a = ppl.sample("a", dist.Categorical(P_A))
     b = ppl.sample("b", dist.Categorical(P_B[a]))
     c = ppl.sample("c", dist.Categorical(P_C[b]))
     with ppl.plate("data", len(y)):
-        ppl.sample("y", dist.Normal(C_MEANS[c], 1.0), obs=y)
+        ppl.sample("y", dist.Normal(C_MEANS[c] + (A_SHIFTS[a] if reads_a else 0.0), 1.0), obs=y)
 
 
 def chain_guide(y):  # every site enumerated, each one's probabilities read the one before
@@ -420,11 +497,13 @@ def chain_guide(y):  # every site enumerated, each one's probabilities read the 
     ppl.sample("c", dist.Categorical(qc[b]), infer=ENUM)
 
 
-def test_dependent_enumerated_guide_sites_give_the_exact_elbo_and_gradient():
+@pytest.mark.parametrize("reads_a", [False, True], ids=["reads_c", "reads_a_and_c"])
+def test_dependent_enumerated_guide_sites_give_the_exact_elbo_and_gradient(reads_a):
     """sum over (a, b, c) of q(a) q(b | a) q(c | b) [log p(a, b, c, y) - log q(a, b, c)], by
-    hand: the observations' log density varies with c alone, so its weight q(c | b) must
-    bring in b, and q(b | a) then a (two rounds of WeightLayout's closure)."""
-    vi = VI(chain_model, chain_guide, ELBO())
+    hand: when the observations' log density varies with c alone, its weight q(c | b) must
+    bring in b, and q(b | a) then a (two rounds of WeightLayout's closure); when it varies
+    with a and c, b (between them in the guide's order) must be brought in all the same."""
+    vi = VI(partial(chain_model, reads_a=reads_a), chain_guide, ELBO())
     loss = vi.differentiable_loss(Y_CHAIN)
     names = ["qa", "qb", "qc"]
     targets = leaves(vi, names)
@@ -433,9 +512,128 @@ def test_dependent_enumerated_guide_sites_give_the_exact_elbo_and_gradient():
     for a, b, c in itertools.product(range(2), range(3), range(2)):
         log_q = qa[a].log() + qb[a, b].log() + qc[b, c].log()
         log_p = (P_A[a].log() + P_B[a, b].log() + P_C[b, c].log()
-                 + dist.Normal(C_MEANS[c], 1.0).log_prob(Y_CHAIN).sum())
+                 + dist.Normal(C_MEANS[c] + A_SHIFTS[a] * reads_a, 1.0).log_prob(Y_CHAIN).sum())
         exact = exact + log_q.exp() * (log_p - log_q)
     assert float(loss.detach()) == pytest.approx(-float(exact.detach()), rel=1e-6)
     assert -vi.loss(Y_CHAIN) == pytest.approx(float(exact.detach()), rel=1e-6)
     for name, a, b in zip(names, torch.autograd.grad(loss, targets), torch.autograd.grad(-exact, targets)):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (name, a, b)
+
+
+
+# ----------------------------------------- the objectives as functions of fixed log-weights
+# K = 2 particles (rows) by N = 3 elements (columns) with their own weights, in float64: each
+# objective's (surrogate, value) against its definition written out in torch, the surrogate
+# compared through its gradients (what the optimiser follows). K = 2 is the smallest K with a
+# mean over particles, and K != N tells the particle axis from the element axis.
+LOG_P = torch.tensor([[-2.1, 0.3, -0.8], [-0.4, -1.7, 0.9]], dtype=torch.float64)
+LOG_Q = torch.tensor([[-0.6, -1.2, -0.2], [-1.5, -0.1, -0.9]], dtype=torch.float64)
+SITE_LOG_Q = torch.tensor([[-0.3, -1.1, -0.7], [-0.9, -0.5, -1.4]], dtype=torch.float64)  # a score site's
+LEARNED_START = -0.7  # the learned baseline's parameter (not 0, so that b * log q counts)
+
+
+def objective_by_hand(objective, log_p, log_q, site_log_q, baseline):
+    """(surrogate, value). ELBO: mean_k log w; Renyi: (1/g) log mean_k w^g, g = 1 - alpha
+    (within 1e-3 of alpha = 1, mean_k log w + g/2 var_k log w per element);
+    with a score-function site, less the sum over it of (signal - b) log q with the signal
+    held fixed (log w averaged over particles for the ELBO, the bound summed over them for
+    Renyi), b the running baseline's first value (the mean signal) or the learned one's
+    parameter, plus that parameter's least-squares loss mean((signal - b)^2). VIS and RWS:
+    the log mean weight with q held fixed, less sum softmax_k(power log w) log q (power 2 for
+    VIS; 1 for RWS, times wake_phi)."""
+    K = log_p.shape[0]
+    if isinstance(objective, (VIS, RWS)):
+        log_w = log_p - log_q.detach()
+        value = (torch.logsumexp(log_w, 0) - math.log(K)).sum()
+        power, weight = (2.0, 1.0) if isinstance(objective, VIS) else (1.0, objective.wake_phi)
+        return -value - weight * (torch.softmax(power * log_w.detach(), 0) * log_q).sum(), value
+    if isinstance(objective, ELBO):
+        bound = (log_p - log_q).mean(0)
+        signal, reduce_particles = (log_p - log_q).detach(), lambda x: x.mean(0)
+    else:
+        g, log_w = 1.0 - objective.alpha, log_p - log_q
+        if abs(g) < 1e-3:  # its expansion to first order in g, per element (checked above)
+            bound = log_w.mean(0) + g / 2 * ((log_w - log_w.mean(0)) ** 2).mean(0)
+        else:
+            bound = (torch.logsumexp(g * log_w, 0) - math.log(K)) / g
+        signal, reduce_particles = bound.detach(), lambda x: x.sum(0)
+    value = bound.sum()
+    if site_log_q is None:
+        return -value, value
+    b, fitting = 0.0, 0.0
+    if isinstance(baseline, RunningBaseline):
+        b = signal.mean()
+    elif isinstance(baseline, LearnedBaseline):
+        b, fitting = baseline.param.detach(), ((signal - baseline.param) ** 2).mean()
+    return -value - reduce_particles((signal - b) * site_log_q).sum() + fitting, value
+
+
+CASES = {"elbo": ELBO(2), "iwae": IWAE(2), "renyi_half": Renyi(0.5, 2), "renyi_minus_1": Renyi(-1.0, 2),
+         "renyi_near_one": Renyi(1.0 - 5e-4, 2)}
+CASES = {**{f"{name}-{b}": (objective, b) for name, objective in CASES.items()
+            for b in (None, "running", "learned")},
+         "vis": (VIS(2), None), "rws": (RWS(2), None), "rws_half": (RWS(2, wake_phi=0.5), None),
+         "rws_sleep_only": (RWS(2, wake_phi=0.0, sleep=1.0), None)}
+
+
+@pytest.mark.parametrize("objective, baseline", CASES.values(), ids=CASES.keys())
+def test_each_objective_is_its_definition_on_fixed_log_weights(objective, baseline):
+    """The value, the surrogate, and its gradients in log p, log q, a score-function site's
+    log q (the ELBO and Renyi) and the learned baseline's parameter equal the definition's,
+    to float64 rounding."""
+    ops = ppl.get_backend().ops
+    log_p, log_q, site = (x.clone().requires_grad_() for x in (LOG_P, LOG_Q, SITE_LOG_Q))
+    targets, score_log_q, baselines = [log_p, log_q], {}, {}
+    if not objective.detached_samples:
+        targets.append(site)
+        score_log_q["c"] = site
+        if baseline == "running":
+            baselines["c"] = RunningBaseline(ops, 0.9)
+        elif baseline == "learned":
+            baselines["c"] = LearnedBaseline(ops, LOG_P)
+            with torch.no_grad():
+                baselines["c"].param.fill_(LEARNED_START)
+            targets.append(baselines["c"].param)
+    surrogate, value = objective.loss(ops, log_p, log_q, score_log_q, baselines)
+    expected, expected_value = objective_by_hand(objective, log_p, log_q, score_log_q.get("c"),
+                                                 baselines.get("c"))
+    assert float(value.detach()) == pytest.approx(float(expected_value.detach()), rel=1e-12)
+    assert float(surrogate.detach()) == pytest.approx(float(expected.detach()), rel=1e-12)
+    for ours, theirs in zip(*(torch.autograd.grad(loss, targets, allow_unused=True, materialize_grads=True)
+                              for loss in (surrogate, expected))):
+        assert torch.allclose(ours, theirs, rtol=1e-12, atol=1e-14), (ours, theirs)
+
+
+# ------------------------------ a score-function site downstream of an enumerated one, per element
+X3 = torch.tensor([0.3, 1.6, -0.4])
+
+
+def plated_enum_then_score(guide_side):
+    """In plate "data": a enumerated in the guide, d drawn by the score function given a."""
+    p = pyro.param("q" if guide_side else "p", torch.tensor(0.35 if guide_side else 0.6),
+                   constraint=dist.constraints.unit_interval)
+    with pyro.plate("data", len(X3)):
+        a = pyro.sample("a", dist.Bernoulli(p), infer=ENUM if guide_side else {})
+        d = pyro.sample("d", dist.Bernoulli(p * (0.5 + a) / 1.5))
+        if not guide_side:
+            pyro.sample("x", dist.Normal(a + 2.0 * d, 1.0), obs=X3)
+
+
+def test_a_score_site_downstream_of_enumeration_with_per_element_weights_equals_trace_enum_elbo():
+    """ELBO(2) with weights per element of "data" (K > 1): the loss and the gradients of the
+    model's and the guide's parameters equal Pyro's TraceEnum_ELBO with 2 vectorised
+    particles on the same draws (the ELBO is linear in log w: per-element weighting does
+    not change it, and d's Dice terms are taken per element)."""
+    model, guide = partial(plated_enum_then_score, False), partial(plated_enum_then_score, True)
+    vi = VI(model, guide, ELBO(2), estimators={"d": Score(baseline=None)})
+    vi.loss()
+    targets = leaves(vi, ["p", "q"])
+    pyro.set_rng_seed(0)
+    ours = vi.differentiable_loss()
+    with vi.param_scope():
+        pyro.set_rng_seed(0)
+        elbo = pyro.infer.TraceEnum_ELBO(num_particles=2, vectorize_particles=True, max_plate_nesting=1)
+        theirs = elbo.differentiable_loss(model, guide)
+    assert float(ours.detach()) == pytest.approx(float(theirs.detach()), rel=1e-6)
+    for a, b in zip(torch.autograd.grad(ours, targets), torch.autograd.grad(theirs, targets)):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), (a, b)

@@ -261,6 +261,34 @@ def test_gumbel_softmax_equals_hand_written_estimator(straight_through):
 
 
 @pytest.mark.parametrize("straight_through", [False, True])
+def test_a_gumbel_temperature_schedule_is_read_at_each_step(straight_through):
+    """Gumbel(temperature=schedule): at step t the guide's and the model's site are relaxed
+    at schedule(t), so the surrogate equals the hand-written estimator at that temperature
+    on the same draws (each step moves the logits: read again)."""
+    y = torch.tensor(1.5)
+    read = []
+
+    def schedule(t):
+        read.append(t)
+        return 0.4 + 0.3 * t
+
+    vi = VI(categorical_model, categorical_guide, ELBO(num_particles=8),
+            estimators={"c": Gumbel(temperature=schedule, straight_through=straight_through)})
+    vi.loss(y)
+    for t in range(3):
+        with vi.param_scope():
+            logits = pyro.param("q_logits")
+        read.clear()
+        torch.manual_seed(t)
+        ours = vi.differentiable_loss(y)
+        torch.manual_seed(t)
+        theirs = hand_written_gumbel_loss(logits, y, 0.4 + 0.3 * t, straight_through, 8)
+        assert read == [t] if straight_through else read == [t, t]  # guide (and relaxed model)
+        assert torch.allclose(ours, theirs, atol=1e-5), (t, ours, theirs)
+        vi.step(y)
+
+
+@pytest.mark.parametrize("straight_through", [False, True])
 def test_gumbel_softmax_training_improves_exact_elbo(straight_through):
     """Both relaxations are biased (the relaxed optimum is not the posterior), so the
     check is the discrete ELBO, computed exactly, against the initial uniform guide."""
