@@ -134,15 +134,15 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
         raise ValueError("importance: the target must be one number per particle (a site "
                          "outside plates)")
     values = values.to(result.log_weights.dtype)
-    mean = float(result.weighted_mean(values))
+    weights = result.normalized_weights
+    mean = float((weights * values).sum())
     ess = result.effective_sample_size
-    sd = float(result.weighted_mean((values - mean) ** 2)) ** 0.5
+    sd = float((weights * (values - mean) ** 2).sum()) ** 0.5
     distribution = None
     if discrete is not False:
         unique = torch.unique(values)
         if len(unique) <= 64:
-            distribution = {v.item(): float(result.weighted_mean((values == v).to(values.dtype)))
-                            for v in unique}
+            distribution = {v.item(): float(weights[values == v].sum()) for v in unique}
     answer = Estimate(mean, sd / math.sqrt(ess), distribution, method, ess)
     answer.params = params
     return answer

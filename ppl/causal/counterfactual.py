@@ -57,7 +57,8 @@ class _IntervalIndex(Categorical):
 class CounterfactualMessenger(Messenger):
     """Runs each site once over all worlds, sharing its noise (see the module docstring)."""
 
-    def __init__(self, evidence, intervention_sets, dim, exact=False):  # (Messenger has none)
+    def __init__(self, evidence, intervention_sets, dim, exact=False):
+        super().__init__()
         self.evidence = dict(evidence)
         self.sets = [dict(s) for s in intervention_sets]
         self.dim = dim

@@ -23,23 +23,20 @@ class _ProvenanceTracker(Messenger):
     """Tags every sample site's value with its name and reads each site's parents off the
     provenance of its log density. A ``deterministic`` site (a mechanism of explicit
     noise) is a node too: its parents are the provenance of its value, which it then
-    carries under its own name. With an :class:`_EscapeWatch`, a site also has as parents
+    carries under its own name. Through its :class:`_EscapeWatch`, a site also has as parents
     every site whose value reached Python control flow before it was drawn: a branch on
     ``x.item()`` leaves no provenance, but what follows it may depend on ``x``."""
 
-    def __init__(self, watch=None):
+    def __init__(self, watch):
         super().__init__()
         self.parents = {}
         self.watch = watch
-
-    def _control_parents(self):
-        return set(self.watch.escaped) if self.watch is not None else set()
 
     def _pyro_post_sample(self, msg):
         if type(msg["fn"]) is _Subsample:
             return
         name = msg["name"]
-        control = self._control_parents()
+        control = set(self.watch.escaped)  # sites read by control flow so far
         if msg["infer"].get("_deterministic"):
             self.parents[name] = (set(get_provenance(msg["value"])) | control) - {name}
             value = detach_provenance(msg["value"])
@@ -49,7 +46,7 @@ class _ProvenanceTracker(Messenger):
         if not torch.is_tensor(value):
             value = torch.as_tensor(value)
         tagged = ProvenanceTensor(value, frozenset({name}))
-        with self.watch.paused() if self.watch is not None else contextlib.nullcontext():
+        with self.watch.paused():
             log_density = msg["fn"].log_prob(tagged)  # the library's own checks are not the program's
         self.parents[name] = (set(get_provenance(log_density)) | control) - {name}
         msg["value"] = tagged
