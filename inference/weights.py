@@ -59,7 +59,7 @@ class WeightLayout:
         if all(name in names for name, _ in self.keep):
             return out, True
         if out.shape[0] > 1:
-            if not same_in_every_particle(ops, out):
+            if not same_in_every_particle(out):
                 self._refuse_outside_keep(site)
             out = out[:1]  # the particle plate broadcast it; it reads no particle's value
         return ops.sum(ops.reshape(out, (1, -1)), 1), False
@@ -176,7 +176,7 @@ def find_non_finite(ops, traces):
     return None
 
 
-def same_in_every_particle(ops, out):
+def same_in_every_particle(out):
     """Whether a log density the particle plate broadcast is equal across particles (a site
     outside the per-element plate that reads no latent); False when it cannot be read (a
     traced value under jit), which keeps the refusal."""

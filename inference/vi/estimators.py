@@ -65,7 +65,7 @@ class Enum(Estimator):
 
     def draw(self, backend, msg, step):
         fn = msg["fn"]
-        if not getattr(fn, "has_enumerate_support", False):
+        if not fn.has_enumerate_support:
             raise ValueError(
                 f"site {msg['name']!r}: estimator 'enum' needs a distribution with finite "
                 f"support, but {type(fn).__name__} has none")

@@ -51,7 +51,7 @@ def check_outside_equal(ops, outsides):
     for outside in outsides[1:]:
         outside = outside or []
         if [names for _, names in outside] != [names for _, names in first] or any(
-                not same_in_every_particle(ops, ops.concatenate([a, b], 0))
+                not same_in_every_particle(ops.concatenate([a, b], 0))
                 for (a, _), (b, _) in zip(first, outside)):
             names = [n for _, group in (first or outside) for n in group]
             raise ValueError(
