@@ -22,3 +22,12 @@ def fresh_state():
     yield
     pyro.clear_param_store()
     ppl.set_backend("torch")
+
+
+@pytest.fixture(params=["torch", "jax"])
+def on_backend(request):
+    """Runs a backend-neutral test on both backends (the active one while it runs)."""
+    if request.param == "jax":
+        pytest.importorskip("numpyro")
+    ppl.set_backend(request.param)
+    return request.param

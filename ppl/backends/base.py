@@ -23,11 +23,16 @@ class Backend(Protocol):
     primitives: Any  # sample, param, plate, deterministic, factor, module
     distributions: Any  # the distributions module (pyro.distributions, numpyro.distributions)
     handlers: Any  # replay, condition, block, scale, mask, seed, do, uncondition
-    ops: Any  # the array-ops table the objectives and weights use (logsumexp, stack, ...)
+    ops: Any  # the array-ops table the objectives, weights and handlers use (logsumexp, stack,
+    # is_distribution, site_value, ...)
     particle_plate: str  # the name of the plate that vectorises particles
 
     # ------------------------------------------------------- running and recording
     Recorder: type
+
+    def handler(self, rule, fn=None):
+        """A backend-neutral :class:`ppl.site_handler.SiteHandler` run as this backend's
+        Messenger (wrapping ``fn`` when given), so that it stacks with the library's own."""
 
     def to_trace(self, recorder, return_value=None):
         """The common :class:`ppl.Trace` view of what a ``Recorder`` saw."""

@@ -14,13 +14,13 @@ import numpyro
 import numpyro.distributions
 from jax.scipy.special import logsumexp as _logsumexp
 from numpyro import handlers as nh
-from numpyro.primitives import Messenger
+from numpyro.primitives import _PYRO_STACK, Messenger
 
 from . import jax_enum
 from ..backend import activated
 from ..errors import UnsupportedError
 from ..trace_view import PlateInfo, Site, Trace
-from ..validation import (check_plate, check_site_values, explain_run_failure,
+from ..validation import (check_plate, explain_run_failure,
                           explain_score_failure)
 
 PARTICLE_PLATE = "_particles"
@@ -37,11 +37,23 @@ def _plate(name, size, subsample_size=None, dim=None, **kwargs):
     return numpyro.plate(name, size, subsample_size=subsample_size, dim=dim, **kwargs)
 
 
+def _sample(name, fn, obs=None, infer=None, rng_key=None, **kwargs):
+    """NumPyro's sample; a draw outside any ``seed`` handler (a program called directly, as
+    on torch) takes a key from the backend's stream instead of failing NumPyro's key check."""
+    if rng_key is None and obs is None and not any(isinstance(h, nh.seed) for h in _PYRO_STACK):
+        rng_key = BACKEND._fresh_key()
+    return numpyro.sample(name, fn, obs=obs, infer=infer, rng_key=rng_key, **kwargs)
+
+
+def _deterministic(name, value, event_dim=None):
+    return numpyro.deterministic(name, value)  # NumPyro's records the value as it is
+
+
 primitives = types.SimpleNamespace(
-    sample=numpyro.sample,
+    sample=_sample,
     param=numpyro.param,
     plate=_plate,
-    deterministic=numpyro.deterministic,
+    deterministic=_deterministic,
     factor=numpyro.factor,
     module=_module,
     markov=jax_enum.markov,
@@ -156,9 +168,35 @@ def to_trace(recorder, return_value=None):
     return trace
 
 
-def _checked(kind, values):
-    check_site_values(kind, values)  # a NaN value, named (as on torch)
-    return values
+class RuleMessenger(Messenger):
+    """Runs a backend-neutral :class:`ppl.site_handler.SiteHandler` as a NumPyro Messenger;
+    called with a single function and no handled function yet, it wraps it (as Pyro's do)."""
+
+    def __init__(self, rule, fn=None):
+        super().__init__(fn)
+        self.rule = rule
+
+    def __enter__(self):
+        self.rule.enter()
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        result = super().__exit__(exc_type, exc_value, traceback)
+        self.rule.exit(exc_type)
+        return result
+
+    def __call__(self, *args, **kwargs):
+        if self.fn is None and len(args) == 1 and callable(args[0]) and not kwargs:
+            return RuleMessenger(self.rule, args[0])
+        return super().__call__(*args, **kwargs)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample":
+            self.rule.process_sample(msg)
+
+    def postprocess_message(self, msg):
+        if msg["type"] == "sample":
+            self.rule.postprocess_sample(msg)
 
 
 def _replay(fn=None, values=None):
@@ -174,16 +212,22 @@ class _Uncondition(Messenger):
             msg["is_observed"], msg["value"] = False, None
 
 
+def _causal():
+    from ..causal import interventions  # written once for both backends (it imports this package)
+
+    return interventions
+
+
 handlers = types.SimpleNamespace(
     replay=_replay,
     uncondition=lambda fn=None: _Uncondition(fn),
-    condition=lambda fn=None, data=None: nh.condition(fn, data=_checked("condition", data)),
+    condition=lambda fn=None, data=None: _causal().condition(fn, data=data),
     block=lambda fn=None, hide=None, expose=None, hide_fn=None: nh.block(
         fn, hide_fn=hide_fn, hide=hide, expose=expose),
     scale=lambda fn=None, scale=1.0: nh.scale(fn, scale=scale),
     mask=lambda fn=None, mask=True: nh.mask(fn, mask=mask),
     seed=lambda fn=None, rng_seed=0: nh.seed(fn, rng_seed=rng_seed),
-    do=lambda fn=None, interventions=None: nh.do(fn, data=_checked("do", interventions)),
+    do=lambda fn=None, interventions=None: _causal().do(fn, interventions=interventions),
 )
 
 
@@ -251,6 +295,18 @@ class _Ops:
     def categorical(probs, num, rng):
         return jax.random.choice(rng, probs.shape[0], (num,), p=probs)
 
+    @staticmethod
+    def is_distribution(x):
+        return isinstance(x, numpyro.distributions.Distribution)
+
+    @staticmethod
+    def site_value(value, fn):
+        """``value`` as an array for the site of ``fn``: integers for a discrete support."""
+        if isinstance(value, jax.Array):
+            return value
+        discrete = getattr(fn.support, "is_discrete", False)
+        return jnp.asarray(value, dtype=jnp.result_type(int) if discrete else jnp.result_type(float))
+
 
 _LOCK = threading.RLock()
 
@@ -294,8 +350,6 @@ class JaxBackend:
     def entered(self, state):
         """Run a strategy's call: one thread at a time, and NumPyro's handler stack left as
         it was if the call fails."""
-        from numpyro.primitives import _PYRO_STACK
-
         with _LOCK:
             depth = len(_PYRO_STACK)
             try:
@@ -306,6 +360,12 @@ class JaxBackend:
 
     def split_rng(self, rng):
         return tuple(jax.random.split(rng))
+
+    def handler(self, rule, fn=None):
+        """A backend-neutral :class:`~ppl.site_handler.SiteHandler` as a NumPyro Messenger
+        (wrapping ``fn`` when given)."""
+        rule.backend = self
+        return RuleMessenger(rule, fn)
 
     particle_plate = PARTICLE_PLATE
 
@@ -343,12 +403,11 @@ class JaxBackend:
         msg["intermediates"] = intermediates
 
     def dependencies(self, fn, args, kwargs):
-        """site -> the sites its distribution was computed from (NumPyro's provenance tracking)."""
-        from numpyro.infer.inspect import get_dependencies
+        """site -> the sites its distribution was computed from (``jax_graph``: observed and
+        intervened sites have children, deterministic sites are nodes, as on torch)."""
+        from .jax_graph import dependencies
 
-        with activated(self.name):
-            deps = get_dependencies(nh.seed(fn, rng_seed=0), args, kwargs)["prior_dependencies"]
-        return {name: set(parents) for name, parents in deps.items()}
+        return dependencies(self, fn, args, kwargs)
 
     def relaxed(self, name, fn, temperature):
         raise UnsupportedError(f"site {name!r}: the 'gumbel' estimator", backend=self.name)

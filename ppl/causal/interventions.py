@@ -1,8 +1,9 @@
-"""Interventions and evidence that check their site names: ``do`` and ``condition`` on torch.
+"""Interventions and evidence that check their site names: ``do`` and ``condition``, written
+once for both backends.
 
 ``do`` replaces a site's mechanism. The value of an intervention may be
 
-- a number or tensor (hard intervention): the site takes that value, broadcast over its
+- a number or array (hard intervention): the site takes that value, broadcast over its
   plates, and no longer depends on its parents;
 - a distribution (stochastic intervention): the site is drawn from it instead;
 - a callable (shift intervention): the site takes ``f(natural)``, where the natural
@@ -11,15 +12,18 @@
 
 A hard or shift-intervened site is recorded as observed under a point mass, so it adds
 nothing to the log density and needs no guide. Naming a site the program does not have is
-an error that suggests the closest name.
+an error that suggests the closest name. Both backends give the same trace:
 
-    >>> import torch, ppl, ppl.distributions as dist
+    >>> import ppl, ppl.distributions as dist
     >>> def model():
     ...     x = ppl.sample("x", dist.Normal(0.0, 1.0))
     ...     return ppl.sample("y", dist.Normal(2 * x, 0.1))
-    >>> tr = ppl.trace(ppl.do(model, {"x": 1.0}))()
-    >>> float(tr["x"].value), tr["x"].observed, tr["x"].infer["do"]
-    (1.0, True, 'hard')
+    >>> for name in ("torch", "jax"):
+    ...     with ppl.backend(name):
+    ...         tr = ppl.trace(ppl.do(model, {"x": 1.0}))()
+    ...         print(name, float(tr["x"].value), tr["x"].observed, tr["x"].infer["do"])
+    torch 1.0 True hard
+    jax 1.0 True hard
     >>> ppl.do(model, {"z": 0.0})()
     Traceback (most recent call last):
     ...
@@ -28,13 +32,10 @@ an error that suggests the closest name.
 
 import difflib
 
-import torch
-
+from ..backend import get_backend
 from ..shapes import broadcast_shape
+from ..site_handler import SiteHandler
 from ..validation import check_site_values
-from pyro.distributions import Delta
-from pyro.poutine.messenger import Messenger
-from pyro.poutine.runtime import apply_stack
 
 NATURAL_SUFFIX = "__natural"
 
@@ -52,61 +53,44 @@ def missing_site_error(kind, name, seen):
     return ValueError(f"{kind}: the program has no sample site {name!r}{hint}")
 
 
-class CheckedSites(Messenger):
+class CheckedSites(SiteHandler):
     """Base for handlers keyed by site name: on leaving, every key must have been visited."""
 
     kind = "handler"
 
     def __init__(self, names):
-        super().__init__()
         self._names = set(names)
         self._seen = set()
 
-    def __enter__(self):
+    def enter(self):
         self._seen = set()
-        return super().__enter__()
 
-    def _pyro_post_sample(self, msg):
+    def postprocess_sample(self, msg):
         self._seen.add(msg["name"])
 
-    def __exit__(self, exc_type, exc_value, traceback):
-        result = super().__exit__(exc_type, exc_value, traceback)
+    def exit(self, exc_type):
         if exc_type is None:
             for name in sorted(self._names - self._seen):
                 raise missing_site_error(self.kind, name, self._seen)
-        return result
 
 
-def fit_to_site(name, value, fn):
-    """``value`` as a tensor broadcast to the site's batch + event shape, or a clear error."""
+def fit_to_site(name, value, fn, ops=None):
+    """``value`` as an array broadcast to the site's batch + event shape, or a clear error
+    (``ops``: the backend's array ops; the active backend's by default)."""
+    ops = ops or get_backend().ops
     shape = tuple(fn.batch_shape) + tuple(fn.event_shape)
-    if not torch.is_tensor(value):
-        integer = isinstance(fn.support, torch.distributions.constraints._IntegerInterval)
-        value = torch.as_tensor(value, dtype=torch.long if integer else torch.get_default_dtype(),
-                                device=device_of(fn))
+    value = ops.site_value(value, fn)
     try:
-        return torch.broadcast_to(value, broadcast_shape(value.shape, shape))
-    except RuntimeError:
+        return ops.broadcast_to(value, broadcast_shape(tuple(value.shape), shape))
+    except (RuntimeError, ValueError):
         raise ValueError(
             f"site {name!r}: a value of shape {tuple(value.shape)} does not fit the site's "
             f"batch + event shape {shape}") from None
 
 
-def device_of(fn):
-    """The device of a distribution's parameters (None if it has no tensor parameter).
-
-    Reads the instance's attributes rather than ``getattr``, which would compute lazy
-    parameters (the ``logits`` of a Categorical built from ``probs``) just to find a device.
-    """
-    for value in vars(fn).values():
-        if torch.is_tensor(value):
-            return value.device
-        if isinstance(value, torch.distributions.Distribution):
-            return device_of(value)
-    return None
-
-
 class DoMessenger(CheckedSites):
+    """``ppl.do``'s handler (one implementation for both backends)."""
+
     kind = "do"
 
     def __init__(self, interventions):
@@ -114,7 +98,7 @@ class DoMessenger(CheckedSites):
         check_site_values("do", interventions)
         self.interventions = dict(interventions)
 
-    def _pyro_sample(self, msg):
+    def process_sample(self, msg):
         name = msg["name"]
         if name not in self.interventions or msg["infer"].get("do") is not None:
             return
@@ -123,38 +107,32 @@ class DoMessenger(CheckedSites):
                              "discard the evidence; use ppl.counterfactual for evidence in another "
                              "world")
         action = self.interventions[name]
-        fn = msg["fn"]
-        if isinstance(action, torch.distributions.Distribution):
+        fn, ops = msg["fn"], self.backend.ops
+        if ops.is_distribution(action):
             msg["fn"] = _broadcast_distribution(name, action, fn)
             msg["infer"] = {**msg["infer"], "do": "stochastic"}
             return
         if callable(action):
             natural = self._draw_natural(msg)
-            value = fit_to_site(name, action(natural), fn)
+            value = fit_to_site(name, action(natural), fn, ops)
             kind = "shift"
         else:
-            value = fit_to_site(name, action, fn)
+            value = fit_to_site(name, action, fn, ops)
             kind = "hard"
         msg["value"] = value
         # the log density is a scalar zero, not one per batch element: the point mass does
         # not depend on the values the original distribution's batch shape came from
-        msg["fn"] = Delta(value, log_density=value.new_zeros(()), event_dim=len(fn.event_shape),
-                          validate_args=False)
+        msg["fn"] = self.backend.distributions.Delta(
+            value, log_density=ops.asarray(0.0, like=value), event_dim=len(fn.event_shape),
+            validate_args=False)
         msg["is_observed"] = True
         msg["infer"] = {**msg["infer"], "do": kind}
 
     def _draw_natural(self, msg):
-        natural = dict(msg)
-        natural["name"] = msg["name"] + NATURAL_SUFFIX
-        natural["cond_indep_stack"] = ()  # the plates re-enter as the new site passes them
-        natural["infer"] = {**msg["infer"], "do": "natural"}
-        natural["is_observed"] = False
-        natural["value"] = None
-        natural["done"] = False
-        natural["stop"] = False
-        natural["continuation"] = None
-        apply_stack(natural)
-        return natural["value"]
+        """The pre-intervention value, a site of its own drawn through every handler (the
+        plates re-enter as it passes them)."""
+        return self.backend.primitives.sample(msg["name"] + NATURAL_SUFFIX, msg["fn"],
+                                              infer={**msg["infer"], "do": "natural"})
 
 
 def _broadcast_distribution(name, action, fn):
@@ -172,6 +150,8 @@ def _broadcast_distribution(name, action, fn):
 
 
 class ConditionMessenger(CheckedSites):
+    """``ppl.condition``'s handler (one implementation for both backends)."""
+
     kind = "condition"
 
     def __init__(self, data):
@@ -179,14 +159,14 @@ class ConditionMessenger(CheckedSites):
         check_site_values("condition", data)
         self.data = dict(data)
 
-    def _pyro_sample(self, msg):
+    def process_sample(self, msg):
         name = msg["name"]
         if name not in self.data:
             return
         if msg["infer"].get("do") in ("hard", "shift"):
             raise ValueError(f"condition: site {name!r} is intervened on, so evidence about it "
                              "says nothing; use ppl.causal.counterfactual for evidence in another world")
-        msg["value"] = fit_to_site(name, self.data[name], msg["fn"])
+        msg["value"] = fit_to_site(name, self.data[name], msg["fn"], self.backend.ops)
         msg["is_observed"] = True
         msg["infer"] = {**msg["infer"], "evidence": True}
 

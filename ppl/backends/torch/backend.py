@@ -11,7 +11,7 @@ from pyro.poutine.enum_messenger import EnumMessenger
 from ...backend import activated
 from ...errors import SiteError, UnsupportedError
 from ...validation import explain_run_failure, first_bad_observation
-from .handlers import _EscapeWatch, _FixedParams, _ProvenanceTracker, handlers
+from .handlers import RuleMessenger, _EscapeWatch, _FixedParams, _ProvenanceTracker, handlers
 from .ops import _Ops
 from .plate import PARTICLE_PLATE, Plate
 from .primitives import distributions, primitives
@@ -71,6 +71,13 @@ class TorchBackend:
 
     def split_rng(self, rng):
         return None, None
+
+    def handler(self, rule, fn=None):
+        """A backend-neutral :class:`~ppl.site_handler.SiteHandler` as a Pyro Messenger
+        (wrapping ``fn`` when given)."""
+        rule.backend = self
+        messenger = RuleMessenger(rule)
+        return messenger(fn) if fn is not None else messenger
 
     def new_state(self, rng_seed=None):
         """A strategy's own parameter store and (when seeded) random stream."""

@@ -115,6 +115,29 @@ class _Seed(Messenger):
             fork.__exit__(None, None, None)
 
 
+class RuleMessenger(Messenger):
+    """Runs a backend-neutral :class:`ppl.site_handler.SiteHandler` as a Pyro Messenger."""
+
+    def __init__(self, rule):
+        super().__init__()
+        self.rule = rule
+
+    def __enter__(self):
+        self.rule.enter()
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        result = super().__exit__(exc_type, exc_value, traceback)
+        self.rule.exit(exc_type)
+        return result
+
+    def _pyro_sample(self, msg):
+        self.rule.process_sample(msg)
+
+    def _pyro_post_sample(self, msg):
+        self.rule.postprocess_sample(msg)
+
+
 def _condition(fn=None, data=None):
     from ...causal.interventions import condition
 

@@ -78,7 +78,36 @@ class _Ops:
         return x.detach().item() if isinstance(x, torch.Tensor) else float(x)
 
     @staticmethod
+    def is_distribution(x):
+        return isinstance(x, torch.distributions.Distribution)
+
+    @staticmethod
+    def site_value(value, fn):
+        """``value`` as a tensor for the site of ``fn``, on its parameters' device: long for
+        an integer interval (Categorical), the default float dtype otherwise (Bernoulli's
+        log_prob takes floats)."""
+        if torch.is_tensor(value):
+            return value
+        integer = isinstance(fn.support, torch.distributions.constraints._IntegerInterval)
+        return torch.as_tensor(value, dtype=torch.long if integer else torch.get_default_dtype(),
+                               device=device_of(fn))
+
+    @staticmethod
     def asarray(x, like=None):
         if like is not None:
             return torch.as_tensor(x, dtype=like.dtype, device=like.device)
         return torch.as_tensor(x)
+
+
+def device_of(fn):
+    """The device of a distribution's parameters (None if it has no tensor parameter).
+
+    Reads the instance's attributes rather than ``getattr``, which would compute lazy
+    parameters (the ``logits`` of a Categorical built from ``probs``) just to find a device.
+    """
+    for value in vars(fn).values():
+        if torch.is_tensor(value):
+            return value.device
+        if isinstance(value, torch.distributions.Distribution):
+            return device_of(value)
+    return None
