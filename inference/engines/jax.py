@@ -9,6 +9,7 @@ import math
 
 import jax
 import numpy as np
+from numpyro.distributions.constraints import real
 from numpyro.distributions.transforms import biject_to
 
 from ppl.errors import CheckpointError
@@ -63,6 +64,9 @@ class JaxEngine:
                 transform = biject_to(constraint)
                 self.transforms[name] = transform
                 params[name] = transform.inv(value)
+        for name, value in (extra or {}).items():  # a strategy's own parameters (baselines)
+            self.transforms[name] = biject_to(real)
+            params[name] = jax.numpy.asarray(value)
         self.params = params
         self.opt_state = self.tx.init(self.params)
         if self._pending is not None:
@@ -72,31 +76,35 @@ class JaxEngine:
                 raise CheckpointError(f"the loaded checkpoint does not fit this program: {found}")
             self.load_state_dict(pending)
 
-    def step(self, loss, args, kwargs):
+    def step(self, loss, aux, args, kwargs):
+        """One compiled step of ``loss(params, key, aux, args, kwargs) -> (surrogate, value,
+        traces, extra, next aux)``: the loss (negative bound) before the step and the next
+        auxiliary state (``aux`` itself when the loss is not finite)."""
         if self._compiled is None:
-            def objective(params, key, args, kwargs):
-                surrogate, value, _, _ = loss(self.constrained(params), key, args, kwargs)
-                return surrogate, value
+            def objective(params, key, aux, args, kwargs):
+                surrogate, value, _, _, new_aux = loss(self.constrained(params), key, aux, args, kwargs)
+                return surrogate, (value, new_aux)
 
             grad = jax.value_and_grad(objective, has_aux=True)
 
-            def update(params, opt_state, key, traced, static):
+            def update(params, opt_state, key, aux, traced, static):
                 args, kwargs = _merge(traced, static)
-                (_, value), grads = grad(params, key, args, kwargs)
+                (_, (value, new_aux)), grads = grad(params, key, aux, args, kwargs)
                 updates, opt_state = self.tx.update(grads, opt_state, params)
                 params = jax.tree_util.tree_map(lambda p, u: p + u, params, updates)
-                return params, opt_state, value
+                return params, opt_state, value, new_aux
 
-            self._compiled = jax.jit(update, static_argnums=4)
+            self._compiled = jax.jit(update, static_argnums=5)
         traced, static = _split(args, kwargs)
-        params, opt_state, value = self._compiled(self.params, self.opt_state, self.state.next_key(),
-                                                  traced, static)
+        params, opt_state, value, new_aux = self._compiled(
+            self.params, self.opt_state, self.state.next_key(), aux, traced, static)
         result = -float(value)
-        if math.isfinite(result):
-            self.params, self.opt_state = params, opt_state
-            self.updates += 1
-            self.last_loss = result
-        return result
+        if not math.isfinite(result):
+            return result, aux
+        self.params, self.opt_state = params, opt_state
+        self.updates += 1
+        self.last_loss = result
+        return result, new_aux
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self):

@@ -66,8 +66,8 @@ class TorchEngine:
                 self._add(name, p, new)
         for name, leaf in (extra or {}).items():
             if name not in self.leaves:
-                self._add(name, leaf, new)
-        if self._pending is not None and self.leaves:
+                self._add(name, leaf.requires_grad_(), new)  # a strategy's own leaf (a baseline)
+        if self._pending is not None:  # its random stream even when there are no parameters
             self._resume_pending()
         if self.optimizer is None:
             if create_optimizer and self.leaves:
@@ -118,18 +118,19 @@ class TorchEngine:
         """(params, rng) for a loss evaluation: torch keeps both in the entered state."""
         return None, None
 
-    def step(self, loss, args, kwargs):
-        """One gradient step on ``loss(params, key, args, kwargs) -> (surrogate, value,
-        traces, extra leaves)``; returns the loss (negative bound) before the step."""
-        surrogate, value, traces, extra = loss(None, None, args, kwargs)
+    def step(self, loss, aux, args, kwargs):
+        """One gradient step on ``loss(params, key, aux, args, kwargs) -> (surrogate, value,
+        traces, extra leaves, next aux)``; returns the loss (negative bound) before the step
+        and the next auxiliary state (``aux`` itself when the loss is not finite)."""
+        surrogate, value, traces, extra, new_aux = loss(None, None, aux, args, kwargs)
         self.discover(traces, extra)
         result = -value.item()
         if not math.isfinite(result):
-            return result
+            return result, aux
         if not bool(torch.isfinite(surrogate)):
-            return math.nan
+            return math.nan, aux
         if self.optimizer is None:  # nothing to train (as Pyro's SVI: the loss, no update)
-            return result
+            return result, new_aux
         self.optimizer.zero_grad(set_to_none=True)
         surrogate.backward()
         self.last_loss = result
@@ -137,7 +138,7 @@ class TorchEngine:
             self.optimizer.step()
         finally:
             self.updates += 1
-        return result
+        return result, new_aux
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self):

@@ -102,8 +102,8 @@ class VI(Strategy):
         self._vectorised_ok = False
         self.engine = make_engine(self.backend.name, optimizer if optimizer is not None else Adam(),
                                   self.state, owners=(model, guide), initial=params)
-        self._baseline_state = {}  # site name -> RunningBaseline | LearnedBaseline
-        self._pending_baselines = {}
+        self._aux = {}  # score site -> its running baseline's state, threaded through each step
+        self._learned = {}  # score site -> its learned baseline's parameter (held here on torch)
         self._ready = False
 
     # ----------------------------------------------------------------- set-up
@@ -142,7 +142,14 @@ class VI(Strategy):
             check_model_enum_within_guide_enum(model_tr, self._model_enum, guide_tr, self._enum_dims)
         self._enumerate_from = (first_enum_dim - len(self._enum_dims)) if self._model_enum else None
         self._gumbel = {n: e for n, e in self._estimators.items() if isinstance(e, Gumbel)}
-        self.engine.discover([guide_tr, model_tr], create_optimizer=False)
+        learned = {}
+        for name, est in self._baselines.items():
+            like = guide_tr[name].log_prob
+            if est.baseline == "running":
+                self._aux.setdefault(name, self.ops.asarray(float("nan"), like=like))
+            else:
+                learned[f"_baseline.{name}"] = self._learned[name] = self.ops.asarray(0.0, like=like)
+        self.engine.discover([guide_tr, model_tr], extra=learned, create_optimizer=False)
         if self.vectorize_particles == "vmap":
             self._check_mappable(guide_tr)
         self._ready = True
@@ -230,22 +237,34 @@ class VI(Strategy):
             est.relax_model_site(self.backend, msg, self.step_count)
 
     # ------------------------------------------------------------------- losses
-    def _baseline_for(self, name, like):
-        if name not in self._baseline_state:
-            est = self._baselines[name]
+    def _baselines_at(self, score_log_q, params, aux):
+        """The score sites' baselines, each given its state: a running one's from ``aux``, a
+        learned one's parameter from ``params`` (functional engines) or held here (torch)."""
+        ops, out = self.ops, {}
+        for name, like in score_log_q.items():
+            est = self._baselines.get(name)
+            if est is None:
+                continue
             if est.baseline == "running":
-                baseline = RunningBaseline(self.ops, est.decay)
+                state = aux.get(name)
+                out[name] = RunningBaseline(ops, est.decay, ops.asarray(float("nan"), like=like)
+                                            if state is None else state)
+            elif params is not None:
+                if f"_baseline.{name}" not in params:
+                    raise UnsupportedError(
+                        f"guide site {name!r}: a learned baseline for a site the first run did not "
+                        "visit", backend=self.backend.name, hint="Score('running') for it")
+                out[name] = LearnedBaseline(ops, params[f"_baseline.{name}"])
             else:
-                baseline = LearnedBaseline(self.ops, like)
-            if name in self._pending_baselines:
-                baseline.load(self._pending_baselines[name])
-            self._baseline_state[name] = baseline
-        return self._baseline_state[name]
+                if name not in self._learned:  # a site the dry run did not visit
+                    self._learned[name] = ops.asarray(0.0, like=ops.stop_gradient(like))
+                    self.engine.discover([], extra={f"_baseline.{name}": self._learned[name]})
+                out[name] = LearnedBaseline(ops, self._learned[name])
+        return out
 
     def baseline_parameters(self):
         """Learned baselines' parameters, by name (for the optimiser)."""
-        return {f"_baseline.{name}": b.param for name, b in self._baseline_state.items()
-                if isinstance(b, LearnedBaseline)}
+        return {f"_baseline.{name}": param for name, param in self._learned.items()}
 
     def _traces(self, args, kwargs, params=None, rng=None):
         backend = self.backend
@@ -264,8 +283,9 @@ class VI(Strategy):
                            for name, dim in self._enum_dims.items() if name in guide_tr.sites}
         return guide_tr, model_tr
 
-    def _surrogate(self, args, kwargs, params=None, rng=None):
-        """(surrogate loss, bound value, guide trace, model trace) for one step."""
+    def _surrogate(self, args, kwargs, params=None, rng=None, aux=None):
+        """(surrogate loss, bound value, guide trace, model trace, baselines' next state) for
+        one step from the baselines' state ``aux`` (the strategy's own by default)."""
         ops = self.ops
         K = self.objective.num_particles
         sleep_rng = None
@@ -283,14 +303,16 @@ class VI(Strategy):
             run = stacked(ops, runs)
         log_p, log_q, score_log_q, guide_tr, model_tr = (
             run.log_p, run.log_q, run.score_log_q, run.guide_tr, run.model_tr)
-        baselines = {name: self._baseline_for(name, log_q_site) for name, log_q_site in score_log_q.items()
-                     if name in self._baselines}
+        aux = self._aux if aux is None else aux
+        baselines = self._baselines_at(score_log_q, params, aux)
         surrogate, value = self.objective.loss(ops, log_p, log_q, score_log_q, baselines)
+        new_aux = dict(aux)
+        new_aux.update({name: b.new_state for name, b in baselines.items() if isinstance(b, RunningBaseline)})
         if run.enum_score is not None:  # only the ELBO enumerates guide sites
             surrogate = surrogate - ops.sum(ops.mean(run.enum_score, 0))
         if self.objective.sleep:
             surrogate = surrogate + self.objective.sleep * self._sleep_loss(args, kwargs, params, sleep_rng)
-        return surrogate, value, guide_tr, model_tr
+        return surrogate, value, guide_tr, model_tr, new_aux
 
     def _checked_vectorised(self, args, kwargs, params, rng):
         """The first vectorised run names the likely cause when the programs do not broadcast."""
@@ -381,10 +403,11 @@ class VI(Strategy):
         log_q = total_log_weight(self.ops, layout, guide_tr.latent.values())
         return -self.ops.sum(self.ops.mean(log_q, 0))
 
-    def _loss(self, params, rng, args, kwargs):
-        """The engine's loss function: (surrogate, bound value, traces, extra leaves)."""
-        surrogate, value, guide_tr, model_tr = self._surrogate(args, kwargs, params, rng)
-        return surrogate, value, (guide_tr, model_tr), self.baseline_parameters()
+    def _loss(self, params, rng, aux, args, kwargs):
+        """The engine's loss function, pure in (params, rng, aux) under ``jax.jit``:
+        (surrogate, bound value, traces, extra leaves, the baselines' next state)."""
+        surrogate, value, guide_tr, model_tr, new_aux = self._surrogate(args, kwargs, params, rng, aux)
+        return surrogate, value, (guide_tr, model_tr), {}, new_aux
 
     def loss(self, *args, **kwargs):
         """The objective's loss (negative bound) on one fresh draw, without a gradient step."""
@@ -392,7 +415,7 @@ class VI(Strategy):
             if not self._ready:
                 self._setup(args, kwargs)
             with self.backend.no_grad():
-                _, value, _, _ = self._surrogate(args, kwargs, *self.engine.loss_inputs())
+                value = self._surrogate(args, kwargs, *self.engine.loss_inputs())[1]
             return -self.ops.item(value)
 
     def differentiable_loss(self, *args, **kwargs):
@@ -411,13 +434,14 @@ class VI(Strategy):
             engine = self.engine
             updates = engine.updates
             try:
-                value = engine.step(self._loss, args, kwargs)
+                value, aux = engine.step(self._loss, self._aux, args, kwargs)
             except BaseException:
                 if engine.updates != updates:  # interrupted after the parameters moved
                     self._record(engine.last_loss)
                 raise
             if not math.isfinite(value):
                 self._raise_non_finite(value, args, kwargs)
+            self._aux = aux
             self._record(value)
             return value
 
@@ -544,7 +568,7 @@ class VI(Strategy):
     def state_dict(self):
         state = super().state_dict()
         state["engine"] = self.engine.state_dict()
-        state["baselines"] = {name: b.state() for name, b in self._baseline_state.items()}
+        state["baselines"] = dict(self._aux)  # running baselines (learned ones are parameters)
         return state
 
     def check_state_dict(self, state):
@@ -556,7 +580,5 @@ class VI(Strategy):
     def load_state_dict(self, state):
         self.engine.load_state_dict(state["engine"])
         super().load_state_dict(state)
-        self._pending_baselines = dict(state.get("baselines") or {})
-        for name, baseline in self._baseline_state.items():
-            if name in self._pending_baselines:
-                baseline.load(self._pending_baselines[name])
+        saved = state.get("baselines") or {}
+        self._aux.update({name: self.ops.asarray(value) for name, value in saved.items()})

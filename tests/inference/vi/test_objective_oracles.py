@@ -587,12 +587,11 @@ def test_each_objective_is_its_definition_on_fixed_log_weights(objective, baseli
     if not objective.detached_samples:
         targets.append(site)
         score_log_q["c"] = site
-        if baseline == "running":
-            baselines["c"] = RunningBaseline(ops, 0.9)
+        if baseline == "running":  # its first step: the state is NaN, the baseline the signal's mean
+            baselines["c"] = RunningBaseline(ops, 0.9, torch.tensor(float("nan"), dtype=LOG_P.dtype))
         elif baseline == "learned":
-            baselines["c"] = LearnedBaseline(ops, LOG_P)
-            with torch.no_grad():
-                baselines["c"].param.fill_(LEARNED_START)
+            baselines["c"] = LearnedBaseline(ops, torch.tensor(LEARNED_START, dtype=LOG_P.dtype,
+                                                               requires_grad=True))
             targets.append(baselines["c"].param)
     surrogate, value = objective.loss(ops, log_p, log_q, score_log_q, baselines)
     expected, expected_value = objective_by_hand(objective, log_p, log_q, score_log_q.get("c"),
