@@ -291,6 +291,25 @@ def explain_run_failure(error, params, constraints=None, modules=()):
     return None
 
 
+# ------------------------------------------------------------------- another backend's objects
+_BACKEND_LIBRARIES = {"torch": ("torch", "pyro"), "jax": ("numpyro", "jax", "funsor")}
+
+
+def check_distribution_backend(name, fn, backend):
+    """A sample site's distribution must be the running backend's (a NumPyro distribution
+    in a torch program fails deep inside Pyro with ``KeyError: 'rng_key'``)."""
+    library = type(fn).__module__.partition(".")[0]
+    if library in _BACKEND_LIBRARIES[backend]:
+        return
+    for other, libraries in _BACKEND_LIBRARIES.items():
+        if library in libraries:
+            raise SiteError(
+                f"site {name!r}: its distribution {type(fn).__name__} is {library}'s, for the "
+                f"{other} backend, but the program runs on the {backend} backend; use "
+                f"ppl.distributions (the running backend's) or run it under "
+                f"ppl.backend({other!r})", site=name)
+
+
 # ------------------------------------------------------------------- interventions, evidence
 def check_site_values(kind, values):
     """The values of ``do`` or ``condition`` (or a counterfactual's evidence and

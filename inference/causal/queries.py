@@ -26,6 +26,7 @@ samples its noise sites, ``"<site>__noise"``.
 import math
 import numbers
 
+import numpy as np
 import torch
 from torch.distributions import constraints
 
@@ -98,7 +99,6 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
     exact where every latent site can be summed out, importance sampling otherwise (with a
     ``guide``, importance sampling from it); the answer's ``method`` says which ran."""
     _check_method(method)
-    require_torch(program, "causal queries")
     if method == "auto":
         if guide is None:
             try:
@@ -127,25 +127,32 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
         return Estimate(posterior.expectation(fn), 0.0,
                         distribution if discrete is not False else None, "exact")
     result = Importance(program, guide, num_particles=num_particles, params=params).run(*args, **kwargs)
-    values = torch.as_tensor(fn(result.trace)).reshape(-1)
-    if values.numel() == 1:  # the same in every particle (e.g. fixed by the evidence)
-        values = values.expand(num_particles)
-    if values.numel() != num_particles:
+    values = _host(fn(result.trace)).reshape(-1)
+    if values.size == 1:  # the same in every particle (e.g. fixed by the evidence)
+        values = np.broadcast_to(values, (num_particles,))
+    if values.size != num_particles:
         raise ValueError("importance: the target must be one number per particle (a site "
                          "outside plates)")
-    values = values.to(result.log_weights.dtype)
-    weights = result.normalized_weights
+    weights = _host(result.normalized_weights).astype(np.float64)
+    values = values.astype(np.float64)
     mean = float((weights * values).sum())
     ess = result.effective_sample_size
     sd = float((weights * (values - mean) ** 2).sum()) ** 0.5
     distribution = None
     if discrete is not False:
-        unique = torch.unique(values)
+        unique = np.unique(values)
         if len(unique) <= 64:
-            distribution = {v.item(): float(weights[values == v].sum()) for v in unique}
+            distribution = {float(v): float(weights[values == v].sum()) for v in unique}
     answer = Estimate(mean, sd / math.sqrt(ess), distribution, method, ess)
     answer.params = params
     return answer
+
+
+def _host(x):
+    """An array (torch or JAX, on any device) as a NumPy array."""
+    if torch.is_tensor(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
 
 
 def _site_value(target):
@@ -163,7 +170,6 @@ def interventional(model, interventions, target, *args, evidence=None, method="e
     ``target``: a site name or a function of the trace. Returns an :class:`Estimate`.
     ``guide``, ``objective``, ``optimizer``, ``num_steps``: see the module docstring.
     """
-    require_torch(model, "causal queries")
     program = ppl.do(model, interventions) if interventions else model
     if evidence:
         program = ppl.condition(program, data=evidence)

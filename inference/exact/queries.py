@@ -40,11 +40,11 @@ from pyro.poutine.runtime import _PYRO_STACK
 
 from ppl.backend import backend_of
 from ppl.backends.torch import BACKEND
-from ppl.errors import UnsupportedError
 from ppl.shapes import broadcast_shape
 
 from . import elimination
 from .elimination import NotEnumerableError
+from .funsor_posterior import funsor_posterior
 from .plated import plated_posterior
 from .factors import (
     categoricals_unvalidated,
@@ -268,9 +268,9 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
     run is needed to find the program's nesting. ``max_cells`` bounds the largest table
     built while summing latent sites out.
     """
-    name = backend_of(program).name
-    if name != "torch":
-        raise UnsupportedError("exact enumeration", backend=name)
+    backend = backend_of(program)
+    if backend.name == "jax":
+        return funsor_posterior(backend, program, args, kwargs, max_plate_nesting)
     sizes, own = {}, {}
     limit = -(max_plate_nesting + 1)
 

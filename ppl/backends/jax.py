@@ -18,9 +18,9 @@ from numpyro.primitives import _PYRO_STACK, Messenger
 
 from . import jax_enum
 from ..backend import activated
-from ..errors import UnsupportedError
+from ..errors import SiteError, UnsupportedError
 from ..trace_view import PlateInfo, Site, Trace
-from ..validation import (check_plate, explain_run_failure,
+from ..validation import (check_distribution_backend, check_plate, explain_run_failure,
                           explain_score_failure)
 
 PARTICLE_PLATE = "_particles"
@@ -40,6 +40,8 @@ def _plate(name, size, subsample_size=None, dim=None, **kwargs):
 def _sample(name, fn, obs=None, infer=None, rng_key=None, **kwargs):
     """NumPyro's sample; a draw outside any ``seed`` handler (a program called directly, as
     on torch) takes a key from the backend's stream instead of failing NumPyro's key check."""
+    if not isinstance(fn, numpyro.distributions.Distribution):  # NumPyro's own check is a TypeError
+        check_distribution_backend(name, fn, "jax")
     if rng_key is None and obs is None and not any(isinstance(h, nh.seed) for h in _PYRO_STACK):
         rng_key = BACKEND._fresh_key()
     return numpyro.sample(name, fn, obs=obs, infer=infer, rng_key=rng_key, **kwargs)
@@ -80,7 +82,10 @@ class Recorder(Messenger):
             if self.replay is not None and msg["name"] in self.replay and _subsampled(msg):
                 msg["value"] = self.replay[msg["name"]]  # the guide's indices (see torch's Recorder)
             return
-        if msg["type"] != "sample" or msg["is_observed"]:
+        if msg["type"] != "sample":
+            return
+        check_distribution_backend(msg["name"], msg["fn"], "jax")
+        if msg["is_observed"]:
             return
         if self.replay is not None and msg["name"] in self.replay:
             msg["value"] = self.replay[msg["name"]]
@@ -105,6 +110,23 @@ class Recorder(Messenger):
             self.params[name] = msg["value"]
             self.param_constraints[name] = msg["kwargs"].get(
                 "constraint", numpyro.distributions.constraints.real)
+
+
+def _torch_in_program(error, recorder):
+    """A failure with a torch tensor among the failing frames' variables while a JAX program
+    ran: a torch tensor reached a NumPyro distribution or a JAX operation."""
+    tb = error.__traceback__
+    while tb is not None:
+        if any(type(v).__module__.startswith("torch") for v in tb.tb_frame.f_locals.values()):
+            break
+        tb = tb.tb_next
+    if tb is None and "'Tensor'" not in str(error):  # an operator's own message names the type
+        return None
+    after = list(recorder.sites)[-1] if recorder.sites else None
+    where = f"after site {after!r}" if after else "before its first site"
+    return SiteError(f"a torch tensor reached the jax backend's program {where} ({type(error).__name__}: "
+                     f"{str(error).splitlines()[0]}); pass JAX or NumPy arrays (jnp.asarray(...)) on the "
+                     "jax backend, or run the program under ppl.backend('torch')", site=after)
 
 
 def _subsampled(msg):
@@ -389,6 +411,8 @@ class JaxBackend:
             except (ValueError, RuntimeError, TypeError) as error:
                 # a distribution refusing a parameter: name it, if one is NaN or outside its constraint
                 named = explain_run_failure(error, recorder.params, recorder.param_constraints)
+                if named is None:
+                    named = _torch_in_program(error, recorder)
                 if named is not None:
                     raise named from error
                 raise

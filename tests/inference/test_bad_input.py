@@ -448,3 +448,36 @@ def test_gflownet_em_with_nan_logits():
 def test_gflownet_em_with_empty_data():
     with pytest.raises(SiteError, match="plate 'data' has size 0"):
         GFlowNetEM(two_component, hidden=8).step(torch.tensor([]))
+
+
+# ------------------------------------------------------- objects of the other backend
+def test_a_distribution_of_the_other_backend_is_named_with_both_backends():
+    pytest.importorskip("numpyro")
+    import numpyro.distributions as numpyro_dist
+    import pyro.distributions as pyro_dist
+
+    def numpyro_in_torch():
+        ppl.sample("z", numpyro_dist.Normal(0.0, 1.0))
+
+    def pyro_in_jax():
+        ppl.sample("z", pyro_dist.Normal(0.0, 1.0))
+
+    with pytest.raises(SiteError, match="site 'z': its distribution Normal is numpyro's, for the jax "
+                       "backend, but the program runs on the torch backend"):
+        ppl.trace(numpyro_in_torch)()
+    with ppl.backend("jax"), pytest.raises(SiteError, match="site 'z': its distribution Normal is "
+                                           "pyro's, for the torch backend, but the program runs on the jax"):
+        ppl.trace(pyro_in_jax)()
+
+
+def test_a_torch_tensor_in_a_jax_program_is_named():
+    pytest.importorskip("numpyro")
+    import numpyro.distributions as numpyro_dist
+
+    def model():
+        z = ppl.sample("z", numpyro_dist.Normal(0.0, 1.0))
+        ppl.sample("w", numpyro_dist.Normal(z + torch.tensor(1.0), 1.0))
+
+    with ppl.backend("jax"), pytest.raises(SiteError, match="a torch tensor reached the jax backend's "
+                                           "program after site 'z'.*jnp.asarray"):
+        ppl.trace(model)()

@@ -395,16 +395,12 @@ def _backdoor():
     return ppl.sample("Y", dist.Bernoulli(0.1 + 0.3 * x + 0.5 * z))
 
 
-# today: on JAX, exact gave 0.432 (the intervention was not applied) and importance raised a
-# TypeError (a torch op on a JAX array). Causal queries are torch-only: JAX refuses each method
-# by name, torch answers P(Y=1 | do(X=1)) = 0.1 + 0.3 + 0.5 * 0.4 = 0.6 (P(Y=1) without the
-# intervention is 0.432, the answer the JAX run gave).
+# before: on JAX, exact gave 0.432 (the intervention was not applied) and importance raised a
+# TypeError (a torch op on a JAX array); then JAX refused each method by name. Now both
+# backends answer P(Y=1 | do(X=1)) = 0.1 + 0.3 + 0.5 * 0.4 = 0.6 (P(Y=1) without the
+# intervention is 0.432, the answer the first JAX run gave).
 @pytest.mark.parametrize("method", ["exact", "importance", "auto"])
-def test_interventional_is_the_closed_form_on_torch_and_refused_by_name_on_jax(method):
-    pytest.importorskip("numpyro")
-    with ppl.backend("jax"):
-        with pytest.raises(UnsupportedError, match="causal queries is not supported on the jax backend"):
-            inference.interventional(_backdoor, {"X": 1.0}, "Y", method=method, num_particles=4000)
+def test_interventional_is_the_closed_form_on_both_backends(on_backend, method):
     torch.manual_seed(0)
     est = inference.interventional(_backdoor, {"X": 1.0}, "Y", method=method, num_particles=4000)
     if method == "importance":  # prior draws, equal weights: a binomial proportion of 4000

@@ -11,7 +11,7 @@ from pyro.poutine.subsample_messenger import _Subsample
 from ...errors import ShapeError
 from ...shapes import broadcast_shape
 from ...trace_view import PlateInfo, Site, Trace
-from ...validation import explain_score_failure
+from ...validation import check_distribution_backend, explain_score_failure
 
 
 class Recorder(Messenger):
@@ -40,6 +40,7 @@ class Recorder(Messenger):
             if self.replay is not None and msg["name"] in self.replay:
                 msg["value"] = _checked_indices(msg, self.replay[msg["name"]])
             return
+        check_distribution_backend(msg["name"], msg["fn"], "torch")
         if msg["is_observed"]:
             return
         replay = self.replay
