@@ -27,9 +27,23 @@ PARTICLE_PLATE = "_particles"
 
 
 def _module(name, nn_module, **kwargs):
-    raise UnsupportedError(f"ppl.module({name!r})", backend="jax",
-                           hint="register flax/haiku modules with numpyro.contrib.module "
-                           "(flax_module / haiku_module) for now")
+    """An Equinox module whose floating-point arrays are ``param`` sites named
+    ``"<name>$$$<path>"`` (as Pyro names a module's weights): the returned module holds the
+    values the running strategy gives them (trained, substituted, checkpointed as any
+    parameter). Equinox modules are pytrees, so this needs no init function or input shape
+    and stays pure under ``jax.jit``."""
+    try:
+        import equinox
+    except ImportError as error:
+        raise UnsupportedError(f"ppl.module({name!r}) without equinox", backend="jax",
+                               hint="pip install 'ppl-extension[jax]' (or equinox)") from error
+    if not isinstance(nn_module, equinox.Module):
+        raise SiteError(f"ppl.module({name!r}): on the jax backend a module is an equinox.Module, "
+                        f"not {type(nn_module).__name__} (on torch, a torch.nn.Module)", site=name)
+    arrays, rest = equinox.partition(nn_module, equinox.is_inexact_array)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(arrays)
+    values = [numpyro.param(f"{name}$$${jax.tree_util.keystr(path)}", leaf) for path, leaf in leaves]
+    return equinox.combine(jax.tree_util.tree_unflatten(treedef, values), rest)
 
 
 def _plate(name, size, subsample_size=None, dim=None, **kwargs):
