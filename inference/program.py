@@ -95,7 +95,8 @@ def bytes_per_particle(traces):
         if trace is None:
             continue
         for site in trace:
-            elements += math.prod(getattr(site.value, "shape", ())) + math.prod(site.log_prob.shape)
+            elements += (math.prod(getattr(site.value, "shape", ()))
+                         + math.prod(trace.backend.ops.log_prob_shape(site)))
     return max(1, 16 * elements)
 
 
@@ -163,7 +164,7 @@ def independent_plates(latent_sites, all_sites):
 
 def log_density_shapes(traces):
     """Each site's log-density shape in a run of one particle, by (role, name)."""
-    return {(role, site.name): tuple(site.log_prob.shape)
+    return {(role, site.name): trace.backend.ops.log_prob_shape(site)
             for role, trace in traces if trace is not None for site in trace}
 
 

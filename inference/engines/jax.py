@@ -59,7 +59,8 @@ class JaxEngine:
                 given = name in self.initial
                 value = self.initial[name] if given else value
                 # outside its constraint the unconstrained value would be NaN
-                check_param_value(name, jax.numpy.asarray(value), constraint,
+                # checked on the host: eager JAX ops compile a kernel per shape (tens of ms each)
+                check_param_value(name, np.asarray(value), constraint,
                                   "given value (params=)" if given else "initial value")
                 transform = biject_to(constraint)
                 self.transforms[name] = transform
@@ -87,17 +88,21 @@ class JaxEngine:
 
             grad = jax.value_and_grad(objective, has_aux=True)
 
-            def update(params, opt_state, key, aux, traced, static):
+            def update(params, opt_state, stream, aux, traced, static):
+                # the key is split off the strategy's stream inside the compiled step (as
+                # state.next_key() would outside it: the same keys, without a dispatch)
+                stream, key = jax.random.split(stream)
                 args, kwargs = _merge(traced, static)
                 (_, (value, new_aux)), grads = grad(params, key, aux, args, kwargs)
                 updates, opt_state = self.tx.update(grads, opt_state, params)
                 params = jax.tree_util.tree_map(lambda p, u: p + u, params, updates)
-                return params, opt_state, value, new_aux
+                return params, opt_state, stream, value, new_aux
 
             self._compiled = jax.jit(update, static_argnums=5)
         traced, static = _split(args, kwargs)
-        params, opt_state, value, new_aux = self._compiled(
-            self.params, self.opt_state, self.state.next_key(), aux, traced, static)
+        params, opt_state, stream, value, new_aux = self._compiled(
+            self.params, self.opt_state, self.state.rng, aux, traced, static)
+        self.state.rng = stream  # consumed whether or not the step is kept, as next_key() did
         result = -float(value)
         if not math.isfinite(result):
             return result, aux

@@ -336,6 +336,14 @@ class _Ops:
         return isinstance(x, numpyro.distributions.Distribution)
 
     @staticmethod
+    def log_prob_shape(site):
+        """The shape of a site's log density, found by abstract evaluation: computing it
+        eagerly would compile a kernel per operation (tens of ms each) at set-up."""
+        if site._log_prob is not None:
+            return tuple(site._log_prob.shape)
+        return tuple(jax.eval_shape(lambda: site._log_prob_fn(site)).shape)
+
+    @staticmethod
     def site_value(value, fn):
         """``value`` as an array for the site of ``fn``: integers for a discrete support."""
         if isinstance(value, jax.Array):

@@ -78,6 +78,10 @@ class _Ops:
         return x.detach().item() if isinstance(x, torch.Tensor) else float(x)
 
     @staticmethod
+    def log_prob_shape(site):
+        return tuple(site.log_prob.shape)
+
+    @staticmethod
     def is_distribution(x):
         return isinstance(x, torch.distributions.Distribution)
 
