@@ -1,6 +1,7 @@
 """Importance sampling: weights, ESS, resampling and expectations against closed forms."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -113,3 +114,124 @@ def test_a_million_particles_on_a_thousand_observations_run_in_chunks_exactly():
     assert imp.chunk_size < 10**6 and result.log_weights.shape == (10**6,)
     assert result.log_evidence == pytest.approx(exact, abs=1e-3)
     assert result.samples["mu"].shape == (10**6,)
+
+
+# --------------------------------------- vector sites, large offsets, shifted and enumerated sites
+XV = torch.tensor([[0.8, -1.2, 2.0], [1.4, -0.6, 1.1]])  # two observations of a 3-vector
+
+
+def vector_model(x):
+    z = ppl.sample("z", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+    with ppl.plate("obs", len(x)):
+        ppl.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+
+def test_a_vector_site_has_a_vector_mean_and_variance_and_a_scalar_one_floats():
+    """Per component, prior N(0, 1) and two observations of sd 1: N(sum x / 3, 1 / 3). The
+    mean's standard error is sqrt(1/3 / ESS); the variance's (1/3) sqrt(2 / ESS)."""
+    result = Importance(vector_model, num_particles=40_000, rng_seed=0).run(XV)
+    root_ess = math.sqrt(result.effective_sample_size)
+    mean, variance = result.mean("z"), result.variance("z")
+    assert tuple(mean.shape) == (3,) and tuple(variance.shape) == (3,)
+    assert torch.all((mean - XV.sum(0) / 3).abs() < 5 * math.sqrt(1 / 3) / root_ess), mean
+    assert torch.all((variance - 1 / 3).abs() < 5 * math.sqrt(2) / 3 / root_ess), variance
+    scalar = Importance(model, num_particles=1000, rng_seed=0).run(X)
+    assert isinstance(scalar.mean("mu"), float) and isinstance(scalar.variance("mu"), float)
+
+
+def test_the_variance_of_a_site_far_from_zero_is_not_lost_to_cancellation():
+    # z ~ N(1e5, 1) from its prior, no evidence (equal weights): in float32 v^2 - mean^2
+    # (or (v + mean)(v - mean)) loses the variance of 1 to rounding at 1e5; the sample
+    # variance's standard error is sqrt(2 / K)
+    def far():
+        ppl.sample("z", dist.Normal(torch.tensor(1e5), 1.0))
+
+    K = 20_000
+    result = Importance(far, num_particles=K, rng_seed=0).run()
+    assert abs(result.variance("z") - 1.0) < 5 * math.sqrt(2 / K)
+
+
+def test_a_shifted_site_is_a_sample_and_a_hard_intervened_one_is_not():
+    """do(z = 1, w -> w + 10) on z ~ N(0, 1), w ~ N(z, 1) (a 2-vector in a plate of 3): w's
+    values vary over particles (a sample, of the plate's and the event's shape), z's do not.
+    E[w] = 1 + 10, sd 1."""
+    def chain():
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        with ppl.plate("p", 3):
+            ppl.sample("w", dist.Normal(z * torch.ones(2), 1.0).to_event(1))
+
+    K = 10_000
+    result = Importance(ppl.do(chain, {"z": 1.0, "w": lambda v: v + 10.0}), num_particles=K,
+                        rng_seed=0).run()
+    assert "z" not in result.samples and tuple(result.samples["w"].shape) == (K, 3, 2)
+    assert torch.all((result.mean("w") - 11.0).abs() < 5 / math.sqrt(K))
+
+
+MEANS = torch.tensor([-1.0, 2.0])
+
+
+def mixture(x):
+    c = ppl.sample("c", dist.Categorical(torch.tensor([0.3, 0.7])), infer={"enumerate": "parallel"})
+    with ppl.plate("data", len(x)):
+        ppl.sample("x", dist.Normal(MEANS[c], 1.0), obs=x)
+
+
+def test_an_enumerated_site_is_summed_out_so_every_weight_is_the_evidence():
+    normal = torch.distributions.Normal
+    exact = torch.logsumexp(torch.stack([math.log(p) + normal(m, 1.0).log_prob(X).sum()
+                                         for p, m in zip((0.3, 0.7), MEANS)]), 0)
+    result = Importance(mixture, num_particles=50, rng_seed=0).run(X)
+    assert result.log_evidence == pytest.approx(float(exact), abs=1e-5)
+    assert result.effective_sample_size == pytest.approx(50, rel=1e-5)
+
+
+def scaled_model(x, obs_scale=1.0):
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    with ppl.plate("data", len(x)):
+        ppl.sample("x", dist.Normal(mu, obs_scale), obs=x)
+
+
+def _scaled_posterior(obs_scale):
+    precision = 1 + len(X) / obs_scale ** 2
+    return float(X.sum()) / obs_scale ** 2 / precision, precision ** -0.5
+
+
+def test_posterior_draws_take_the_model_s_keyword_arguments_and_a_default_count():
+    mean, sd = _scaled_posterior(0.3)  # 1.158 (0.983 with the default obs_scale)
+    draws = Importance(scaled_model, num_particles=20_000, rng_seed=0).posterior(X, obs_scale=0.3)["mu"]
+    assert tuple(draws.shape) == (1000,)  # the default num_samples
+    assert abs(float(draws.mean()) - mean) < 5 * sd * math.sqrt(1 / 1000 + 1 / 2000)  # ESS > 2000 here
+
+
+def test_particles_one_at_a_time_give_the_same_estimates():
+    mean, sd = _scaled_posterior(0.5)
+    K = 400
+    result = Importance(scaled_model, num_particles=K, rng_seed=0, vectorize_particles=False).run(
+        X, obs_scale=0.5)
+    assert tuple(result.log_weights.shape) == (K,) and tuple(result.samples["mu"].shape) == (K,)
+    assert abs(result.mean("mu") - mean) < 5 * sd / math.sqrt(result.effective_sample_size)
+    precision = 1 + len(X) / 0.25
+    exact = (-0.5 * len(X) * math.log(2 * math.pi * 0.25) - 0.5 * math.log(precision)
+             - 0.5 * (float((X ** 2).sum()) / 0.25 - precision * mean ** 2))
+    assert abs(result.log_evidence - exact) < 5 * result.log_evidence_stderr
+
+
+def test_an_untrained_proposal_warns_at_the_user_s_call_and_a_fitted_one_does_not():
+    linear = torch.nn.Linear(1, 1)
+
+    def guide(x):
+        ppl.module("net", linear)  # a module's weights live in the module: never listed
+        loc = ppl.param("guide_loc", torch.tensor(0.0))
+        ppl.sample("mu", dist.Normal(loc, 1.0))
+
+    with pytest.warns(UserWarning) as caught:
+        Importance(model, guide, num_particles=10, rng_seed=0).step(X)
+    message = str(caught[0].message)
+    assert message == ("Importance: the proposal's parameters ['guide_loc'] take their initial values; "
+                       "to use a fitted guide pass its parameters, e.g. Importance(model, guide, "
+                       "params=vi.params)")
+    assert caught[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted = {"guide_loc": torch.tensor(1.0)}
+        Importance(model, guide, num_particles=10, rng_seed=0, params=fitted).step(X)
