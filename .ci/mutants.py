@@ -38,7 +38,16 @@ MODULES = {
     "inference/vi/objectives.py": ["tests/inference/vi/", "tests/inference/test_errors.py"],
     "inference/vi/estimators.py": ["tests/inference/vi/", "tests/inference/test_errors.py",
                                    "tests/inference/test_bad_input.py"],
-    "inference/importance.py": ["tests/inference/test_importance.py", "tests/causal/"],
+    "inference/importance.py": ["tests/inference/test_importance.py", "tests/inference/test_errors.py",
+                                "tests/inference/test_bad_input.py",
+                                "tests/causal/test_interventions_both_backends.py",
+                                "tests/causal/test_queries_both_backends.py",
+                                "tests/causal/test_counterfactual_oracles.py"]
+    + [f"tests/inference/test_silent.py::{name}" for name in (
+        "test_a_program_that_moves_the_particle_dimension_is_named",
+        "test_evidence_impossible_under_the_model_is_named",
+        "test_importance_with_impossible_or_infinite_evidence_raises",
+        "test_one_particle_has_no_standard_error")],
     "inference/exact/elimination.py": ["tests/inference/test_exact_elimination.py", "tests/causal/",
                                        "tests/inference/test_exact_plated.py"],
     "inference/gflownet/losses.py": ["tests/inference/gflownet/"],

@@ -235,3 +235,42 @@ def test_an_untrained_proposal_warns_at_the_user_s_call_and_a_fitted_one_does_no
         warnings.simplefilter("error")
         fitted = {"guide_loc": torch.tensor(1.0)}
         Importance(model, guide, num_particles=10, rng_seed=0, params=fitted).step(X)
+
+
+# ------------------------------------------------------------------ refusals and fallbacks
+def test_a_proposal_site_the_model_observes_is_refused_and_zero_steps_draw_nothing():
+    def guide(x):
+        ppl.sample("mu", dist.Normal(0.0, 1.0))
+        ppl.sample("x", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(ValueError, match=r"the proposal has site 'x' that the model lacks as a latent "
+                       r"site \(model sites: \['mu', 'mu_squared', 'x'\]\)|model sites: \['mu', 'x'\]"):
+        Importance(model, guide, num_particles=10).run(X)
+    with pytest.raises(ValueError, match="Importance.run: num_steps must be at least 1"):
+        Importance(model, num_particles=10).run(X, num_steps=0)
+
+
+def test_nan_weights_name_the_site_that_made_them():
+    def nan_factor(x):
+        mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+        ppl.factor("penalty", torch.where(mu > 0, mu * float("nan"), mu))
+
+    with pytest.raises(FloatingPointError, match=r"site 'penalty' \(a factor\) has a NaN log density"):
+        Importance(nan_factor, num_particles=200, rng_seed=0).run(X)
+
+
+def test_auto_falls_back_to_one_particle_at_a_time_for_a_program_that_does_not_broadcast():
+    """x @ w: a particle dimension breaks the matrix product; "auto" falls back (with a
+    warning) and the evidence is the closed form N(y; 0, I + X X^T) within 5 standard errors."""
+    design = torch.tensor([[1.0, 0.5], [-0.3, 2.0], [0.7, -1.1]])
+    y = torch.tensor([0.9, 1.7, -0.4])
+
+    def regression():
+        w = ppl.sample("w", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        ppl.sample("y", dist.Normal(design @ w, 1.0).to_event(1), obs=y)
+
+    with pytest.warns(UserWarning, match="vectoris|vectoriz"):
+        result = Importance(regression, num_particles=3000, rng_seed=0, vectorize_particles="auto").run()
+    covariance = torch.eye(3) + design @ design.T
+    exact = torch.distributions.MultivariateNormal(torch.zeros(3), covariance).log_prob(y)
+    assert abs(result.log_evidence - float(exact)) < 5 * result.log_evidence_stderr
