@@ -52,4 +52,22 @@ class SiteHandler:
         return self._active.pop().__exit__(*exc)
 
 
-__all__ = ["SiteHandler"]
+class RunsRule:
+    """Mixin of the backends' Messengers that run a :class:`SiteHandler` (``rule``): it is
+    told when the Messenger enters and after it leaves the stack."""
+
+    def __init__(self, rule, *args):
+        super().__init__(*args)
+        self.rule = rule
+
+    def __enter__(self):
+        self.rule.enter()
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        result = super().__exit__(exc_type, exc_value, traceback)
+        self.rule.exit(exc_type)
+        return result
+
+
+__all__ = ["RunsRule", "SiteHandler"]

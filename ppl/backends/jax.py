@@ -19,6 +19,7 @@ from numpyro.primitives import _PYRO_STACK, Messenger
 from . import jax_enum
 from ..backend import activated
 from ..errors import SiteError, UnsupportedError
+from ..site_handler import RunsRule
 from ..trace_view import PlateInfo, Site, Trace
 from ..validation import (check_distribution_backend, check_plate, explain_run_failure,
                           explain_score_failure)
@@ -204,22 +205,10 @@ def to_trace(recorder, return_value=None):
     return trace
 
 
-class RuleMessenger(Messenger):
-    """Runs a backend-neutral :class:`ppl.site_handler.SiteHandler` as a NumPyro Messenger;
-    called with a single function and no handled function yet, it wraps it (as Pyro's do)."""
-
-    def __init__(self, rule, fn=None):
-        super().__init__(fn)
-        self.rule = rule
-
-    def __enter__(self):
-        self.rule.enter()
-        return super().__enter__()
-
-    def __exit__(self, exc_type, exc_value, traceback):
-        result = super().__exit__(exc_type, exc_value, traceback)
-        self.rule.exit(exc_type)
-        return result
+class RuleMessenger(RunsRule, Messenger):
+    """Runs a backend-neutral :class:`ppl.site_handler.SiteHandler` as a NumPyro Messenger
+    (``RuleMessenger(rule, fn)``); called with a single function and no handled function
+    yet, it wraps it (as Pyro's do)."""
 
     def __call__(self, *args, **kwargs):
         if self.fn is None and len(args) == 1 and callable(args[0]) and not kwargs:

@@ -16,6 +16,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 from torch.overrides import TorchFunctionMode
 
+from ...site_handler import RunsRule
 from .state import restored_rng
 
 
@@ -115,21 +116,8 @@ class _Seed(Messenger):
             fork.__exit__(None, None, None)
 
 
-class RuleMessenger(Messenger):
+class RuleMessenger(RunsRule, Messenger):
     """Runs a backend-neutral :class:`ppl.site_handler.SiteHandler` as a Pyro Messenger."""
-
-    def __init__(self, rule):
-        super().__init__()
-        self.rule = rule
-
-    def __enter__(self):
-        self.rule.enter()
-        return super().__enter__()
-
-    def __exit__(self, exc_type, exc_value, traceback):
-        result = super().__exit__(exc_type, exc_value, traceback)
-        self.rule.exit(exc_type)
-        return result
 
     def _pyro_sample(self, msg):
         self.rule.process_sample(msg)
