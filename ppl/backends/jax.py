@@ -144,6 +144,19 @@ def _torch_in_program(error, recorder):
                      "jax backend, or run the program under ppl.backend('torch')", site=after)
 
 
+def _traced_control_flow(error, recorder):
+    """A traced value (the program runs under ``jax.jit`` or ``vmap``) reached Python control
+    flow: JAX's error does not say where; name the last site drawn before it."""
+    if not isinstance(error, jax.errors.ConcretizationTypeError):
+        return None
+    after = list(recorder.sites)[-1] if recorder.sites else None
+    where = f"after site {after!r}" if after else "before its first site"
+    return SiteError(f"the program turns a traced value into a Python one (an if, bool(), float() or "
+                     f".item()) {where} while JAX compiles or vectorises it; write the branch with "
+                     "jnp.where or jax.lax.cond, or pass a value the branch needs as a non-array "
+                     "(static) argument", site=after)
+
+
 def _subsampled(msg):
     """Whether a plate message draws a subsample (``subsample_size`` None: the whole plate;
     replaying its indices would force the guide's size on the model's plate)."""
@@ -423,7 +436,7 @@ class JaxBackend:
                 # a distribution refusing a parameter: name it, if one is NaN or outside its constraint
                 named = explain_run_failure(error, recorder.params, recorder.param_constraints)
                 if named is None:
-                    named = _torch_in_program(error, recorder)
+                    named = _torch_in_program(error, recorder) or _traced_control_flow(error, recorder)
                 if named is not None:
                     raise named from error
                 raise

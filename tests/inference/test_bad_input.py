@@ -481,3 +481,19 @@ def test_a_torch_tensor_in_a_jax_program_is_named():
     with ppl.backend("jax"), pytest.raises(SiteError, match="a torch tensor reached the jax backend's "
                                            "program after site 'z'.*jnp.asarray"):
         ppl.trace(model)()
+
+
+def test_control_flow_on_a_traced_value_under_jit_names_the_site_and_the_fix():
+    pytest.importorskip("numpyro")
+    import jax.numpy as jnp
+
+    def model():
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        loc = 1.0 if z > 0 else -1.0  # a Python branch on a value JAX traces
+        ppl.sample("x", dist.Normal(loc, 1.0), obs=jnp.asarray(0.5))
+
+    def guide():
+        ppl.sample("z", dist.Normal(ppl.param("m", 0.0), 1.0))
+
+    with ppl.backend("jax"), pytest.raises(SiteError, match="after site 'z' while JAX compiles.*jnp.where"):
+        VI(model, guide).step()
