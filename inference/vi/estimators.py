@@ -104,7 +104,7 @@ class Gumbel(Estimator):
 
     def draw(self, backend, msg, step):
         relaxed = backend.relaxed(msg["name"], msg["fn"], self.temperature_at(step))
-        soft = relaxed.rsample()
+        soft = backend.rsample(relaxed, msg)
         if self.straight_through:
             msg["value"] = backend.straight_through(msg["fn"], soft)
         else:

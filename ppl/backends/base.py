@@ -51,6 +51,9 @@ class Backend(Protocol):
     def draw_detached(self, msg):
         """Draw a latent site without a gradient path."""
 
+    def rsample(self, fn, msg):
+        """A reparameterised draw from ``fn`` for the site of ``msg`` (its key on JAX)."""
+
     def relaxed(self, name, fn, temperature):
         """The Concrete relaxation of a discrete site's distribution."""
 

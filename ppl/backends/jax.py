@@ -180,6 +180,7 @@ def _site_log_prob(site):
     return lp if site.scale is None else lp * site.scale
 
 
+_BERNOULLI = (numpyro.distributions.discrete.BernoulliProbs, numpyro.distributions.discrete.BernoulliLogits)
 _CLAMPED = (numpyro.distributions.discrete.BernoulliProbs, numpyro.distributions.discrete.CategoricalProbs)
 
 
@@ -458,10 +459,33 @@ class JaxBackend:
         return dependencies(self, fn, args, kwargs)
 
     def relaxed(self, name, fn, temperature):
-        raise UnsupportedError(f"site {name!r}: the 'gumbel' estimator", backend=self.name)
+        """The Concrete relaxation of a Bernoulli site (through ``to_event`` and plates).
+        NumPyro has no OneHotCategorical, so a Categorical site has no relaxation here."""
+        reinterpreted, base = 0, fn
+        while isinstance(base, numpyro.distributions.Independent):
+            reinterpreted += base.reinterpreted_batch_ndims
+            base = base.base_dist
+        batch = tuple(base.batch_shape)
+        while isinstance(base, numpyro.distributions.ExpandedDistribution):
+            base = base.base_dist
+        if not isinstance(base, _BERNOULLI):
+            raise SiteError(
+                f"site {name!r}: estimator 'gumbel' relaxes Bernoulli sites on the jax backend, not "
+                f"{type(base).__name__} (NumPyro has no OneHotCategorical to relax a Categorical "
+                "as); use 'enum' or 'score' for it, or the torch backend", site=name)
+        logits = jnp.broadcast_to(base.logits, batch)
+        # no support check: at low temperatures the relaxed draws round off to exactly 0 / 1
+        relaxed = numpyro.distributions.RelaxedBernoulliLogits(
+            jnp.asarray(temperature, dtype=logits.dtype), logits, validate_args=False)
+        return relaxed.to_event(reinterpreted) if reinterpreted else relaxed
 
     def straight_through(self, fn, soft):
-        raise UnsupportedError("the straight-through 'gumbel' estimator", backend=self.name)
+        """The hard sample in the forward pass, the relaxed sample's gradient in the backward."""
+        hard = (soft > 0.5).astype(soft.dtype)
+        return hard + (soft - jax.lax.stop_gradient(soft))
+
+    def rsample(self, fn, msg):
+        return fn.rsample(msg["kwargs"]["rng_key"], msg["kwargs"].get("sample_shape") or ())
 
     @contextlib.contextmanager
     def no_grad(self):

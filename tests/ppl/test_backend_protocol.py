@@ -23,10 +23,9 @@ def test_missing_member_is_reported():
     assert "run" in missing_members(Partial()) and "name" not in missing_members(Partial())
 
 
-def test_a_feature_jax_lacks_raises_unsupported_error_naming_it():
-    pytest.importorskip("numpyro")
-    backend = ppl.get_backend("jax")
-    with pytest.raises(UnsupportedError, match="'gumbel' estimator is not supported on the jax backend"):
-        backend.relaxed("c", None, 0.5)
-    with pytest.raises(NotImplementedError):  # the built-in it replaces still catches it
-        backend.straight_through(None, None)
+def test_a_feature_a_backend_lacks_raises_unsupported_error_naming_it():
+    backend = ppl.get_backend("torch")
+    with pytest.raises(UnsupportedError, match="particles mapped with vmap is not supported on the torch "
+                       "backend") as caught:
+        backend.run(lambda: None, particles=(4, -1, "vmap"))
+    assert isinstance(caught.value, NotImplementedError)  # the built-in it replaces still catches it

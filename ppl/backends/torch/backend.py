@@ -92,6 +92,9 @@ class TorchBackend:
     def draw_detached(self, msg):
         msg["value"] = msg["fn"].sample()
 
+    def rsample(self, fn, msg):
+        return fn.rsample()
+
     def dependencies(self, fn, args, kwargs):
         """site -> the sites its distribution was computed from, by provenance tracking.
 
