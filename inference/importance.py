@@ -14,7 +14,7 @@
 import math
 import warnings
 
-from ppl.errors import ShapeError
+from ppl.errors import ShapeError, user_stacklevel
 from ppl.validation import check_observations
 
 from .arguments import count
@@ -211,7 +211,8 @@ class Importance(Strategy):
         if initial:
             warnings.warn(f"Importance: the proposal's parameters {initial} take their initial "
                           "values; to use a fitted guide pass its parameters, e.g. "
-                          "Importance(model, guide, params=vi.params)", UserWarning, stacklevel=4)
+                          "Importance(model, guide, params=vi.params)", UserWarning,
+                          stacklevel=user_stacklevel())
 
     def step(self, *args, **kwargs):
         """One batch of ``num_particles`` weighted particles."""

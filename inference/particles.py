@@ -15,7 +15,7 @@ Importance.
 
 import warnings
 
-from ppl.errors import PPLError, ShapeError
+from ppl.errors import PPLError, ShapeError, user_stacklevel
 
 MODES = (True, False, "auto", "vmap")
 
@@ -55,4 +55,5 @@ def vectorisation_error(owner, num, plate_dims, error):
 
 def warn_fallback(owner, error, mode):
     how = "mapped with jax.vmap" if mode == "vmap" else "one by one"
-    warnings.warn(f"{owner}: {error}; running the particles {how} from now on", UserWarning, stacklevel=5)
+    warnings.warn(f"{owner}: {error}; running the particles {how} from now on", UserWarning,
+                  stacklevel=user_stacklevel())

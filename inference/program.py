@@ -5,7 +5,7 @@ import ctypes
 import math
 import warnings
 
-from ppl.errors import ShapeError, SiteError
+from ppl.errors import ShapeError, SiteError, user_stacklevel
 from ppl.validation import support_problem
 
 from .arguments import is_integer
@@ -125,7 +125,7 @@ def warn_auxiliary(name, site, model_tr):
         warnings.warn(
             f"the guide has site {name!r} that the model lacks (model sites: "
             f"{sorted(model_tr.sites)}); it is treated as an auxiliary variable of q; mark it "
-            "infer={'is_auxiliary': True} if that is meant", UserWarning, stacklevel=5)
+            "infer={'is_auxiliary': True} if that is meant", UserWarning, stacklevel=user_stacklevel())
 
 
 def plate_nesting(traces):

@@ -62,5 +62,21 @@ class CheckpointError(PPLError, ValueError):
     names the first difference. A failed load changes nothing."""
 
 
+def user_stacklevel():
+    """The ``stacklevel`` that makes ``warnings.warn``, called by the function that calls
+    this, point at the user's line: the first frame outside this project's packages and the
+    libraries beneath them (Pyro's handlers, NumPyro's), however deep the call."""
+    import os
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    inside = tuple(os.path.join(root, package) + os.sep for package in ("ppl", "inference", "models"))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename.startswith(inside)
+                                 or "site-packages" in frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 __all__ = ["CheckpointError", "NonFiniteError", "PPLError", "ShapeError", "SiteError",
-           "UnsupportedError"]
+           "UnsupportedError", "user_stacklevel"]

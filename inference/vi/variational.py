@@ -22,7 +22,7 @@ the same programs starts from the initial values. ``with vi.param_scope():`` run
 import math
 import warnings
 
-from ppl.errors import ShapeError, SiteError, UnsupportedError
+from ppl.errors import ShapeError, SiteError, UnsupportedError, user_stacklevel
 from ppl.trace_view import Trace
 from ppl.validation import check_observations
 
@@ -476,7 +476,7 @@ class VI(Strategy):
                 warnings.warn(f"VI.evaluate: guide sites {self._point_masses} are point masses (Delta): "
                               "the estimate is log p(x, z) at that point, not a bound on log p(x); "
                               "use a guide with a density (AutoNormal, ...) for the evidence",
-                              UserWarning, stacklevel=2)
+                              UserWarning, stacklevel=user_stacklevel())
             batch = batch_particles or self._eval_chunk  # under a 256 MiB budget by default
             return self._evaluate(args, kwargs, num_particles, batch if self.vectorize_particles else 1)
 

@@ -9,7 +9,7 @@ import torch
 from pyro.poutine.enum_messenger import EnumMessenger
 
 from ...backend import activated
-from ...errors import SiteError, UnsupportedError
+from ...errors import SiteError, UnsupportedError, user_stacklevel
 from ...validation import explain_run_failure, first_bad_observation
 from .handlers import RuleMessenger, _EscapeWatch, _FixedParams, _ProvenanceTracker, handlers
 from .ops import _Ops
@@ -116,7 +116,7 @@ class TorchBackend:
                 "numbers (item(), float(), bool() or an if on a tensor); control flow may carry a "
                 "dependence on them, so every site drawn after that has them as parents (remove "
                 "an edge you know to be absent with graph.remove_edge)",
-                UserWarning, stacklevel=3)
+                UserWarning, stacklevel=user_stacklevel())
         return tracker.parents
 
     def relaxed(self, name, fn, temperature):
