@@ -131,11 +131,15 @@ class RuleMessenger(Messenger):
         self.rule.exit(exc_type)
         return result
 
+    # Pyro's plate draws its indices at a sample site of its own (NumPyro's is a plate
+    # message): a neutral handler sees the program's sample sites only
     def _pyro_sample(self, msg):
-        self.rule.process_sample(msg)
+        if type(msg["fn"]) is not _Subsample:
+            self.rule.process_sample(msg)
 
     def _pyro_post_sample(self, msg):
-        self.rule.postprocess_sample(msg)
+        if type(msg["fn"]) is not _Subsample:
+            self.rule.postprocess_sample(msg)
 
 
 def _condition(fn=None, data=None):
