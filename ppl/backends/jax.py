@@ -48,7 +48,13 @@ def _sample(name, fn, obs=None, infer=None, rng_key=None, **kwargs):
 
 
 def _deterministic(name, value, event_dim=None):
-    return numpyro.deterministic(name, value)  # NumPyro's records the value as it is
+    """NumPyro's deterministic site (it records the value as it is), its message carrying
+    ``event_dim`` for the handlers that read it (counterfactual worlds' mechanisms)."""
+    if not _PYRO_STACK:
+        return value
+    msg = {"type": "deterministic", "name": name, "value": value, "cond_indep_stack": [],
+           "event_dim": event_dim}
+    return numpyro.primitives.apply_stack(msg)["value"]
 
 
 primitives = types.SimpleNamespace(
@@ -215,6 +221,8 @@ class RuleMessenger(Messenger):
     def process_message(self, msg):
         if msg["type"] == "sample":
             self.rule.process_sample(msg)
+        elif msg["type"] == "deterministic":
+            self.rule.process_deterministic(msg)
 
     def postprocess_message(self, msg):
         if msg["type"] == "sample":

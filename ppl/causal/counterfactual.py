@@ -88,8 +88,14 @@ class CounterfactualMessenger(SiteHandler):
             return
         name = msg["name"]
         self._seen.add(name)
-        if msg["infer"].get("_deterministic"):
-            self._mechanism_site(name, msg)
+        if msg["infer"].get("_deterministic"):  # torch's deterministic site
+            event_dim = len(fn.event_shape)
+            if event_dim and event_dim == self.ops.ndim(msg["value"]):
+                # Pyro's default event_dim (the value's ndim) takes in the world, particle and
+                # plate dims; a mechanism is read as one value per plate element (pass
+                # ppl.deterministic(..., event_dim=k) for a vector-valued mechanism)
+                event_dim = 0
+            self._mechanism_site(name, msg, event_dim)
             return
         ops = self.ops
         mechanism = _Mechanism(name, fn, self.dim)
@@ -126,19 +132,18 @@ class CounterfactualMessenger(SiteHandler):
         msg["value"] = value
         msg["is_observed"] = True
 
-    def _mechanism_site(self, name, msg):
+    def process_deterministic(self, msg):
+        """JAX's deterministic site (NumPyro's message, with ``ppl.deterministic``'s event_dim)."""
+        self._seen.add(msg["name"])
+        self._mechanism_site(msg["name"], msg, msg.get("event_dim") or 0)
+
+    def _mechanism_site(self, name, msg, event_dim):
         """A ``deterministic`` site: a mechanism of explicit noise, whose value already
         follows its inputs in each world. Interventions set it per world; evidence keeps
         the factual world where it holds (a 0 / -inf factor: exact with discrete noise).
         Without an explicit ``event_dim`` the mechanism is scalar per plate element."""
         ops = self.ops
-        fn, value = msg["fn"], msg["value"]
-        event_dim = len(fn.event_shape)
-        if event_dim and event_dim == ops.ndim(value):
-            # Pyro's default event_dim (the value's ndim) takes in the world, particle and
-            # plate dims; a mechanism is read as one value per plate element (pass
-            # ppl.deterministic(..., event_dim=k) for a vector-valued mechanism)
-            event_dim = 0
+        value = ops.asarray(msg["value"])
         split = ops.ndim(value) - event_dim
         real = self.backend.distributions.constraints.real
         shape = _Shape(_without_world(value.shape[:split], self.dim), tuple(value.shape[split:]), real)
@@ -153,7 +158,7 @@ class CounterfactualMessenger(SiteHandler):
             zero = ops.zeros((), ops.asarray(0.0))
             self._factor(name, ops.where(holds, zero, zero - math.inf))
             overrides.append((0, evidence))
-        if overrides:  # (its fn, the library's masked Delta, scores nothing: left as it is)
+        if overrides:  # (torch's fn, Pyro's masked Delta, scores nothing: left as it is)
             msg["value"] = self._set_worlds(value, overrides, event_dim)
 
     def _exogenous(self, name, mechanism):
@@ -290,6 +295,14 @@ class CounterfactualMessenger(SiteHandler):
         return self.ops.narrow(value, d, world, 1)
 
 
+class _DryRunDo(DoMessenger):
+    """``do`` for the dry run that finds the plates: a name it did not meet (a mechanism,
+    which JAX's ``do`` does not see) is left to the worlds to check."""
+
+    def exit(self, exc_type):
+        pass
+
+
 def _family(base):
     """The family's name as the user wrote it (NumPyro's ``BernoulliProbs`` is a Bernoulli)."""
     name = type(base).__name__
@@ -347,8 +360,12 @@ class CounterfactualProgram:
         if self._nesting is None:
             backend = backend_of(self.model)
             # blocked: handlers around this program must not see the dry run
+            # the first world's values (another world's value, ppl.world, is not known yet);
+            # names are checked by the worlds themselves
+            first = {name: action for name, action in self.intervention_sets[0].items()
+                     if not isinstance(action, WorldValue)}
             with backend.preserved_rng(), backend.no_grad(), backend.handlers.block():
-                trace = backend.run(DoMessenger(self.intervention_sets[0])(self.model), args, kwargs)
+                trace = backend.run(_DryRunDo(first)(self.model), args, kwargs)
             self._nesting = max((-p.dim for s in trace for p in s.plates if p.dim is not None),
                                 default=0)
             try:

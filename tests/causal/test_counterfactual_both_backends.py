@@ -54,11 +54,21 @@ def test_probabilities_of_causation_are_their_closed_forms(on_backend):
     assert abs(sampled.mean - pn.mean) < 5 * sampled.stderr
 
 
+def mechanism_mediation():
+    """The linear mediation model with explicit noise and deterministic mechanisms."""
+    u_x, u_m, u_y = (ppl.sample(f"u_{v}", dist.Normal(0.0, 1.0)) for v in "xmy")
+    x = ppl.deterministic("X", u_x, event_dim=0)
+    m = ppl.deterministic("M", 2.0 * x + u_m, event_dim=0)
+    return ppl.deterministic("Y", 3.0 * x + m + u_y, event_dim=0)
+
+
 def test_nested_worlds_give_the_natural_effects(on_backend):
     """Binary mediation, exact: NDE = sum_m P(m | x=0) [P(y | 1, m) - P(y | 0, m)] = 0.3 and
     NIE = E[Y(1)] - E[Y(1, M(0))] = (0.2 * 0.4 + 0.8 * 0.8) - (0.8 * 0.4 + 0.2 * 0.8) = 0.24
-    (ppl.world(1) in world 2's interventions). Linear mediation: each effect is 1 in every
-    draw (the worlds share m's and y's noise), so the estimate is 1 with no spread."""
+    (ppl.world(1) in world 2's interventions). Linear mediation: each effect is its path's
+    coefficient in every draw (the worlds share the noise), so the estimate has no spread:
+    with sample sites 1 and 1; with mechanisms (deterministic sites, y = 3x + m + u_y,
+    m = 2x + u_m) NDE = 3 and NIE = 2."""
     nde = inference.natural_direct_effect(binary_mediation, "x", "m", "y")
     nie = inference.natural_indirect_effect(binary_mediation, "x", "m", "y")
     assert nde.method == nie.method == "exact"
@@ -66,6 +76,12 @@ def test_nested_worlds_give_the_natural_effects(on_backend):
     for effect in (inference.natural_direct_effect, inference.natural_indirect_effect):
         answer = effect(linear_mediation, "x", "m", "y", num_particles=200)
         assert answer.method == "importance" and answer.mean == pytest.approx(1.0, abs=1e-5)
+    def fresh():  # a new model: its plates are found by a dry run (not remembered from torch's)
+        return mechanism_mediation()
+
+    for effect, path in ((inference.natural_direct_effect, 3.0), (inference.natural_indirect_effect, 2.0)):
+        answer = effect(fresh, "X", "M", "Y", num_particles=200)
+        assert answer.mean == pytest.approx(path, abs=1e-5)
     # the worlds themselves: y_2 - y_1 = 1 (x from 0 to 1, m held at world 1's value)
     tr = ppl.trace(ppl.counterfactual(linear_mediation, {"x": 0.5, "m": 1.0, "y": 2.0},
                                       [{"x": 0.0}, {"x": 1.0, "m": ppl.world(1)}], worlds="multi"))()
@@ -81,6 +97,13 @@ def test_multi_worlds_of_a_linear_gaussian_scm(on_backend):
                                       worlds="multi"))()
     assert [float(wv(tr, "y", w)) for w in range(4)] == [3.0, 1.0, 0.0, 5.0]
     assert [float(wv(tr, "z", w)) for w in range(4)] == [5.0, 2.0, 2.0, 9.0]
+    # another world's value in the first world's interventions (the dry run that finds the
+    # plates runs the first world's values, and another world's is not one): y_1 = y_0 = 3
+    def fresh():
+        return linear_gaussian_scm()
+
+    tr = ppl.trace(ppl.counterfactual(fresh, {"x": 1.0, "y": 3.0, "z": 5.0}, {"x": 0.0, "y": ppl.world(0)}))()
+    assert [float(wv(tr, "z", w)) for w in range(2)] == [5.0, 4.0]
     # every noise fixed by the evidence: an exact query without a latent site
     answer = inference.counterfactual(linear_gaussian_scm, {"x": 1.0, "y": 3.0, "z": 5.0}, {"x": 0.0}, "y")
     assert answer.method == "exact" and answer.mean == 1.0

@@ -159,7 +159,7 @@ def mediation_default_event_dim():
     return ppl.deterministic("Y", x + m + u_y)
 
 
-def test_mechanisms_without_event_dim_are_one_value_per_world():
+def test_mechanisms_without_event_dim_are_one_value_per_world(on_backend):
     """do(X = 1, M = M + 10): M's natural value in world 1 is 1 + u_m, so M = 11 + u_m and
     Y = 1 + M + u_y; world 0 follows the noise. Read against the trace's noise values."""
     tr = run(mediation_default_event_dim, {}, {"X": 1.0, "M": lambda m: m + 10.0})
@@ -249,12 +249,12 @@ def test_an_intervention_on_a_constant_inside_a_plate():
 
 def constant_scale():
     """y = k x + u_y with k a mechanism of no noise (a constant of the model)."""
-    k = ppl.deterministic("k", torch.tensor(2.0), event_dim=0)
+    k = ppl.deterministic("k", ppl.get_backend().ops.asarray(2.0), event_dim=0)
     x = ppl.sample("x", dist.Normal(0.0, 1.0))
     return ppl.sample("y", dist.Normal(k * x, 1.0))
 
 
-def test_interventions_on_a_mechanism_of_no_world():
+def test_interventions_on_a_mechanism_of_no_world(on_backend):
     """k has no world dim of its own; do(k = 3), k + 1, and another world's k each give
     world-specific values: y = k_w * 1 + u_y with u_y = 3 - 2 = 1."""
     evidence = {"x": 1.0, "y": 3.0}

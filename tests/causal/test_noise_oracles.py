@@ -53,7 +53,12 @@ def _draws(logits, chosen, n, seed):
     else:
         torch.manual_seed(seed)
         draws = density.sample((n,))
-    return torch.as_tensor(np.array(draws)).double()
+    return _as_torch(draws)
+
+
+def _as_torch(x):
+    """A torch or JAX array as a float64 torch tensor."""
+    return (x if torch.is_tensor(x) else torch.as_tensor(np.array(x))).double()
 
 
 @pytest.mark.parametrize("k", [3, 4, 6, 10])
@@ -92,7 +97,7 @@ def test_gumbel_given_argmax_log_prob_is_the_conditional_density(k, on_backend):
     ops = ppl.get_backend().ops
     for chosen in range(k):
         density = GumbelGivenArgmax(ops.asarray(logits.numpy()), ops.asarray(chosen))
-        log_prob = torch.as_tensor(np.array(density.log_prob(ops.asarray(g.numpy())))).double()
+        log_prob = _as_torch(density.log_prob(ops.asarray(g.numpy())))
         ratio = (log_prob - prior.log_prob(g).sum(-1)).exp()
         inside = (logits + g).argmax(-1) == chosen
         assert torch.allclose(ratio[inside], 1 / softmax[chosen].expand(int(inside.sum())))
