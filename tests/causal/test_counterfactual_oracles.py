@@ -56,20 +56,22 @@ def test_an_observed_site_of_the_model_is_abducted_like_evidence(on_backend):
     assert wv(tr, "y", 1).shape == ()
 
 
-def test_an_independent_site_keeps_its_event_dims_apart_from_the_worlds():
+def test_an_independent_site_keeps_its_event_dims_apart_from_the_worlds(on_backend):
     """A vector site (``to_event``): abduction per component, u_v = v - x = [1, 2, 3], so
     under do(x = 0) v = [1, 2, 3]; an intervention on the vector sets it whole. The world
     dim sits left of the event dims (this crashed, or narrowed the event dim, before)."""
     def scm():
         x = ppl.sample("x", dist.Normal(0.0, 1.0))
-        v = ppl.sample("v", dist.Normal(x.unsqueeze(-1) + torch.zeros(3), 1.0).to_event(1))
+        ops = ppl.get_backend().ops
+        v = ppl.sample("v", dist.Normal(ops.expand_dims(x, -1) + ops.zeros((3,), x), 1.0).to_event(1))
         return ppl.sample("y", dist.Normal(v.sum(-1), 1.0))
 
-    tr = run(scm, {"x": 1.0, "v": torch.tensor([2.0, 3.0, 4.0]), "y": 10.0}, {"x": 0.0})
+    asarray = ppl.get_backend().ops.asarray
+    tr = run(scm, {"x": 1.0, "v": asarray([2.0, 3.0, 4.0]), "y": 10.0}, {"x": 0.0})
     assert tr["v"].value.tolist() == [[2.0, 3.0, 4.0], [1.0, 2.0, 3.0]]
     assert tr["y"].value.tolist() == [10.0, 7.0]  # u_y = 10 - 9 = 1
-    tr = run(scm, {"x": 1.0, "v": torch.tensor([2.0, 3.0, 4.0]), "y": 10.0},
-             {"v": torch.tensor([5.0, 6.0, 7.0])})
+    tr = run(scm, {"x": 1.0, "v": asarray([2.0, 3.0, 4.0]), "y": 10.0},
+             {"v": asarray([5.0, 6.0, 7.0])})
     assert tr["v"].value.tolist() == [[2.0, 3.0, 4.0], [5.0, 6.0, 7.0]]
     assert tr["y"].value.tolist() == [10.0, 19.0]
 
@@ -233,16 +235,16 @@ def test_evidence_on_a_vector_mechanism_is_one_factor_per_plate_element():
     assert tr.deterministics["V"][1].tolist() == [[7.0, 8.0]] * 3
 
 
-def test_an_intervention_on_a_constant_inside_a_plate():
+def test_an_intervention_on_a_constant_inside_a_plate(on_backend):
     """k_i = (1, 2, 3) a constant per plate element, y_i = k_i x + u_i; do(k = 5): with x = 1
     and y = k + 1 observed (u_i = 1), world 1 has y_i = 5 + 1."""
     def scm():
         x = ppl.sample("x", dist.Normal(0.0, 1.0))
         with ppl.plate("data", 3):
-            k = ppl.deterministic("k", torch.tensor([1.0, 2.0, 3.0]), event_dim=0)
+            k = ppl.deterministic("k", ppl.get_backend().ops.asarray([1.0, 2.0, 3.0]), event_dim=0)
             return ppl.sample("y", dist.Normal(k * x, 1.0))
 
-    tr = run(scm, {"x": 1.0, "y": torch.tensor([2.0, 3.0, 4.0])}, {"k": 5.0})
+    tr = run(scm, {"x": 1.0, "y": ppl.get_backend().ops.asarray([2.0, 3.0, 4.0])}, {"k": 5.0})
     assert tr.deterministics["k"].tolist() == [[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]
     assert tr["y"].value.tolist() == [[2.0, 3.0, 4.0], [6.0, 6.0, 6.0]]
 
@@ -333,10 +335,10 @@ def plated_scm(n, *, shift):
     """A model with arguments: n plate elements y_i = x + i + shift + u_i."""
     x = ppl.sample("x", dist.Normal(0.0, 1.0))
     with ppl.plate("data", n, dim=-1):
-        return ppl.sample("y", dist.Normal(x + torch.arange(n) + shift, 1.0))
+        return ppl.sample("y", dist.Normal(x + ppl.get_backend().ops.arange(n) + shift, 1.0))
 
 
-def test_the_world_plate_sits_left_of_the_models_plates():
+def test_the_world_plate_sits_left_of_the_models_plates(on_backend):
     """Found by one dry run with the program's arguments (remembered per model), or given:
     the world dim is -(nesting + 1). Values: u_i = 0 (evidence y = i + 1 + shift at x = 1),
     so under do(x = 0) y_i = i + shift."""
@@ -346,7 +348,7 @@ def test_the_world_plate_sits_left_of_the_models_plates():
         calls.append(n)
         return plated_scm(n, shift=shift)
 
-    evidence = {"x": 1.0, "y": torch.arange(3.0) + 11.0}
+    evidence = {"x": 1.0, "y": ppl.get_backend().ops.asarray([11.0, 12.0, 13.0])}
     tr = run(model, evidence, {"x": 0.0}, 3, shift=10.0)
     assert ppl.causal.worlds.world_dim(tr) == -2 and len(calls) == 2  # the dry run, the run
     assert tr["y"].value.tolist() == [[11.0, 12.0, 13.0], [10.0, 11.0, 12.0]]
@@ -359,17 +361,17 @@ def test_the_world_plate_sits_left_of_the_models_plates():
     assert ppl.causal.worlds.world_dim(run(linear_gaussian_scm, {}, {"x": 0.0})) == -1
 
 
-def test_a_subsampled_plate_inside_the_worlds():
-    """The subsample site of a plate is not a site of the worlds; y_i = x + i + u_i with
-    x observed 1 and do(x = 0) lowers every subsampled element by exactly 1."""
+def test_a_subsampled_plate_inside_the_worlds(on_backend):
+    """The subsample site of a plate (Pyro's) is not a site of the worlds; y_i = x + i + u_i
+    with x observed 1 and do(x = 0) lowers every subsampled element by exactly 1."""
     def scm():
         x = ppl.sample("x", dist.Normal(0.0, 1.0))
         with ppl.plate("data", 10, subsample_size=3) as idx:
-            return ppl.sample("y", dist.Normal(x + idx.float(), 1.0))
+            return ppl.sample("y", dist.Normal(x + 1.0 * idx, 1.0))
 
     tr = run(scm, {"x": 1.0}, {"x": 0.0})
     y = tr["y"].value
-    assert y.shape == (2, 3) and torch.allclose(y[0] - y[1], torch.ones(3))
+    assert y.shape == (2, 3) and [float(d) for d in y[0] - y[1]] == pytest.approx([1.0] * 3, abs=1e-6)
 
 
 # ------------------------------------------------------------ bad input, named
