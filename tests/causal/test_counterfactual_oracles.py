@@ -375,18 +375,21 @@ def test_a_subsampled_plate_inside_the_worlds(on_backend):
 
 
 # ------------------------------------------------------------ bad input, named
-def test_bad_input_is_named():
+def test_bad_input_is_named(on_backend):
+    asarray = ppl.get_backend().ops.asarray
+
     def plated_mechanism():
         u = ppl.sample("u", dist.Normal(0.0, 1.0))
         with ppl.plate("data", 3):
-            m = ppl.deterministic("m", u + torch.arange(3.0), event_dim=0)
+            m = ppl.deterministic("m", u + asarray([0.0, 1.0, 2.0]), event_dim=0)
             return ppl.sample("e", dist.Normal(m, 1.0))  # a sample site: the plate is found
 
     # values that do not fit the site's plate of 3 elements
-    for model, evidence, interventions, site in ((plated_scm, {}, {"y": torch.zeros(2)}, "y"),
-                                                 (plated_scm, {"y": torch.zeros(2)}, {"x": 0.0}, "y"),
-                                                 (plated_mechanism, {"m": torch.zeros(2)}, {}, "m"),
-                                                 (plated_mechanism, {}, {"m": torch.zeros(2)}, "m")):
+    two = asarray([0.0, 0.0])
+    for model, evidence, interventions, site in ((plated_scm, {}, {"y": two}, "y"),
+                                                 (plated_scm, {"y": two}, {"x": 0.0}, "y"),
+                                                 (plated_mechanism, {"m": two}, {}, "m"),
+                                                 (plated_mechanism, {}, {"m": two}, "m")):
         with pytest.raises(ValueError, match=f"site '{site}': a value of shape \\(2,\\) does not fit"):
             run(model, evidence, interventions, 3, shift=0.0) if model is plated_scm else \
                 run(model, evidence, interventions)
@@ -407,13 +410,13 @@ def test_bad_input_is_named():
     with pytest.raises(SiteError, match=r"^site 'y': a value of shape \(2,\) does not fit the site's batch "
                                          r"\+ event shape \(1,\): its dim -1 is the worlds' \(give each "
                                          r"world its value with an intervention\)$") as error:
-        run(linear_gaussian_scm, {"x": 1.0, "y": torch.tensor([3.0, 5.0])}, {"x": 0.0})
+        run(linear_gaussian_scm, {"x": 1.0, "y": asarray([3.0, 5.0])}, {"x": 0.0})
     assert error.value.site == "y"
     with pytest.raises(SiteError, match=r"site 'y': a value of shape \(2, 3\) .* dim -2 is the worlds'"):
-        run(plated_scm, {}, {"y": torch.zeros(2, 3)}, 3, shift=0.0)
-    batch = run(linear_gaussian_scm, {"x": 1.0, "y": torch.tensor([[3.0], [5.0]])}, {"x": 0.0})
+        run(plated_scm, {}, {"y": asarray([[0.0] * 3] * 2)}, 3, shift=0.0)
+    batch = run(linear_gaussian_scm, {"x": 1.0, "y": asarray([[3.0], [5.0]])}, {"x": 0.0})
     assert batch["y"].value.tolist() == [[3.0, 1.0], [5.0, 3.0]]  # u_y = 1 and 3
-    batch = run(linear_gaussian_scm, {"x": 1.0, "y": 3.0}, {"x": torch.tensor([[0.0], [2.0]])})
+    batch = run(linear_gaussian_scm, {"x": 1.0, "y": 3.0}, {"x": asarray([[0.0], [2.0]])})
     assert batch["y"].value.tolist() == [[3.0, 1.0], [3.0, 5.0]]  # y_1 = 2 x_1 + 1
     # a distribution with no noise rule, as a stochastic intervention (exact mode: on a
     # Bernoulli site, whose noise is cut at the interventions' thresholds)
