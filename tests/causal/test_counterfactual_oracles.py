@@ -15,7 +15,6 @@ import math
 
 import pyro
 import pytest
-import torch
 
 import inference
 import ppl
@@ -23,6 +22,7 @@ import ppl.distributions as dist
 from inference.exact import enumerate_program
 from models import linear_gaussian_scm
 from ppl.errors import SiteError
+from ppl.shapes import broadcast_shape
 
 wv = ppl.world_value
 EVIDENCE = {"x": 1.0, "y": 3.0, "z": 5.0}  # linear_gaussian_scm: u_x = u_y = u_z = 1
@@ -178,10 +178,17 @@ def vector_mechanism():
     u0 = ppl.sample("u0", dist.Bernoulli(0.5))
     u1 = ppl.sample("u1", dist.Bernoulli(0.5))
     x = ppl.sample("x", dist.Bernoulli(0.5))
-    return ppl.deterministic("V", torch.stack(torch.broadcast_tensors(x + u0, x * u1), -1), event_dim=1)
+    return ppl.deterministic("V", _stack_last(x + u0, x * u1), event_dim=1)
 
 
-def test_evidence_on_a_vector_mechanism_holds_in_some_worlds_only():
+def _stack_last(a, b):
+    """``a`` and ``b`` broadcast and stacked on a last axis, on the active backend."""
+    ops = ppl.get_backend().ops
+    shape = broadcast_shape(tuple(a.shape), tuple(b.shape))
+    return ops.stack([ops.broadcast_to(a, shape), ops.broadcast_to(b, shape)], -1)
+
+
+def test_evidence_on_a_vector_mechanism_holds_in_some_worlds_only(on_backend):
     """Evidence V = (1, 0) keeps (x, u0, u1) in {(1,0,0), (0,1,0), (0,1,1)}, each 1/3 (by
     enumeration of the 8 equally likely triples); under do(x = 1), V_1 = (1 + u0, u1) is
     (1,0), (2,0), (2,1): the code 10 V_1[0] + V_1[1] is 10, 20, 21 with 1/3 each. The
@@ -189,48 +196,55 @@ def test_evidence_on_a_vector_mechanism_holds_in_some_worlds_only():
     its own value. (world_value reads a vector mechanism's world along the event dim, so
     world 1 is read here at the world dim, -2.)"""
     def code(t):
-        v1 = t.deterministics["V"].narrow(-2, 1, 1)
+        v1 = ppl.get_backend().ops.narrow(t.deterministics["V"], -2, 1, 1)
         return 10 * v1[..., 0] + v1[..., 1]
 
-    answer = inference.counterfactual(vector_mechanism, {"V": torch.tensor([1.0, 0.0])},
+    asarray = ppl.get_backend().ops.asarray
+    answer = inference.counterfactual(vector_mechanism, {"V": asarray([1.0, 0.0])},
                                       {"x": 1.0}, code, method="exact")
     assert positive(answer) == pytest.approx({10.0: 1 / 3, 20.0: 1 / 3, 21.0: 1 / 3})
     # intervening on the vector sets it whole in its world, and it flows downstream
-    tr = run(vector_mechanism, {}, {"V": torch.tensor([7.0, 8.0])})
+    tr = run(vector_mechanism, {}, {"V": asarray([7.0, 8.0])})
     assert tr.deterministics["V"][1].tolist() == [7.0, 8.0]
 
 
-def test_evidence_on_a_mechanism_in_one_run_is_a_zero_or_minus_infinity_factor():
+def test_evidence_on_a_mechanism_in_one_run_is_a_zero_or_minus_infinity_factor(on_backend):
     """One run (no particle dims): the factor compares the factual world's value alone;
-    world 1 (do(X = 0)) differs from it and keeps its own value, not the evidence."""
+    world 1 (do(X = 0)) differs from it and keeps its own value, not the evidence. (u's
+    noise is a uniform: u = 1[noise > 0.5].)"""
     def scm():
         u = ppl.sample("u", dist.Bernoulli(0.5))
         x = ppl.deterministic("X", u, event_dim=0)
         return ppl.deterministic("Y", x + 1.0, event_dim=0)
 
-    for u_value, factor in ((1.0, 0.0), (0.0, float("-inf"))):
-        tr = ppl.trace(pyro.poutine.condition(ppl.counterfactual(scm, {"Y": 2.0}, {"X": 0.0}),
-                                              {"u__noise": torch.tensor(u_value)}))()
-        assert tr.deterministics["Y"].tolist() == [2.0, 1.0]
-        assert float(tr["Y__evidence"].fn.log_prob(torch.zeros(())).sum()) == factor
+    ops = ppl.get_backend().ops
+    for noise, u_value, factor in ((0.9, 1.0, 0.0), (0.1, 0.0, float("-inf"))):
+        tr = ppl.trace(ppl.condition(ppl.counterfactual(scm, {"Y": 2.0}, {"X": 0.0}),
+                                     {"u__noise": noise}))()
+        assert tr.deterministics["X"].tolist() == [u_value, 0.0]
+        assert tr.deterministics["Y"].tolist() == [2.0, 1.0]  # world 0 keeps the evidence
+        assert float(tr["Y__evidence"].fn.log_prob(ops.asarray(0.0)).sum()) == factor
 
 
-def test_evidence_on_a_vector_mechanism_is_one_factor_per_plate_element():
-    """V_i = (u + i, u) for plate elements i = 0, 1, 2 with u = 1 (conditioned): evidence
-    ((1, 1), (0, 1), (3, 1)) holds in elements 0 and 2 only, so the factor is log 1, log 0,
-    log 1, one per element; do(V = (7, 8)) writes world 1 of every element."""
+def test_evidence_on_a_vector_mechanism_is_one_factor_per_plate_element(on_backend):
+    """V_i = (u + i, u) for plate elements i = 0, 1, 2 with u = 1 (its uniform noise
+    conditioned above 0.5): evidence ((1, 1), (0, 1), (3, 1)) holds in elements 0 and 2
+    only, so the factor is log 1, log 0, log 1, one per element; do(V = (7, 8)) writes
+    world 1 of every element."""
+    ops = ppl.get_backend().ops
+
     def scm():
         u = ppl.sample("u", dist.Bernoulli(0.5))
         with ppl.plate("data", 3):
-            v = torch.stack(torch.broadcast_tensors(u + torch.arange(3.0), u), -1)  # [worlds, 3, 2]
+            v = _stack_last(u + ops.asarray([0.0, 1.0, 2.0]), u)  # [worlds, 3, 2]
             v = ppl.deterministic("V", v, event_dim=1)
             return ppl.sample("e", dist.Normal(v.sum(-1), 1.0))  # a sample site: the plate is found
 
-    evidence = {"V": torch.tensor([[1.0, 1.0], [0.0, 1.0], [3.0, 1.0]])}
-    program = pyro.poutine.condition(ppl.counterfactual(scm, evidence, {"V": torch.tensor([7.0, 8.0])}),
-                                     {"u__noise": torch.tensor(1.0)})
+    evidence = {"V": ops.asarray([[1.0, 1.0], [0.0, 1.0], [3.0, 1.0]])}
+    program = ppl.condition(ppl.counterfactual(scm, evidence, {"V": ops.asarray([7.0, 8.0])}),
+                            {"u__noise": 0.9})
     tr = ppl.trace(program)()
-    factor = tr["V__evidence"].fn.log_prob(torch.zeros(()))
+    factor = tr["V__evidence"].fn.log_prob(ops.asarray(0.0))
     assert factor.reshape(-1).tolist() == [0.0, float("-inf"), 0.0]
     assert tr.deterministics["V"][1].tolist() == [[7.0, 8.0]] * 3
 
@@ -323,7 +337,7 @@ def test_exact_bernoulli_evidence_inside_a_plate(on_backend):
     answer = inference.counterfactual(plated, evidence, {"x": 1.0}, lambda t: wv(t, "x", 0),
                                       method="exact")
     assert answer.mean == pytest.approx(0.147 / (0.147 + 0.032), abs=1e-6)
-    pyro.set_rng_seed(0)
+    pyro.set_rng_seed(0)  # torch draws from its seeded generator, JAX from the backend's key stream
     for _ in range(20):
         tr = run(plated, evidence, {"x": 1.0}, exact=True)
         assert tr["y"].value.shape == (2, 3) and tr["y"].value[0].tolist() == [1.0, 0.0, 1.0]
