@@ -145,15 +145,16 @@ def test_the_issue_example_against_rejection_sampling(on_backend):
         assert abs(answer.probability(j) - float(oracle[j])) < 0.015  # > 5 standard errors
 
 
-def test_unobserved_categorical_noise_is_shared_by_gumbel_max():
+def test_unobserved_categorical_noise_is_shared_by_gumbel_max(on_backend):
     # c is not observed: its noise keeps the Gumbel prior in every world, so that
     # c_1 = argmax(log table[x_cf] + g) with the same g as c_0; a child y observes c_0
     table = _table(2, 4, seed=5).float()
 
     def model():
+        ops = ppl.get_backend().ops
         x = ppl.sample("x", dist.Bernoulli(0.5))
-        c = ppl.sample("c", dist.Categorical(table[x.long()]))
-        return ppl.sample("y", dist.Normal(c.float(), 1.0))
+        c = ppl.sample("c", dist.Categorical(ops.asarray(table.tolist())[ops.to_index(x)]))
+        return ppl.sample("y", dist.Normal(1.0 * c, 1.0))
 
     answer = inference.counterfactual(model, {"x": 1.0, "y": 2.4}, {"x": 0.0}, "c",
                                       method="importance", num_particles=100_000)
@@ -226,7 +227,7 @@ def test_inverse_cdf_noise_of_exponential_and_uniform_sites(on_backend):
     assert answer.mean == pytest.approx(0.0, abs=1e-5)
 
 
-def test_unobserved_inverse_cdf_sites_keep_their_prior_in_every_world():
+def test_unobserved_inverse_cdf_sites_keep_their_prior_in_every_world(on_backend):
     # nothing observed about t or v: in the intervened world they follow do(z = 0)'s
     # distribution (E t = 1 / 0.5 = 2, E v = 0), and their noise is the factual world's:
     # t_1 / t_0 = 3 / 0.5 = 6 in every particle
@@ -303,7 +304,7 @@ def test_noise_takes_the_dtype_of_a_float64_model():
 
 
 @pytest.mark.parametrize("method", ["exact", "importance"])
-def test_evidence_on_a_delta_site_conditions_the_worlds(method):
+def test_evidence_on_a_delta_site_conditions_the_worlds(method, on_backend):
     # y = u + x observed as 2 forces u = x = 1; under do(x = 0), y = u = 1 (evidence on a
     # Delta site was ignored: 0.5)
     def model():
@@ -316,11 +317,14 @@ def test_evidence_on_a_delta_site_conditions_the_worlds(method):
     assert answer.mean == pytest.approx(1.0, abs=1e-6)
 
     def vector():  # the same with (u, x) as one event
+        ops = ppl.get_backend().ops
         u = ppl.sample("u", dist.Bernoulli(0.5))
         x = ppl.sample("x", dist.Bernoulli(0.5))
-        return ppl.sample("y", dist.Delta(torch.stack(torch.broadcast_tensors(u, u + x), -1), event_dim=1))
+        both = u + x
+        pair = ops.stack([ops.broadcast_to(u, both.shape), both], -1)
+        return ppl.sample("y", dist.Delta(pair, event_dim=1))
 
-    answer = inference.counterfactual(vector, {"y": torch.tensor([1.0, 2.0])}, {"x": 0.0},
+    answer = inference.counterfactual(vector, {"y": ppl.get_backend().ops.asarray([1.0, 2.0])}, {"x": 0.0},
                                       lambda tr: ppl.world_value(tr, "y", 1)[..., 1],
                                       method=method, num_particles=2000)
     assert answer.mean == pytest.approx(1.0, abs=1e-6)
