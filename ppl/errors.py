@@ -79,4 +79,4 @@ def user_stacklevel():
 
 
 __all__ = ["CheckpointError", "NonFiniteError", "PPLError", "ShapeError", "SiteError",
-           "UnsupportedError", "user_stacklevel"]
+           "UnsupportedError"]  # user_stacklevel is a helper of the project's own warnings

@@ -34,6 +34,11 @@ class SiteHandler:
     def postprocess_sample(self, msg):
         """Called after a sample site is drawn (outermost handler last)."""
 
+    def process_deterministic(self, msg):
+        """Called at a ``deterministic`` site on JAX (NumPyro's own message: ``name``,
+        ``value``, ``event_dim``); on torch a deterministic site is a sample site flagged
+        ``infer["_deterministic"]`` and comes to :meth:`process_sample`."""
+
     def enter(self):
         """Called as the handler becomes active (once per run of the wrapped program)."""
 

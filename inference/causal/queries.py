@@ -28,13 +28,12 @@ import numbers
 
 import numpy as np
 import torch
-from torch.distributions import constraints
 
 import ppl
 from ppl.backend import backend_of
 from ppl.causal.counterfactual import counterfactual as counterfactual_program
 from ppl.causal import world_value
-from ppl.errors import SiteError, UnsupportedError
+from ppl.errors import SiteError
 
 from ..exact import NotEnumerableError, enumerate_program
 from ..importance import Importance
@@ -77,15 +76,6 @@ class Estimate:
     def __repr__(self):
         se = f" ± {self.stderr:.4g}" if self.stderr else ""
         return f"Estimate(mean={self.mean:.6g}{se}, method={self.method!r})"
-
-
-def require_torch(model, feature):
-    """Refuse a torch-only feature on another backend, by name, rather than run the model
-    under the wrong backend (which would drop its interventions without a word)."""
-    name = backend_of(model).name
-    if name != "torch":
-        raise UnsupportedError(feature, backend=name, hint="define the model on the torch backend "
-                               "(the default) for now")
 
 
 def _check_method(method):
@@ -183,7 +173,6 @@ def counterfactual(model, evidence, interventions, target, *args, worlds="twin",
     world) given ``evidence`` in the factual world. ``target``: a site name, or a function
     of the trace (read worlds with :func:`ppl.causal.counterfactual.world_value`)."""
     _check_method(method)
-    require_torch(model, "counterfactual queries")
     _check_world(world, worlds, interventions)
     if isinstance(target, str):
         def fn(trace):
@@ -227,7 +216,7 @@ def probability_of_necessity(model, treatment, outcome, *args, method="exact", *
     """PN = P(outcome would be 0 had treatment been 0 | treatment = 1, outcome = 1)."""
     _require_binary(model, outcome, args, _model_kwargs(kwargs))
     return counterfactual(model, {treatment: 1.0, outcome: 1.0}, {treatment: 0.0},
-                          lambda tr: (world_value(tr, outcome, 1) == 0).float(), *args,
+                          lambda tr: 1.0 * (world_value(tr, outcome, 1) == 0), *args,
                           method=method, **kwargs)
 
 
@@ -241,15 +230,17 @@ def _require_binary(model, outcome, args, kwargs):
     """The probabilities of causation are about a binary outcome: a threshold on a
     continuous one would answer without a word. Checked on the outcome's distribution (its
     support), or on the values of a deterministic outcome in one prior run."""
-    with torch.no_grad():
+    backend = backend_of(model)
+    constraints = backend.distributions.constraints
+    with backend.no_grad():
         trace = ppl.trace(model)(*args, **kwargs)
     if outcome in trace.sites:
         support = trace[outcome].fn.support
         binary = support is constraints.boolean or (
-            isinstance(support, constraints.integer_interval)
+            isinstance(support, type(constraints.integer_interval(0, 1)))
             and support.lower_bound == 0 and support.upper_bound == 1)
     elif outcome in trace.deterministics:
-        value = torch.as_tensor(trace.deterministics[outcome])
+        value = _host(trace.deterministics[outcome])
         binary = bool(((value == 0) | (value == 1)).all())
     else:
         raise SiteError(f"the program has no site {outcome!r}", site=outcome)
@@ -262,7 +253,7 @@ def probability_of_sufficiency(model, treatment, outcome, *args, method="exact",
     """PS = P(outcome would be 1 had treatment been 1 | treatment = 0, outcome = 0)."""
     _require_binary(model, outcome, args, _model_kwargs(kwargs))
     return counterfactual(model, {treatment: 0.0, outcome: 0.0}, {treatment: 1.0},
-                          lambda tr: (world_value(tr, outcome, 1) == 1).float(), *args,
+                          lambda tr: 1.0 * (world_value(tr, outcome, 1) == 1), *args,
                           method=method, **kwargs)
 
 
@@ -272,7 +263,7 @@ def probability_of_necessity_and_sufficiency(model, treatment, outcome, *args, m
     _require_binary(model, outcome, args, _model_kwargs(kwargs))
 
     def both(trace):
-        return ((world_value(trace, outcome, 1) == 1) & (world_value(trace, outcome, 2) == 0)).float()
+        return 1.0 * ((world_value(trace, outcome, 1) == 1) & (world_value(trace, outcome, 2) == 0))
 
     return counterfactual(model, {}, [{treatment: 1.0}, {treatment: 0.0}], both, *args,
                           worlds="multi", method=method, **kwargs)

@@ -39,8 +39,7 @@ class FunsorPosterior:
         over their names), the plates product-reduced."""
         import funsor
 
-        factors = [funsor.to_funsor(s.log_prob, output=funsor.Real, dim_to_name=s.infer["dim_to_name"])
-                   for s in self._sites]
+        factors = [_to_funsor(s) for s in self._sites]
         eliminate = (frozenset(self._own) - frozenset(keep)) | self._plates
         with funsor.interpretations.lazy:
             lazy = funsor.sum_product.sum_product(funsor.ops.logaddexp, funsor.ops.add, factors,
@@ -92,6 +91,19 @@ class FunsorPosterior:
         if name not in self._own:
             raise KeyError(f"no latent site {name!r}; latent sites: {sorted(self._own)}")
         return self.distribution(lambda trace: trace[name].value)
+
+
+def _to_funsor(site):
+    """A site's log density as a funsor over its named dims; one whose dims all have size 1
+    (a term outside every plate that keeps a dim, as a counterfactual's evidence keeps
+    the world dim) is a scalar (funsor reads an unnamed dim as a wrong shape)."""
+    import funsor
+    import jax.numpy as jnp
+
+    log_prob, names = site.log_prob, site.infer["dim_to_name"]
+    if not names and jnp.size(log_prob) == 1:
+        log_prob = jnp.reshape(log_prob, ())
+    return funsor.to_funsor(log_prob, output=funsor.Real, dim_to_name=names)
 
 
 def funsor_posterior(backend, program, args, kwargs, max_plate_nesting):

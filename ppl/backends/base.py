@@ -24,7 +24,17 @@ class Backend(Protocol):
     distributions: Any  # the distributions module (pyro.distributions, numpyro.distributions)
     handlers: Any  # replay, condition, block, scale, mask, seed, do, uncondition
     ops: Any  # the array-ops table the objectives, weights and handlers use (logsumexp, stack,
-    # is_distribution, site_value, ...)
+    # is_distribution, site_value, ...). Counterfactual worlds (ppl/causal) add, written once
+    # over both backends: is_array(x); zeros(shape, like) / ones(shape, like) (like's dtype
+    # and device); arange(n); astype(x, like); to_index(x) (integer indices); narrow(x, axis,
+    # start, length) / select(x, axis, i) (slices, functional on JAX); expand_dims, squeeze
+    # (a size-1 axis only, as torch's), moveaxis; take_last(x, index) (take along the last
+    # axis, leading axes broadcast); one_hot(index, size) (a boolean mask); argmax, sort (the
+    # sorted values), maximum, logaddexp, log_softmax, all; tiny(x) (the dtype's smallest
+    # normal); uniform(shape, like, key=None) (U(0, 1) draws: JAX needs a sample site's key,
+    # torch draws from its generator); is_broadcast_along(x, axis) (one slice repeated: torch
+    # reads the stride, JAX compares the slices); factor_distribution(log_factor) and
+    # gumbel_given_argmax(logits, k) (the worlds' two distributions, thin classes per backend)
     particle_plate: str  # the name of the plate that vectorises particles
 
     # ------------------------------------------------------- running and recording

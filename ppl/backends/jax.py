@@ -63,7 +63,13 @@ def _sample(name, fn, obs=None, infer=None, rng_key=None, **kwargs):
 
 
 def _deterministic(name, value, event_dim=None):
-    return numpyro.deterministic(name, value)  # NumPyro's records the value as it is
+    """NumPyro's deterministic site (it records the value as it is), its message carrying
+    ``event_dim`` for the handlers that read it (counterfactual worlds' mechanisms)."""
+    if not _PYRO_STACK:
+        return value
+    msg = {"type": "deterministic", "name": name, "value": value, "cond_indep_stack": [],
+           "event_dim": event_dim}
+    return numpyro.primitives.apply_stack(msg)["value"]
 
 
 primitives = types.SimpleNamespace(
@@ -232,6 +238,8 @@ class RuleMessenger(RunsRule, Messenger):
     def process_message(self, msg):
         if msg["type"] == "sample":
             self.rule.process_sample(msg)
+        elif msg["type"] == "deterministic":
+            self.rule.process_deterministic(msg)
 
     def postprocess_message(self, msg):
         if msg["type"] == "sample":
@@ -353,6 +361,104 @@ class _Ops:
             return value
         discrete = getattr(fn.support, "is_discrete", False)
         return jnp.asarray(value, dtype=jnp.result_type(int) if discrete else jnp.result_type(float))
+
+    # ------------------------------------------------ what counterfactual worlds need
+    @staticmethod
+    def is_array(x):
+        return isinstance(x, jax.Array)
+
+    @staticmethod
+    def zeros(shape, like):
+        return jnp.zeros(tuple(shape), dtype=jnp.result_type(like))
+
+    @staticmethod
+    def ones(shape, like):
+        return jnp.ones(tuple(shape), dtype=jnp.result_type(like))
+
+    arange = staticmethod(jnp.arange)
+
+    @staticmethod
+    def astype(x, like):
+        return jnp.asarray(x).astype(jnp.result_type(like))
+
+    @staticmethod
+    def to_index(x):
+        return jnp.asarray(x).astype(jnp.result_type(int))
+
+    @staticmethod
+    def narrow(x, axis, start, length):
+        return jax.lax.slice_in_dim(x, start, start + length, axis=axis)
+
+    @staticmethod
+    def select(x, axis, index):
+        return jnp.take(x, index, axis=axis)
+
+    @staticmethod
+    def expand_dims(x, axis):
+        return jnp.expand_dims(x, axis)
+
+    @staticmethod
+    def squeeze(x, axis):
+        return jnp.squeeze(x, axis) if jnp.shape(x)[axis] == 1 else x  # as torch's
+
+    moveaxis = staticmethod(jnp.moveaxis)
+
+    @staticmethod
+    def take_last(x, index):
+        """``x``'s entries at ``index`` along the last axis (the leading axes broadcast)."""
+        batch = jnp.broadcast_shapes(jnp.shape(x)[:-1], jnp.shape(index)[:-1])
+        return jnp.take_along_axis(jnp.broadcast_to(x, batch + jnp.shape(x)[-1:]),
+                                   jnp.broadcast_to(index, batch + jnp.shape(index)[-1:]), -1)
+
+    @staticmethod
+    def one_hot(index, size):
+        return jnp.asarray(index)[..., None] == jnp.arange(size)
+
+    @staticmethod
+    def argmax(x, axis):
+        return jnp.argmax(x, axis=axis)
+
+    @staticmethod
+    def sort(x, axis):
+        return jnp.sort(x, axis=axis)
+
+    maximum = staticmethod(jnp.maximum)
+    logaddexp = staticmethod(jnp.logaddexp)
+
+    @staticmethod
+    def log_softmax(x, axis):
+        return jax.nn.log_softmax(x, axis=axis)
+
+    @staticmethod
+    def all(x, axis=None):
+        return jnp.all(x, axis=axis)
+
+    @staticmethod
+    def tiny(x):
+        return jnp.finfo(jnp.result_type(x)).tiny
+
+    @staticmethod
+    def uniform(shape, like, key=None):
+        """Uniform(0, 1) draws with ``key`` (a sample site's: the seed handler's stream)."""
+        return jax.random.uniform(key, tuple(shape), dtype=jnp.result_type(like))
+
+    @staticmethod
+    def is_broadcast_along(x, axis):
+        """Whether ``x`` repeats one slice along ``axis`` (JAX arrays have no strides: the
+        slices are compared; counterfactual programs are not jitted)."""
+        return bool(jnp.all(x == jax.lax.slice_in_dim(x, 0, 1, axis=axis)))
+
+    @staticmethod
+    def factor_distribution(log_factor):
+        from .jax_causal import Factor
+
+        return Factor(log_factor)
+
+    @staticmethod
+    def gumbel_given_argmax(logits, k):
+        from .jax_causal import GumbelGivenArgmax
+
+        return GumbelGivenArgmax(logits, k)
 
 
 _LOCK = threading.RLock()

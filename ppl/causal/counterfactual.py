@@ -19,72 +19,85 @@ conditional given the argmax; the factual likelihood of the evidence is recorded
 Bernoulli noise is instead enumerable: the index of the interval between the worlds'
 thresholds in which ``u`` falls.
 
-    >>> import torch, ppl, ppl.distributions as dist
+One implementation runs on both backends (a :class:`~ppl.site_handler.SiteHandler` on the
+backend's array ops; the world plate is the backend's plate):
+
+    >>> import ppl, ppl.distributions as dist
     >>> def scm():
-    ...     x = ppl.sample("x", dist.Normal(0.0, 1.0))
-    ...     return ppl.sample("y", dist.Normal(2 * x, 1.0))
-    >>> twin = counterfactual(scm, {"x": 1.0, "y": 3.0}, {"x": 0.0})
-    >>> tr = ppl.trace(twin)()
-    >>> [float(ppl.world_value(tr, "y", w)) for w in (0, 1)]   # u_y = 3 - 2 * 1 = 1
-    [3.0, 1.0]
+    ...     x = ppl.sample("x", ppl.distributions.Normal(0.0, 1.0))
+    ...     return ppl.sample("y", ppl.distributions.Normal(2 * x, 1.0))
+    >>> for name in ("torch", "jax"):
+    ...     with ppl.backend(name):
+    ...         tr = ppl.trace(counterfactual(scm, {"x": 1.0, "y": 3.0}, {"x": 0.0}))()
+    ...         print(name, [float(ppl.world_value(tr, "y", w)) for w in (0, 1)])  # u_y = 3 - 2 = 1
+    torch [3.0, 1.0]
+    jax [3.0, 1.0]
 """
 
+import math
 import weakref
 
-import torch
-from pyro.distributions import Categorical, Delta
-from pyro.poutine import block
-from pyro.poutine.messenger import Messenger
-from pyro.poutine.subsample_messenger import _Subsample
-from torch.distributions import constraints
-
 from ..backend import backend_of
-from ..errors import SiteError, UnsupportedError
+from ..errors import SiteError
 from ..shapes import broadcast_shape
+from ..site_handler import SiteHandler
 from ..validation import check_site_values
 from .interventions import DoMessenger, fit_to_site, missing_site_error
 from .mechanism import _Mechanism
-from .worlds import (SHARED, WORLD_PLATE, WorldPlate, WorldValue, _factual_fn, _Factor, _Shape,
-                     _side_site, _without_world, world_dim)
+from .worlds import (SHARED, WORLD_PLATE, WorldValue, _factual_fn, _Shape, _side_site,
+                     _without_world, world_dim)
 
 _NESTING = weakref.WeakKeyDictionary()  # model -> its plate nesting
 
 
-class _IntervalIndex(Categorical):
-    """The interval between sorted world thresholds that a uniform noise falls into (exact mode)."""
-
-
-class CounterfactualMessenger(Messenger):
-    """Runs each site once over all worlds, sharing its noise (see the module docstring)."""
+class CounterfactualMessenger(SiteHandler):
+    """Runs each site once over all worlds, sharing its noise (see the module docstring);
+    one implementation for both backends, on ``self.backend.ops``."""
 
     def __init__(self, evidence, intervention_sets, dim, exact=False):
-        super().__init__()
         self.evidence = dict(evidence)
         self.sets = [dict(s) for s in intervention_sets]
         self.dim = dim
         self.exact = exact
-
-    def __enter__(self):
         self._seen = set()
-        return super().__enter__()
 
-    def __exit__(self, exc_type, exc_value, traceback):
-        result = super().__exit__(exc_type, exc_value, traceback)
+    def enter(self):
+        self._seen = set()
+
+    def exit(self, exc_type):
         if exc_type is None:
             named = set(self.evidence).union(*self.sets)
             for name in sorted(named - self._seen):
                 raise missing_site_error("counterfactual", name, self._seen)
-        return result
 
-    def _pyro_sample(self, msg):
+    @property
+    def ops(self):
+        return self.backend.ops
+
+    def _side(self, name, fn, value=None, observed=False):
+        return _side_site(self.backend, name, fn, value, observed)
+
+    def _factor(self, name, log_factor):
+        """The factual world's log density of the evidence, as an observed site."""
+        self._side(f"{name}__evidence", self.ops.factor_distribution(log_factor),
+                   value=self.ops.zeros((), log_factor), observed=True)
+
+    def process_sample(self, msg):
         fn = msg["fn"]
-        if msg["infer"].get(SHARED) or type(fn) is _Subsample:
+        if msg["infer"].get(SHARED):
             return
         name = msg["name"]
         self._seen.add(name)
-        if msg["infer"].get("_deterministic"):
-            self._mechanism_site(name, msg)
+        if msg["infer"].get("_deterministic"):  # torch's deterministic site
+            event_dim = len(fn.event_shape)
+            if event_dim and event_dim == self.ops.ndim(msg["value"]):
+                # Pyro's default event_dim (the value's ndim) takes in the world, particle and
+                # plate dims; a mechanism is read as one value per plate element (pass
+                # ppl.deterministic(..., event_dim=k) for a vector-valued mechanism)
+                event_dim = 0
+            self._mechanism_site(name, msg, event_dim)
             return
+        ops = self.ops
         mechanism = _Mechanism(name, fn, self.dim)
         shape = _factual_fn(fn, self.dim)  # the site's shapes, world dim of size 1
         observed = name in self.evidence or msg["is_observed"]
@@ -99,7 +112,7 @@ class CounterfactualMessenger(Messenger):
             if observed:
                 value = evidence
             else:
-                value = _side_site(f"{name}__noise", mechanism.factual())
+                value = self._side(f"{name}__noise", mechanism.factual())
             noise, exogenous = value, True
         else:
             noise = self._noise(name, mechanism, evidence)
@@ -108,44 +121,44 @@ class CounterfactualMessenger(Messenger):
         if observed:
             overrides.append((0, evidence))
             if exogenous or not (self.exact and mechanism.rule.threshold_noise):
-                _side_site(f"{name}__evidence", _Factor(mechanism.factual_log_prob(evidence)),
-                           value=torch.zeros(()), observed=True)
+                self._factor(name, mechanism.factual_log_prob(evidence))
         if overrides:
             value = self._set_worlds(value, overrides, len(fn.event_shape))
-        full = broadcast_shape(value.shape, fn.batch_shape + fn.event_shape)
+        full = broadcast_shape(tuple(value.shape), tuple(fn.batch_shape) + tuple(fn.event_shape))
         # a point mass of log density 0 (a scalar: one value per world, not per batch)
-        msg["fn"] = Delta(value.expand(full), event_dim=len(fn.event_shape), validate_args=False)
-        msg["value"] = msg["fn"].v
+        value = ops.broadcast_to(value, full)
+        msg["fn"] = self.backend.distributions.Delta(value, event_dim=len(fn.event_shape),
+                                                     validate_args=False)
+        msg["value"] = value
         msg["is_observed"] = True
 
-    def _mechanism_site(self, name, msg):
+    def process_deterministic(self, msg):
+        """JAX's deterministic site (NumPyro's message, with ``ppl.deterministic``'s event_dim)."""
+        self._seen.add(msg["name"])
+        self._mechanism_site(msg["name"], msg, msg.get("event_dim") or 0)
+
+    def _mechanism_site(self, name, msg, event_dim):
         """A ``deterministic`` site: a mechanism of explicit noise, whose value already
         follows its inputs in each world. Interventions set it per world; evidence keeps
         the factual world where it holds (a 0 / -inf factor: exact with discrete noise).
         Without an explicit ``event_dim`` the mechanism is scalar per plate element."""
-        fn, value = msg["fn"], msg["value"]
-        event_dim = len(fn.event_shape)
-        if event_dim and event_dim == value.dim():
-            # Pyro's default event_dim (the value's ndim) takes in the world, particle and
-            # plate dims; a mechanism is read as one value per plate element (pass
-            # ppl.deterministic(..., event_dim=k) for a vector-valued mechanism)
-            event_dim = 0
-        split = value.dim() - event_dim
-        shape = _Shape(_without_world(value.shape[:split], self.dim), value.shape[split:],
-                       constraints.real)
+        ops = self.ops
+        value = ops.asarray(msg["value"])
+        split = ops.ndim(value) - event_dim
+        real = self.backend.distributions.constraints.real
+        shape = _Shape(_without_world(value.shape[:split], self.dim), tuple(value.shape[split:]), real)
         overrides = self._intervene(name, shape, None, value, None)
         if name in self.evidence:
             evidence = self._fit(name, self.evidence[name], shape)
             factual = self._get_world(value, 0, event_dim)
             holds = factual == evidence
             if event_dim:
-                holds = holds.flatten(-event_dim).all(-1)
-            # log 1 = 0 where the evidence holds, log 0 = -inf where it does not (a bool
-            # tensor's log has the default dtype)
-            _side_site(f"{name}__evidence", _Factor(holds.log()),
-                       value=torch.zeros(()), observed=True)
+                holds = ops.all(ops.reshape(holds, tuple(holds.shape[:-event_dim]) + (-1,)), -1)
+            # log 1 = 0 where the evidence holds, log 0 = -inf where it does not
+            zero = ops.zeros((), ops.asarray(0.0))
+            self._factor(name, ops.where(holds, zero, zero - math.inf))
             overrides.append((0, evidence))
-        if overrides:  # (its fn, Pyro's masked Delta, scores nothing: left as it is)
+        if overrides:  # (torch's fn, Pyro's masked Delta, scores nothing: left as it is)
             msg["value"] = self._set_worlds(value, overrides, event_dim)
 
     def _exogenous(self, name, mechanism):
@@ -166,8 +179,8 @@ class CounterfactualMessenger(Messenger):
             abducted, deterministic = mechanism.abduct(evidence)
             if deterministic:
                 return abducted  # fixed by the evidence: nothing left to infer, no site
-            return _side_site(f"{name}__noise", abducted)
-        return _side_site(f"{name}__noise", mechanism.noise_prior())
+            return self._side(f"{name}__noise", abducted)
+        return self._side(f"{name}__noise", mechanism.noise_prior())
 
     def _interval_noise(self, name, mechanism, evidence):
         """Exact mode: u's interval among the worlds' thresholds, as an enumerable site.
@@ -175,44 +188,49 @@ class CounterfactualMessenger(Messenger):
         Within one interval every world's outcome 1[u > threshold_w] is constant, so the
         interval index (with probability its length) carries all the noise that matters.
         """
-        d = self.dim
+        ops, d = self.ops, self.dim
         thresholds = [1 - mechanism.base.probs]  # the worlds' own, along the world dim d
         factual_shape = list(thresholds[0].shape)
         factual_shape[d] = 1
         for interventions in self.sets:  # a stochastic intervention's threshold cuts u too
             action = interventions.get(name)
-            if isinstance(action, torch.distributions.Distribution):
+            if ops.is_distribution(action):
                 stochastic = _Mechanism(name, action, d).base
-                if type(stochastic) is type(mechanism.base):  # else _intervene says why not
-                    thresholds.append((1 - stochastic.probs).to(thresholds[0]).expand(factual_shape))
-        thresholds = torch.cat(thresholds, d).movedim(d, -1)  # [..., plates, cuts], factual first
-        edges = torch.cat([torch.zeros_like(thresholds[..., :1]), thresholds.sort(-1).values,
-                           torch.ones_like(thresholds[..., :1])], -1)
-        lengths = (edges[..., 1:] - edges[..., :-1]).clamp(min=0)
+                if _family(stochastic) == _family(mechanism.base):  # else _intervene says why not
+                    cut = ops.astype(1 - stochastic.probs, thresholds[0])
+                    thresholds.append(ops.broadcast_to(cut, tuple(factual_shape)))
+        # [..., plates, cuts], factual first
+        thresholds = ops.moveaxis(ops.concatenate(thresholds, d), d, -1)
+        zeros = thresholds[..., :1] * 0
+        edges = ops.concatenate([zeros, ops.sort(thresholds, -1), zeros + 1], -1)
+        lengths = ops.maximum(edges[..., 1:] - edges[..., :-1], 0.0)
         midpoints = (edges[..., 1:] + edges[..., :-1]) / 2
         if evidence is not None:
             factual = thresholds[..., :1]
-            observed_one = evidence.movedim(d, -1) > 0.5  # evidence keeps the world dim (size 1)
+            observed_one = ops.moveaxis(evidence, d, -1) > 0.5  # evidence keeps the world dim (size 1)
             consistent = (midpoints > factual) == observed_one
-            lengths = torch.where(consistent, lengths, torch.zeros_like(lengths))
-        total = lengths.sum(-1, keepdim=True)
-        # a Categorical normalises its probs; where the evidence is impossible (its factor is
-        # -inf) any index will do
-        probs = torch.where(total > 0, lengths, torch.ones_like(lengths))
+            lengths = ops.where(consistent, lengths, lengths * 0)
+        total = ops.expand_dims(ops.sum(lengths, -1), -1)
+        # normalised here (NumPyro's Categorical takes its probs as they are, Pyro's normalises
+        # them); where the evidence is impossible (its factor is -inf) any index will do
+        probs = ops.where(total > 0, lengths, lengths * 0 + 1)
+        probs = probs / ops.expand_dims(ops.sum(probs, -1), -1)
         # put the world dimension back as size 1, so the site lines up with the plates
-        probs, midpoints = probs.unsqueeze(d - 1), midpoints.unsqueeze(d - 1)
-        index = _side_site(f"{name}__noise", _IntervalIndex(probs=probs, validate_args=False))
+        probs, midpoints = ops.expand_dims(probs, d - 1), ops.expand_dims(midpoints, d - 1)
+        categorical = self.backend.distributions.Categorical(probs=probs, validate_args=False)
+        index = self._side(f"{name}__noise", categorical)
         if evidence is not None:
-            _side_site(f"{name}__evidence", _Factor(total.squeeze(-1).unsqueeze(d).log()),
-                       value=torch.zeros(()), observed=True)
-        index = index.long().unsqueeze(-1)
-        midpoints = midpoints.expand(broadcast_shape(midpoints.shape[:-1], index.shape[:-1])
-                                     + midpoints.shape[-1:])
-        return torch.take_along_dim(midpoints, index, -1).squeeze(-1)
+            self._factor(name, ops.log(ops.expand_dims(ops.squeeze(total, -1), d)))
+        index = ops.expand_dims(ops.to_index(index), -1)
+        midpoints = ops.broadcast_to(midpoints, broadcast_shape(tuple(midpoints.shape[:-1]),
+                                                                tuple(index.shape[:-1]))
+                                     + tuple(midpoints.shape[-1:]))
+        return ops.squeeze(ops.take_last(midpoints, index), -1)
 
     def _intervene(self, name, shape, mechanism, value, noise):
         """[(world, value)] for the worlds that intervene on the site (``shape``: the
         site's shapes, world dim of size 1; ``mechanism`` None for a deterministic site)."""
+        ops = self.ops
         overrides = []
         event_dim = len(shape.event_shape)
         for w, interventions in enumerate(self.sets, start=1):
@@ -225,15 +243,15 @@ class CounterfactualMessenger(Messenger):
                                     f"worlds are 0 .. {len(self.sets)}", site=name)
                 current = self._set_worlds(value, overrides, event_dim) if overrides else value
                 new = self._get_world(current, action.world, event_dim)
-            elif mechanism is None and isinstance(action, torch.distributions.Distribution):
+            elif mechanism is None and ops.is_distribution(action):
                 raise SiteError(f"site {name!r} is deterministic (a mechanism): intervene with a "
                                 "value or a function of its value, not a distribution", site=name)
-            elif isinstance(action, torch.distributions.Distribution):
+            elif ops.is_distribution(action):
                 stochastic = _Mechanism(name, action, self.dim)
-                if type(stochastic.base) is not type(mechanism.base):
+                if _family(stochastic.base) != _family(mechanism.base):
                     raise ValueError(
                         f"site {name!r}: a stochastic intervention in a counterfactual world must "
-                        f"share the site's noise, so it must be a {type(mechanism.base).__name__}")
+                        f"share the site's noise, so it must be a {_family(mechanism.base)}")
                 new = stochastic.push(noise)
             elif callable(action):
                 new = action(self._get_world(value, w, event_dim))
@@ -246,9 +264,9 @@ class CounterfactualMessenger(Messenger):
     def _fit(self, name, value, shape):
         """``value`` broadcast to the site's ``shape`` (world dim of size 1): a value that
         would fill the world dim with several entries is an error, not a value per world."""
-        value = fit_to_site(name, value, shape)
+        value = fit_to_site(name, value, shape, self.ops)
         d = self.dim - len(shape.event_shape)
-        if value.dim() >= -d and value.shape[d] != 1:
+        if self.ops.ndim(value) >= -d and value.shape[d] != 1:
             site = tuple(shape.batch_shape) + tuple(shape.event_shape)
             raise SiteError(f"site {name!r}: a value of shape {tuple(value.shape)} does not fit the "
                             f"site's batch + event shape {site}: its dim {d} is the worlds' (give "
@@ -256,23 +274,42 @@ class CounterfactualMessenger(Messenger):
         return value
 
     def _set_worlds(self, value, overrides, event_dim):
-        """``value`` with the world dim at full size and each ``(world, new)`` written in."""
+        """``value`` with the world dim at full size and each ``(world, new)`` written in
+        (a functional write: an index mask along the world dim picks each world's value)."""
+        ops = self.ops
         d = self.dim - event_dim
-        if value.dim() < -d:
-            value = value.reshape((1,) * (-d - value.dim()) + tuple(value.shape))
-        # every new value is a tensor already (fit_to_site); copy_ casts it to value's dtype
-        shape = list(broadcast_shape(value.shape, *(new.shape for _, new in overrides)))
+        if ops.ndim(value) < -d:
+            value = ops.reshape(value, (1,) * (-d - ops.ndim(value)) + tuple(value.shape))
+        shape = list(broadcast_shape(tuple(value.shape), *(tuple(new.shape) for _, new in overrides)))
         shape[d] = len(self.sets) + 1
-        value = value.expand(shape).clone()
+        value = ops.broadcast_to(value, tuple(shape))
+        worlds = ops.reshape(ops.arange(len(self.sets) + 1), (-1,) + (1,) * (-d - 1))
         for world, new in overrides:  # each of size 1 along the world dim (_fit)
-            value.narrow(d, world, 1).copy_(new)  # copy_ broadcasts
+            value = ops.where(worlds == world, ops.astype(new, value), value)
         return value
 
     def _get_world(self, value, world, event_dim):
         d = self.dim - event_dim
-        if value.dim() < -d or value.shape[d] == 1:
+        if self.ops.ndim(value) < -d or value.shape[d] == 1:
             return value
-        return value.narrow(d, world, 1)
+        return self.ops.narrow(value, d, world, 1)
+
+
+class _DryRunDo(DoMessenger):
+    """``do`` for the dry run that finds the plates: a name it did not meet (a mechanism,
+    which JAX's ``do`` does not see) is left to the worlds to check."""
+
+    def exit(self, exc_type):
+        pass
+
+
+def _family(base):
+    """The family's name as the user wrote it (NumPyro's ``BernoulliProbs`` is a Bernoulli)."""
+    name = type(base).__name__
+    for suffix in ("Probs", "Logits"):
+        if name.endswith(suffix) and name != suffix:
+            return name[: -len(suffix)]
+    return name
 
 
 def counterfactual(model, evidence, interventions, worlds="twin", exact=False,
@@ -285,9 +322,6 @@ def counterfactual(model, evidence, interventions, worlds="twin", exact=False,
     left of the model's ``max_plate_nesting`` plate dimensions (found by a dry run once per
     model if not given).
     """
-    backend = backend_of(model).name
-    if backend != "torch":
-        raise UnsupportedError("counterfactual worlds (ppl.counterfactual)", backend=backend)
     if worlds == "twin":
         if not isinstance(interventions, dict):
             raise ValueError("counterfactual(worlds='twin') takes one dict of interventions")
@@ -324,11 +358,14 @@ class CounterfactualProgram:
             except TypeError:  # not weakly referenceable
                 pass
         if self._nesting is None:
-            from ..backends.torch import BACKEND
-
+            backend = backend_of(self.model)
             # blocked: handlers around this program must not see the dry run
-            with BACKEND.preserved_rng(), torch.no_grad(), block():
-                trace = BACKEND.run(DoMessenger(self.intervention_sets[0])(self.model), args, kwargs)
+            # the first world's values (another world's value, ppl.world, is not known yet);
+            # names are checked by the worlds themselves
+            first = {name: action for name, action in self.intervention_sets[0].items()
+                     if not isinstance(action, WorldValue)}
+            with backend.preserved_rng(), backend.no_grad(), backend.handlers.block():
+                trace = backend.run(_DryRunDo(first)(self.model), args, kwargs)
             self._nesting = max((-p.dim for s in trace for p in s.plates if p.dim is not None),
                                 default=0)
             try:
@@ -339,6 +376,8 @@ class CounterfactualProgram:
 
     def __call__(self, *args, **kwargs):
         dim = world_dim(self.plate_nesting(args, kwargs))
-        with CounterfactualMessenger(self.evidence, self.intervention_sets, dim, self.exact):
-            with WorldPlate(WORLD_PLATE, self.num_worlds, dim=dim):
-                return self.model(*args, **kwargs)
+        backend = backend_of(self.model)
+        rule = CounterfactualMessenger(self.evidence, self.intervention_sets, dim, self.exact)
+        # the world plate is the backend's own: sites kept outside it say so (shared_infer)
+        with backend.handler(rule), backend.primitives.plate(WORLD_PLATE, self.num_worlds, dim=dim):
+            return self.model(*args, **kwargs)

@@ -1,29 +1,29 @@
 """A site's distribution seen as value = push(parameters, shared noise), by the noise rule
-registered for its family (:mod:`ppl.causal.noise`)."""
+registered for its family (:mod:`ppl.causal.noise`); written once for both backends."""
 
-import torch
-from pyro.distributions import Independent
-from torch.distributions import constraints
-
-from .noise import noise_model, supported_families
+from .noise import backend_of_distribution, noise_model, supported_families
 from .worlds import _narrow, _without_world
 
 
 class _Mechanism:
     """A site's distribution seen as value = push(parameters, shared noise), by the noise
-    rule registered for its family (:mod:`ppl.causal.noise`)."""
+    rule registered for its family (:mod:`ppl.causal.noise`).
+
+    The family's distribution is found under the wrappers that reinterpret batch dims as
+    event dims (``Independent``) or broadcast it over plates (``ExpandedDistribution``:
+    NumPyro's plates expand a distribution that way; it is rebuilt with its parameters
+    broadcast, so that every plate element and world has its own)."""
 
     def __init__(self, name, fn, dim):
-        self.name, self.dim = name, dim
-        self.reinterpreted = 0
-        base = fn
-        while isinstance(base, Independent):
-            self.reinterpreted += base.reinterpreted_batch_ndims
+        self.name = name
+        backend = backend_of_distribution(fn)
+        self.ops, self.distributions = backend.ops, backend.distributions
+        wrappers = tuple(getattr(self.distributions, w) for w in ("Independent", "ExpandedDistribution")
+                         if hasattr(self.distributions, w))
+        base, expanded = fn, False
+        while isinstance(base, wrappers):
+            expanded = expanded or type(base).__name__ == "ExpandedDistribution"
             base = base.base_dist
-        self.base = base
-        # the world dim counted from the right of the base's batch shape, which ends with
-        # the dims that Independent reinterprets as the site's event
-        self.dim = dim - self.reinterpreted
         self.rule = noise_model(base)
         if self.rule is None:
             raise ValueError(
@@ -31,44 +31,61 @@ class _Mechanism:
                 f"(rules: {', '.join(supported_families())}); write its noise explicitly as a "
                 "sample site and the mechanism as a Delta, or register a rule with "
                 "ppl.causal.noise.register_noise")
+        # the dims reinterpreted as the site's event, and the batch shape of the family's
+        # distribution once every wrapper's dims are its own
+        self.reinterpreted = len(fn.event_shape) - len(base.event_shape)
+        site = tuple(fn.batch_shape) + tuple(fn.event_shape)
+        batch = site[:len(site) - len(base.event_shape)]
+        if expanded and self.rule.params and tuple(base.batch_shape) != batch:
+            own, params = len(base.batch_shape), {}
+            for a in self.rule.params:
+                param = self.ops.asarray(getattr(base, a))
+                params[a] = self.ops.broadcast_to(param, batch + tuple(param.shape[own:]))
+            base = self.rule.rebuild(base, params)
+        self.base = base
+        # the world dim counted from the right of the base's batch shape, which ends with
+        # the dims that Independent reinterprets as the site's event
+        self.dim = dim - self.reinterpreted
         self.event_dim = len(base.event_shape)
         self._factual_fn = None
-        self.noise_shape = _without_world(base.batch_shape, self.dim - self.event_dim) + base.event_shape
+        self.noise_shape = _without_world(batch, self.dim - self.event_dim) + tuple(base.event_shape)
 
     def invariant(self):
-        """Whether no parameter varies along the world dimension (broadcast views have
-        stride 0 there)."""
+        """Whether no parameter varies along the world dimension (broadcast there)."""
         i = len(self.base.batch_shape) + self.dim  # the world dim, from the left
         if i < 0:
             return True
+        ops = self.ops
         for t in vars(self.base).values():  # the stored parameters (not lazily derived ones)
-            if torch.is_tensor(t) and t.dim() > i and t.shape[i] > 1 and t.stride(i) != 0:
+            if (ops.is_array(t) and ops.ndim(t) > i and t.shape[i] > 1
+                    and not ops.is_broadcast_along(t, i)):
                 return False
         return True
 
     def world0(self, attr):
         """World 0's slice of a parameter, keeping the world dim (size 1)."""
-        return _narrow(getattr(self.base, attr), len(self.base.batch_shape) + self.dim)
+        return _narrow(self.ops, getattr(self.base, attr), len(self.base.batch_shape) + self.dim)
 
     def factual(self):
         """The site's distribution in the factual world alone: the evidence may lie outside
         the support of another world's distribution, so it is never scored there. Built
-        unvalidated: its parameters are a slice of the site's own (validated by torch when
-        the model built them, if validation is on); the evidence's support is checked in
-        :meth:`check_evidence`."""
+        unvalidated: its parameters are a slice of the site's own (validated by the library
+        when the model built them, if validation is on); the evidence's support is checked
+        in :meth:`check_evidence`."""
         if self._factual_fn is None:
             params = {a: self.world0(a) for a in self.rule.params}
-            self._factual_fn = type(self.base)(**params, validate_args=False)
+            self._factual_fn = self.rule.rebuild(self.base, params)
         return self._factual_fn
 
     def check_evidence(self, value):
         """A clear error if the evidence lies outside the factual world's support."""
+        constraints = self.distributions.constraints
         if not self.rule.params or getattr(type(self.base), "support", None) is constraints.real:
             return
         support = self.factual().support
         if support is constraints.real or constraints.is_dependent(support):
             return
-        if not bool(support.check(value).all()):
+        if not bool(self.ops.all(support.check(value))):
             raise ValueError(f"site {self.name!r}: the evidence lies outside the support "
                              f"{support} of the site's distribution in the factual world")
 
@@ -86,4 +103,4 @@ class _Mechanism:
     def factual_log_prob(self, value):
         """log p_0(value): the evidence's likelihood in the factual world."""
         lp = self.rule.factual_log_prob(self, value)
-        return lp.sum(tuple(range(-self.reinterpreted, 0))) if self.reinterpreted else lp
+        return self.ops.sum(lp, tuple(range(-self.reinterpreted, 0))) if self.reinterpreted else lp

@@ -19,6 +19,10 @@ The rules shipped (the documented convention):
   an observation leaves ``g`` distributed given its argmax;
 - Delta (a mechanism written with explicit noise sample sites): no noise of its own.
 
+The rules are written once against the array ops of the distribution's backend
+(``backend.ops``) and registered for the families of both (Pyro's and NumPyro's classes:
+NumPyro's ``Bernoulli`` and ``Categorical`` are the ``...Probs`` / ``...Logits`` classes):
+
     >>> import torch
     >>> from pyro.distributions import Normal
     >>> rule = noise_model(Normal(torch.tensor([0.0, 10.0]), 2.0))   # two worlds
@@ -26,20 +30,21 @@ The rules shipped (the documented convention):
     [1.0, 11.0]
 """
 
-import torch
-from pyro.distributions import Bernoulli, Categorical, Cauchy, Delta, Exponential, Gumbel, Laplace
-from pyro.distributions import Normal, Uniform
-from pyro.distributions.torch_distribution import TorchDistribution
+import math
+import sys
 
-from ..shapes import broadcast_shape
+from ..backend import _loaded as _LOADED_BACKENDS, get_backend
 
 _RULES = {}
+_DEFAULTS = []  # (rule, family names in a backend's distributions module)
+_REGISTERED = set()  # the backends whose families have their default rules
 
 
 def register_noise(*families):
     """Class decorator: instances of the decorated :class:`NoiseModel` share the noise of
     sites whose distribution is one of ``families`` (or a subclass).
 
+        >>> from pyro.distributions import Normal
         >>> class Shifted(Normal):
         ...     pass
         >>> type(noise_model(Shifted(0.0, 1.0))).__name__
@@ -54,8 +59,41 @@ def register_noise(*families):
     return register
 
 
+def _default_rule(*names):
+    """Class decorator: the rule of the families called ``names`` in every backend's
+    distributions module (registered when the backend is loaded)."""
+    def register(rule_class):
+        _DEFAULTS.append((rule_class(), names))
+        return rule_class
+
+    return register
+
+
+_LIBRARIES = {"torch": "pyro.distributions", "jax": "numpyro.distributions"}
+
+
+def _register_loaded_backends():
+    for name, library in _LIBRARIES.items():  # a library in use: its backend's families
+        if library in sys.modules and name not in _LOADED_BACKENDS:
+            get_backend(name)
+    for name, backend in list(_LOADED_BACKENDS.items()):
+        if name in _REGISTERED:
+            continue
+        _REGISTERED.add(name)
+        module = backend.distributions
+        for rule, names in _DEFAULTS:
+            for family in names:
+                found = getattr(module, family)
+                # NumPyro's Bernoulli and Categorical are factories of two classes each
+                classes = [found] if isinstance(found, type) else [
+                    getattr(module, family + "Probs"), getattr(module, family + "Logits")]
+                for cls in classes:
+                    _RULES.setdefault(cls, rule)
+
+
 def noise_model(base):
     """The rule for ``base``'s family, or None when no rule is registered for it."""
+    _register_loaded_backends()
     for cls in type(base).__mro__:
         if cls in _RULES:
             return _RULES[cls]
@@ -63,7 +101,17 @@ def noise_model(base):
 
 
 def supported_families():
-    return sorted(cls.__name__ for cls in _RULES)
+    _register_loaded_backends()
+    return sorted({cls.__name__ for cls in _RULES})
+
+
+def backend_of_distribution(fn):
+    """The loaded backend whose distribution ``fn`` is (the active backend if none is)."""
+    _register_loaded_backends()
+    for backend in list(_LOADED_BACKENDS.values()):
+        if backend.ops.is_distribution(fn):
+            return backend
+    return get_backend()
 
 
 class NoiseModel:
@@ -71,7 +119,8 @@ class NoiseModel:
     (to build the factual world's distribution from world 0's slice of each);
     ``has_noise``: False for a point mass; ``threshold_noise``: the value is
     ``1[u > threshold_w]`` of a uniform ``u``, so that exact inference can enumerate the
-    interval between the worlds' thresholds in which ``u`` falls."""
+    interval between the worlds' thresholds in which ``u`` falls. ``self.ops(base)`` and
+    ``self.distributions(base)`` are the array ops and distributions of ``base``'s backend."""
 
     params = ()
     has_noise = True
@@ -95,12 +144,22 @@ class NoiseModel:
         """log p_0(value) in the factual world."""
         return mechanism.factual().log_prob(value)
 
+    def rebuild(self, base, params):
+        """A distribution of ``base``'s family with the given parameters (unvalidated)."""
+        return type(base)(**params, validate_args=False)
+
+    def ops(self, base):
+        return backend_of_distribution(base).ops
+
+    def distributions(self, base):
+        return backend_of_distribution(base).distributions
+
     def zeros(self, base, shape):
         """Zeros of ``shape`` in the dtype and on the device of the family's first parameter."""
-        like = getattr(base, self.params[0])
-        return torch.zeros(shape, dtype=like.dtype, device=like.device)
+        return self.ops(base).zeros(shape, getattr(base, self.params[0]))
 
 
+@_default_rule("Normal", "Laplace", "Cauchy", "Gumbel")
 class LocationScale(NoiseModel):
     """``x = loc + scale * eps``, ``eps`` from the family's standard member."""
 
@@ -108,7 +167,7 @@ class LocationScale(NoiseModel):
 
     def prior(self, base, shape):
         zeros = self.zeros(base, shape)
-        return type(base)(zeros, torch.ones_like(zeros), validate_args=False)
+        return type(base)(zeros, zeros + 1, validate_args=False)
 
     def push(self, base, noise):
         return base.loc + base.scale * noise
@@ -117,15 +176,12 @@ class LocationScale(NoiseModel):
         return (value - mechanism.world0("loc")) / mechanism.world0("scale"), True
 
 
-register_noise(Normal, Laplace, Cauchy, Gumbel)(LocationScale)
-
-
 class InverseCdf(NoiseModel):
     """``x = icdf(u)``, ``u ~ Uniform(0, 1)``."""
 
     def prior(self, base, shape):
         zeros = self.zeros(base, shape)
-        return Uniform(zeros, torch.ones_like(zeros), validate_args=False)
+        return self.distributions(base).Uniform(zeros, zeros + 1, validate_args=False)
 
     def push(self, base, noise):
         return base.icdf(noise)
@@ -134,17 +190,17 @@ class InverseCdf(NoiseModel):
         return mechanism.factual().cdf(value), True
 
 
-@register_noise(Uniform)
+@_default_rule("Uniform")
 class UniformNoise(InverseCdf):
     params = ("low", "high")
 
 
-@register_noise(Exponential)
+@_default_rule("Exponential")
 class ExponentialNoise(InverseCdf):
     params = ("rate",)
 
 
-@register_noise(Bernoulli)
+@_default_rule("Bernoulli")
 class BernoulliNoise(InverseCdf):
     """``x = 1[u > 1 - p]``: the Gumbel-max coupling of two outcomes."""
 
@@ -152,35 +208,44 @@ class BernoulliNoise(InverseCdf):
     threshold_noise = True
 
     def push(self, base, noise):
-        return (noise > 1 - base.probs).to(base.probs.dtype)
+        return self.ops(base).astype(noise > 1 - base.probs, base.probs)
 
     def abduct(self, mechanism, value):
+        ops = self.ops(mechanism.base)
         threshold = 1 - mechanism.world0("probs")
-        low = torch.where(value > 0.5, threshold, torch.zeros_like(threshold))
-        high = torch.where(value > 0.5, torch.ones_like(threshold), threshold)
+        low = ops.where(value > 0.5, threshold, threshold * 0)
+        high = ops.where(value > 0.5, threshold * 0 + 1, threshold)
         # tolerate an empty interval (probability-zero evidence)
-        return Uniform(low, torch.maximum(high, low + 1e-12), validate_args=False), False
+        uniform = self.distributions(mechanism.base).Uniform
+        return uniform(low, ops.maximum(high, low + 1e-12), validate_args=False), False
+
+    def rebuild(self, base, params):
+        return self.distributions(base).Bernoulli(**params, validate_args=False)
 
 
-@register_noise(Categorical)
+@_default_rule("Categorical")
 class CategoricalNoise(NoiseModel):
     """``x = argmax(logits + g)``, ``g ~ Gumbel(0, 1)^K``."""
 
     params = ("logits",)
 
     def prior(self, base, shape):
-        zeros = self.zeros(base, tuple(shape) + base.logits.shape[-1:])
+        zeros = self.zeros(base, tuple(shape) + tuple(base.logits.shape[-1:]))
         # the K draws are one event: the site's plates line up with the batch dims left of it
-        return Gumbel(zeros, torch.ones_like(zeros), validate_args=False).to_event(1)
+        gumbel = self.distributions(base).Gumbel
+        return gumbel(zeros, zeros + 1, validate_args=False).to_event(1)
 
     def push(self, base, noise):
-        return (base.logits + noise).argmax(-1)
+        return self.ops(base).argmax(base.logits + noise, -1)
 
     def abduct(self, mechanism, value):
-        return GumbelGivenArgmax(mechanism.world0("logits"), value), False
+        return self.ops(mechanism.base).gumbel_given_argmax(mechanism.world0("logits"), value), False
+
+    def rebuild(self, base, params):
+        return self.distributions(base).Categorical(**params, validate_args=False)
 
 
-@register_noise(Delta)
+@_default_rule("Delta")
 class NoNoise(NoiseModel):
     """A point mass (a mechanism of explicit noise sites): nothing to share."""
 
@@ -194,44 +259,44 @@ class NoNoise(NoiseModel):
 
     def factual_log_prob(self, mechanism, value):
         """0 where the evidence equals the factual world's point, -inf elsewhere."""
-        point = Delta(mechanism.world0("v"), event_dim=mechanism.event_dim, validate_args=False)
+        delta = self.distributions(mechanism.base).Delta
+        point = delta(mechanism.world0("v"), event_dim=mechanism.event_dim, validate_args=False)
         return point.log_prob(value)
 
 
-class GumbelGivenArgmax(TorchDistribution):
-    """Gumbel(0, 1)^K noise conditioned on argmax(logits + g) = k (top-down sampling)."""
+def GumbelGivenArgmax(logits, k):  # noqa: N802 (a distribution's constructor)
+    """Gumbel(0, 1)^K noise conditioned on argmax(logits + g) = k, as a distribution of
+    ``logits``' backend (the active backend's classes, ``backend.ops.gumbel_given_argmax``)."""
+    _register_loaded_backends()
+    for backend in list(_LOADED_BACKENDS.values()):
+        if backend.ops.is_array(logits):
+            return backend.ops.gumbel_given_argmax(logits, k)
+    return get_backend().ops.gumbel_given_argmax(logits, k)
 
-    arg_constraints = {}
-    support = torch.distributions.constraints.real_vector
-    has_rsample = False
 
-    def __init__(self, logits, k):
-        self.logits = logits.log_softmax(-1)
-        self.k = k.long()
-        shape = broadcast_shape(self.logits.shape[:-1], self.k.shape)
-        self.logits = self.logits.expand(shape + self.logits.shape[-1:])
-        self.k = self.k.expand(shape)
-        super().__init__(shape, self.logits.shape[-1:], validate_args=False)
+def gumbel_given_argmax_sample(ops, logits, k, uniform):
+    """Draws of Gumbel(0, 1)^K noise given argmax(logits + g) = k, from ``uniform`` (U(0, 1)
+    draws of shape sample shape + logits' shape; ``logits`` normalised).
 
-    def sample(self, sample_shape=torch.Size()):
-        """Top-down: the maximum ``M`` of ``logits + g`` is Gumbel(logsumexp(logits)) =
-        Gumbel(0) (the logits are normalised), independent of which index attains it; every
-        other ``logits_j + g_j`` is Gumbel(logits_j) truncated below ``M``. Each index has
-        its own independent draw: the chosen index's serves as ``M``."""
-        shape = torch.Size(sample_shape) + self.logits.shape
-        tiny = torch.finfo(self.logits.dtype).tiny
-        uniform = torch.rand(shape, dtype=self.logits.dtype, device=self.logits.device)
-        gumbel = -torch.log(-torch.log(uniform.clamp(min=tiny)))
-        chosen = self.k.expand(shape[:-1]).unsqueeze(-1)
-        top = gumbel.gather(-1, chosen)
-        # noise_j = trunc_j - logits_j = -log(exp(-g_j) + exp(logits_j - M)), which stays
-        # finite (and equals g_j) for a category of probability zero
-        truncated = -torch.logaddexp(-gumbel, self.logits - top)
-        onehot = torch.nn.functional.one_hot(chosen.squeeze(-1), shape[-1]).bool()
-        return torch.where(onehot, top - self.logits, truncated)
+    Top-down: the maximum ``M`` of ``logits + g`` is Gumbel(logsumexp(logits)) = Gumbel(0)
+    (the logits are normalised), independent of which index attains it; every other
+    ``logits_j + g_j`` is Gumbel(logits_j) truncated below ``M``. Each index has its own
+    independent draw: the chosen index's serves as ``M``."""
+    shape = tuple(uniform.shape)
+    gumbel = -ops.log(-ops.log(ops.maximum(uniform, ops.tiny(uniform))))
+    chosen = ops.expand_dims(ops.broadcast_to(k, shape[:-1]), -1)
+    top = ops.take_last(gumbel, chosen)
+    # noise_j = trunc_j - logits_j = -log(exp(-g_j) + exp(logits_j - M)), which stays
+    # finite (and equals g_j) for a category of probability zero
+    truncated = -ops.logaddexp(-gumbel, logits - top)
+    onehot = ops.one_hot(ops.squeeze(chosen, -1), shape[-1])
+    return ops.where(onehot, top - logits, truncated)
 
-    def log_prob(self, value):
-        gumbel = -(value + torch.exp(-value)).sum(-1)
-        argmax = (self.logits + value).argmax(-1)
-        chosen = self.logits.gather(-1, self.k.unsqueeze(-1)).squeeze(-1)
-        return torch.where(argmax == self.k, gumbel - chosen, torch.full_like(gumbel, -float("inf")))
+
+def gumbel_given_argmax_log_prob(ops, logits, k, value):
+    """log p(value | argmax(logits + value) = k) = log p(value) - log softmax(logits)_k where
+    the argmax is k, -inf elsewhere."""
+    gumbel = -ops.sum(value + ops.exp(-value), -1)
+    argmax = ops.argmax(logits + value, -1)
+    chosen = ops.squeeze(ops.take_last(logits, ops.expand_dims(k, -1)), -1)
+    return ops.where(argmax == k, gumbel - chosen, -math.inf)

@@ -5,22 +5,15 @@ to another world's value (``ppl.world``), side sites outside the worlds, shape h
     -3
 """
 
-import torch
-from pyro.distributions.torch_distribution import TorchDistribution
-from pyro.poutine.runtime import apply_stack
-
-from ..backends.torch import Plate
-
 WORLD_PLATE = "_worlds"
 SHARED = "_shared_across_worlds"
 
 
-class WorldPlate(Plate):
-    """The plate of worlds; sites flagged as shared (noise, evidence) stay outside it."""
-
-    def _process_message(self, msg):
-        if not msg["infer"].get(SHARED):
-            super()._process_message(msg)
+def shared_infer(infer=None):
+    """A site's ``infer`` that keeps it outside the world plate (noise, evidence): both
+    backends' plates skip a site whose ``infer["block_plates"]`` names them (NumPyro's
+    convention, which the torch backend's plate follows)."""
+    return {**(infer or {}), SHARED: True, "block_plates": (WORLD_PLATE,)}
 
 
 def world_dim(trace_or_nesting):
@@ -41,17 +34,19 @@ def world_value(trace, name, world):
     of exact inference, vectorised particles), the world dimension is kept with size 1
     instead, so that the result stays aligned with the trace's other values.
     """
+    ops = trace.backend.ops
     if name in trace.deterministics and name not in trace.sites:  # a mechanism's value
         dim, value = world_dim(trace), trace.deterministics[name]
     else:
         site = trace[name]
         dim = world_dim(trace) - len(site.fn.event_shape)
         value = site.value
-    if value.dim() < -dim or value.shape[dim] == 1:
+    ndim = ops.ndim(value)
+    if ndim < -dim or value.shape[dim] == 1:
         return value  # the same in every world
-    if value.dim() > -dim:
-        return value.narrow(dim, world, 1)
-    return value.select(dim, world)
+    if ndim > -dim:
+        return ops.narrow(value, dim, world, 1)
+    return ops.select(value, dim, world)
 
 
 class WorldValue:
@@ -75,61 +70,34 @@ def world(index):
     return WorldValue(index)
 
 
-def _side_site(name, fn, value=None, observed=False, infer=None):
+def _side_site(backend, name, fn, value=None, observed=False):
     """A sample site outside the world plate (noise, evidence), through the whole stack."""
-    msg = {
-        "type": "sample", "name": name, "fn": fn, "is_observed": observed, "args": (),
-        "kwargs": {}, "value": value, "infer": {SHARED: True, **(infer or {})}, "scale": 1.0,
-        "mask": None, "cond_indep_stack": (), "done": False, "stop": False,
-        "continuation": None,
-    }
-    apply_stack(msg)
-    return msg["value"]
+    return backend.primitives.sample(name, fn, obs=value if observed else None,
+                                     infer=shared_infer())
 
 
-def _narrow(tensor, index):
+def _narrow(ops, array, index):
     """World 0's slice of a parameter whose world dim is at ``index`` from the left (its
     leading dims are the batch shape; a Categorical's logits have one more after them),
     keeping the world dim (size 1)."""
-    if index < 0 or tensor.dim() <= index or tensor.shape[index] == 1:
-        return tensor
-    return tensor.narrow(index, 0, 1)
+    if index < 0 or ops.ndim(array) <= index or array.shape[index] == 1:
+        return array
+    return ops.narrow(array, index, 0, 1)
 
 
 def _without_world(shape, dim):
     shape = list(shape)
     if len(shape) >= -dim:
         shape[dim] = 1
-    return torch.Size(shape)
+    return tuple(shape)
 
 
 def _factual_fn(fn, dim):
     """A distribution with the site's shapes less the world dimension (to fit values to)."""
     batch = _without_world(fn.batch_shape, dim)
-    return _Shape(batch, fn.event_shape, fn.support)
+    return _Shape(batch, tuple(fn.event_shape), fn.support)
 
 
 class _Shape:
     def __init__(self, batch_shape, event_shape, support):
         self.batch_shape, self.event_shape, self.support = batch_shape, event_shape, support
-
-
-class _Factor(TorchDistribution):
-    """A log-density term: log_prob(anything) is the given tensor."""
-
-    arg_constraints = {}
-    support = torch.distributions.constraints.real
-    has_rsample = False
-
-    def __init__(self, log_factor):
-        self.log_factor = log_factor
-        super().__init__(log_factor.shape, torch.Size(), validate_args=False)
-
-    def sample(self, sample_shape=torch.Size()):
-        return torch.zeros(())
-
-    def log_prob(self, value):
-        return self.log_factor
-
-    def expand(self, batch_shape, _instance=None):
-        return _Factor(self.log_factor.expand(batch_shape))

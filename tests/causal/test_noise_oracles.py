@@ -1,10 +1,13 @@
 """Every noise-sharing rule of ``ppl/causal/noise.py`` against an independent oracle:
 rejection sampling of explicit Gumbel noise (Categorical), closed forms (location-scale
 and inverse-CDF families, Bernoulli's monotone coupling) and quadrature (the factual
-world's log density). Tolerances are ``Z`` standard errors of the estimates compared."""
+world's log density). Tolerances are ``Z`` standard errors of the estimates compared. The
+tests taking ``on_backend`` run on torch and on JAX (the rules and the Gumbel sampler are
+written once, on the backend's array ops)."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,41 +41,64 @@ def _rejection_counterfactual(table, factual_row, observed, cf_row, n, seed):
     return p, (p * (1 - p) / keep.sum()).sqrt()
 
 
+def _draws(logits, chosen, n, seed):
+    """``n`` draws of the active backend's GumbelGivenArgmax(logits, chosen), seeded, as a
+    float64 torch tensor (JAX draws with a key, torch from its global generator)."""
+    backend = ppl.get_backend()
+    density = GumbelGivenArgmax(backend.ops.asarray(logits.numpy()), backend.ops.asarray(chosen))
+    if backend.name == "jax":
+        import jax
+
+        draws = density.sample(jax.random.PRNGKey(seed), (n,))
+    else:
+        torch.manual_seed(seed)
+        draws = density.sample((n,))
+    return _as_torch(draws)
+
+
+def _as_torch(x):
+    """A torch or JAX array as a float64 torch tensor."""
+    return (x if torch.is_tensor(x) else torch.as_tensor(np.array(x))).double()
+
+
 @pytest.mark.parametrize("k", [3, 4, 6, 10])
-def test_gumbel_given_argmax_draws_the_conditional_noise(k):
+def test_gumbel_given_argmax_draws_the_conditional_noise(k, on_backend):
     # the sampler's draws against explicit Gumbel noise kept where the argmax is k' (the
     # first category, a middle one, the last): mean and mean square of every coordinate
+    # (JAX draws in float32: the logits are rounded to float32 for the argmax check)
     logits = _table(1, k, seed=k)[0].log()
     g = _gumbel((400_000, k), torch.Generator().manual_seed(100 + k))
     for chosen in (0, k // 2, k - 1):
         oracle = g[(logits + g).argmax(-1) == chosen]
-        torch.manual_seed(k * 31 + chosen)
-        draws = GumbelGivenArgmax(logits, torch.tensor(chosen)).sample((200_000,))
-        assert bool(((logits + draws).argmax(-1) == chosen).all())
+        draws = _draws(logits, chosen, 200_000, seed=k * 31 + chosen)
+        rounded = logits.float().double() if on_backend == "jax" else logits
+        assert bool(((rounded + draws).argmax(-1) == chosen).all())
         for fn in (lambda v: v, lambda v: v * v):
             a, b = fn(draws), fn(oracle)
             se = (a.var(0) / len(a) + b.var(0) / len(b)).sqrt()
             assert ((a.mean(0) - b.mean(0)).abs() < Z * se).all(), (chosen, a.mean(0), b.mean(0))
 
 
-def test_gumbel_given_argmax_keeps_categories_of_probability_zero_finite():
+def test_gumbel_given_argmax_keeps_categories_of_probability_zero_finite(on_backend):
     logits = torch.tensor([0.0, -math.inf, 0.0]).log_softmax(-1)
-    draws = GumbelGivenArgmax(logits, torch.tensor(2)).sample((1000,))
+    draws = _draws(logits, 2, 1000, seed=0).float()
     assert torch.isfinite(draws).all()
     assert bool(((logits + draws).argmax(-1) == 2).all())
 
 
 @pytest.mark.parametrize("k", [3, 5])
-def test_gumbel_given_argmax_log_prob_is_the_conditional_density(k):
+def test_gumbel_given_argmax_log_prob_is_the_conditional_density(k, on_backend):
     # p(g | argmax = c) = p(g) 1[argmax = c] / softmax(logits)_c (Bayes); it integrates to one:
     # E_prior[p(g | c) / p(g)] = 1
     logits = torch.randn(k, generator=torch.Generator().manual_seed(k), dtype=torch.float64)
     prior = torch.distributions.Gumbel(torch.zeros(k, dtype=torch.float64), 1.0)
     g = _gumbel((200_000, k), torch.Generator().manual_seed(7))
     softmax = logits.softmax(-1)
+    ops = ppl.get_backend().ops
     for chosen in range(k):
-        density = GumbelGivenArgmax(logits, torch.tensor(chosen))
-        ratio = (density.log_prob(g) - prior.log_prob(g).sum(-1)).exp()
+        density = GumbelGivenArgmax(ops.asarray(logits.numpy()), ops.asarray(chosen))
+        log_prob = _as_torch(density.log_prob(ops.asarray(g.numpy())))
+        ratio = (log_prob - prior.log_prob(g).sum(-1)).exp()
         inside = (logits + g).argmax(-1) == chosen
         assert torch.allclose(ratio[inside], 1 / softmax[chosen].expand(int(inside.sum())))
         assert bool((ratio[~inside] == 0).all())
@@ -102,11 +128,15 @@ def test_categorical_counterfactual_matches_rejection_sampling_of_explicit_noise
             assert abs(p - float(oracle[j])) < Z * se, (observed, j, p, float(oracle[j]))
 
 
-def test_the_issue_example_against_rejection_sampling():
+def test_the_issue_example_against_rejection_sampling(on_backend):
+    # the model written once (x an integer, the table indexed by it on either backend)
     table = torch.tensor([[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])
-    model = _categorical_scm(table)
-    answer = inference.counterfactual(model, {"x": torch.tensor(1), "c": torch.tensor(2)},
-                                      {"x": torch.tensor(0)}, "c", method="importance",
+
+    def model():
+        x = ppl.sample("x", dist.Categorical(ppl.get_backend().ops.asarray([0.5, 0.5])))
+        return ppl.sample("c", dist.Categorical(ppl.get_backend().ops.asarray(table.tolist())[x]))
+
+    answer = inference.counterfactual(model, {"x": 1, "c": 2}, {"x": 0}, "c", method="importance",
                                       num_particles=40_000)
     oracle, _ = _rejection_counterfactual(table.double(), 1, 2, 0, 1_000_000, seed=11)
     # about [0.648, 0.209, 0.143]; the broken sampler gave {0: 0.740, 1: 0.260} and never 2
@@ -115,15 +145,16 @@ def test_the_issue_example_against_rejection_sampling():
         assert abs(answer.probability(j) - float(oracle[j])) < 0.015  # > 5 standard errors
 
 
-def test_unobserved_categorical_noise_is_shared_by_gumbel_max():
+def test_unobserved_categorical_noise_is_shared_by_gumbel_max(on_backend):
     # c is not observed: its noise keeps the Gumbel prior in every world, so that
     # c_1 = argmax(log table[x_cf] + g) with the same g as c_0; a child y observes c_0
     table = _table(2, 4, seed=5).float()
 
     def model():
+        ops = ppl.get_backend().ops
         x = ppl.sample("x", dist.Bernoulli(0.5))
-        c = ppl.sample("c", dist.Categorical(table[x.long()]))
-        return ppl.sample("y", dist.Normal(c.float(), 1.0))
+        c = ppl.sample("c", dist.Categorical(ops.asarray(table.tolist())[ops.to_index(x)]))
+        return ppl.sample("y", dist.Normal(1.0 * c, 1.0))
 
     answer = inference.counterfactual(model, {"x": 1.0, "y": 2.4}, {"x": 0.0}, "c",
                                       method="importance", num_particles=100_000)
@@ -136,7 +167,7 @@ def test_unobserved_categorical_noise_is_shared_by_gumbel_max():
     assert abs(answer.mean - oracle) < Z * math.hypot(answer.stderr, oracle_se)
 
 
-def test_location_scale_noise_with_a_scale_other_than_one():
+def test_location_scale_noise_with_a_scale_other_than_one(on_backend):
     # y = 3x + 2 eps: y = 5 at x = 1 fixes eps = 1; under do(x = -1), y = -3 + 2 = -1
     def model():
         x = ppl.sample("x", dist.Normal(0.0, 1.0))
@@ -186,7 +217,7 @@ def inverse_cdf_scm():
     return ppl.sample("v", dist.Uniform(-1.0 + 2 * z, 1.0 + 6 * z))
 
 
-def test_inverse_cdf_noise_of_exponential_and_uniform_sites():
+def test_inverse_cdf_noise_of_exponential_and_uniform_sites(on_backend):
     # Exponential: t = -log(1 - u) / rate, so t = 2 at rate 3 gives t = 2 * 3 / 0.5 = 12 at
     # rate 0.5; Uniform(low, high): the same quantile in the other world's interval
     answer = inference.counterfactual(inverse_cdf_scm, {"z": 1.0, "t": 2.0, "v": 4.0}, {"z": 0.0}, "t")
@@ -196,7 +227,7 @@ def test_inverse_cdf_noise_of_exponential_and_uniform_sites():
     assert answer.mean == pytest.approx(0.0, abs=1e-5)
 
 
-def test_unobserved_inverse_cdf_sites_keep_their_prior_in_every_world():
+def test_unobserved_inverse_cdf_sites_keep_their_prior_in_every_world(on_backend):
     # nothing observed about t or v: in the intervened world they follow do(z = 0)'s
     # distribution (E t = 1 / 0.5 = 2, E v = 0), and their noise is the factual world's:
     # t_1 / t_0 = 3 / 0.5 = 6 in every particle
@@ -214,15 +245,13 @@ def test_unobserved_inverse_cdf_sites_keep_their_prior_in_every_world():
 
 
 @pytest.mark.parametrize("method", ["exact", "importance"])
-def test_bernoulli_noise_is_the_monotone_coupling(method):
+def test_bernoulli_noise_is_the_monotone_coupling(method, on_backend):
     # y = 1[u > 1 - p_x]: given y = 1 at x = 1, u > 1 - p_1; under do(x = 0) y = 1 iff
     # u > 1 - p_0, probability p_0 / p_1 when p_0 < p_1; given y = 0 at x = 0, u < 1 - p_0,
-    # and y = 1 under do(x = 1) with probability (p_1 - p_0) / (1 - p_0)
-    p = torch.tensor([0.3, 0.6])
-
+    # and y = 1 under do(x = 1) with probability (p_1 - p_0) / (1 - p_0); p = (0.3, 0.6)
     def model():
         x = ppl.sample("x", dist.Bernoulli(0.5))
-        return ppl.sample("y", dist.Bernoulli(p[x.long()]))
+        return ppl.sample("y", dist.Bernoulli(0.3 + 0.3 * x))
 
     up = inference.counterfactual(model, {"x": 1.0, "y": 1.0}, {"x": 0.0}, "y", method=method,
                                   num_particles=40_000)
@@ -275,7 +304,7 @@ def test_noise_takes_the_dtype_of_a_float64_model():
 
 
 @pytest.mark.parametrize("method", ["exact", "importance"])
-def test_evidence_on_a_delta_site_conditions_the_worlds(method):
+def test_evidence_on_a_delta_site_conditions_the_worlds(method, on_backend):
     # y = u + x observed as 2 forces u = x = 1; under do(x = 0), y = u = 1 (evidence on a
     # Delta site was ignored: 0.5)
     def model():
@@ -288,11 +317,14 @@ def test_evidence_on_a_delta_site_conditions_the_worlds(method):
     assert answer.mean == pytest.approx(1.0, abs=1e-6)
 
     def vector():  # the same with (u, x) as one event
+        ops = ppl.get_backend().ops
         u = ppl.sample("u", dist.Bernoulli(0.5))
         x = ppl.sample("x", dist.Bernoulli(0.5))
-        return ppl.sample("y", dist.Delta(torch.stack(torch.broadcast_tensors(u, u + x), -1), event_dim=1))
+        both = u + x
+        pair = ops.stack([ops.broadcast_to(u, both.shape), both], -1)
+        return ppl.sample("y", dist.Delta(pair, event_dim=1))
 
-    answer = inference.counterfactual(vector, {"y": torch.tensor([1.0, 2.0])}, {"x": 0.0},
+    answer = inference.counterfactual(vector, {"y": ppl.get_backend().ops.asarray([1.0, 2.0])}, {"x": 0.0},
                                       lambda tr: ppl.world_value(tr, "y", 1)[..., 1],
                                       method=method, num_particles=2000)
     assert answer.mean == pytest.approx(1.0, abs=1e-6)

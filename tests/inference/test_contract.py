@@ -411,14 +411,19 @@ def test_interventional_is_the_closed_form_on_both_backends(on_backend, method):
         assert est.method == "exact" and est.mean == pytest.approx(0.6, abs=1e-6), est
 
 
-def test_jax_counterfactual_worlds_are_unsupported_by_name():
-    # the worlds are Pyro Messengers: a NumPyro model would run without seeing them
+def test_jax_counterfactual_queries_answer_as_torch():
+    # before: JAX refused counterfactual worlds by name (they were Pyro Messengers). Now one
+    # implementation runs on both backends. Oracle (by hand, monotone coupling of Y's noise):
+    # P(Z | X=1, Y=1) is proportional to 0.6 * 0.2 * 0.4 = 0.048 and 0.4 * 0.8 * 0.9 = 0.288;
+    # given Y_0 = 1, Y under do(X=0) stays 1 with probability p(Y|X=0, Z) / p(Y|X=1, Z): 0.1 / 0.4
+    # and 0.6 / 0.9, so P = (0.048 / 4 + 0.288 * 2 / 3) / 0.336; exact on both, to float32 sums.
     pytest.importorskip("numpyro")
-    with ppl.backend("jax"):
-        with pytest.raises(UnsupportedError, match="counterfactual worlds .* jax backend"):
-            ppl.counterfactual(_backdoor, {"X": 1.0}, {"X": 0.0})
-        with pytest.raises(UnsupportedError, match="jax backend"):
-            inference.counterfactual(_backdoor, {"X": 1.0}, {"X": 0.0}, "Y", method="auto")
+    oracle = (0.048 / 4 + 0.288 * 2 / 3) / 0.336
+    for name in ("torch", "jax"):
+        with ppl.backend(name):
+            answer = inference.counterfactual(_backdoor, {"X": 1.0, "Y": 1.0}, {"X": 0.0}, "Y",
+                                              method="auto")
+        assert answer.method == "exact" and answer.mean == pytest.approx(oracle, abs=1e-6), name
 
 
 def test_jax_gflownet_em_is_unsupported_by_name():

@@ -119,11 +119,15 @@ class _Seed(Messenger):
 class RuleMessenger(RunsRule, Messenger):
     """Runs a backend-neutral :class:`ppl.site_handler.SiteHandler` as a Pyro Messenger."""
 
+    # Pyro's plate draws its indices at a sample site of its own (NumPyro's is a plate
+    # message): a neutral handler sees the program's sample sites only
     def _pyro_sample(self, msg):
-        self.rule.process_sample(msg)
+        if type(msg["fn"]) is not _Subsample:
+            self.rule.process_sample(msg)
 
     def _pyro_post_sample(self, msg):
-        self.rule.postprocess_sample(msg)
+        if type(msg["fn"]) is not _Subsample:
+            self.rule.postprocess_sample(msg)
 
 
 def _condition(fn=None, data=None):

@@ -102,6 +102,112 @@ class _Ops:
             return torch.as_tensor(x, dtype=like.dtype, device=like.device)
         return torch.as_tensor(x)
 
+    # ------------------------------------------------ what counterfactual worlds need
+    @staticmethod
+    def is_array(x):
+        return torch.is_tensor(x)
+
+    @staticmethod
+    def zeros(shape, like):
+        return torch.zeros(tuple(shape), dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def ones(shape, like):
+        return torch.ones(tuple(shape), dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def arange(n):
+        return torch.arange(n)
+
+    @staticmethod
+    def astype(x, like):
+        """``x`` in ``like``'s dtype (and on its device)."""
+        return torch.as_tensor(x).to(like)
+
+    @staticmethod
+    def to_index(x):
+        return torch.as_tensor(x).long()
+
+    @staticmethod
+    def narrow(x, axis, start, length):
+        return x.narrow(axis, start, length)
+
+    @staticmethod
+    def select(x, axis, index):
+        return x.select(axis, index)
+
+    @staticmethod
+    def expand_dims(x, axis):
+        return x.unsqueeze(axis)
+
+    @staticmethod
+    def squeeze(x, axis):
+        return x.squeeze(axis)
+
+    @staticmethod
+    def moveaxis(x, source, destination):
+        return x.movedim(source, destination)
+
+    @staticmethod
+    def take_last(x, index):
+        """``x``'s entries at ``index`` along the last axis (the leading axes broadcast)."""
+        return torch.take_along_dim(x, index, -1)
+
+    @staticmethod
+    def one_hot(index, size):
+        """A boolean mask with a last axis of ``size``: True at ``index``."""
+        return torch.nn.functional.one_hot(index.long(), size).bool()
+
+    @staticmethod
+    def argmax(x, axis):
+        return x.argmax(axis)
+
+    @staticmethod
+    def sort(x, axis):
+        return x.sort(axis).values
+
+    @staticmethod
+    def maximum(x, y):
+        return torch.maximum(x, torch.as_tensor(y).to(x))
+
+    logaddexp = staticmethod(torch.logaddexp)
+
+    @staticmethod
+    def log_softmax(x, axis):
+        return x.log_softmax(axis)
+
+    @staticmethod
+    def all(x, axis=None):
+        return x.all() if axis is None else x.all(axis)
+
+    @staticmethod
+    def tiny(x):
+        return torch.finfo(x.dtype).tiny
+
+    @staticmethod
+    def uniform(shape, like, key=None):
+        """Uniform(0, 1) draws from torch's global generator (``key`` is for JAX)."""
+        return torch.rand(tuple(shape), dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def is_broadcast_along(x, axis):
+        """Whether ``x`` repeats one slice along ``axis`` (torch: an expanded view, stride 0)."""
+        return x.stride(axis) == 0
+
+    @staticmethod
+    def factor_distribution(log_factor):
+        """A distribution whose log density is ``log_factor`` whatever the value."""
+        from .causal import Factor
+
+        return Factor(log_factor)
+
+    @staticmethod
+    def gumbel_given_argmax(logits, k):
+        """Gumbel(0, 1)^K noise conditioned on argmax(logits + g) = k."""
+        from .causal import GumbelGivenArgmax
+
+        return GumbelGivenArgmax(logits, k)
+
 
 def device_of(fn):
     """The device of a distribution's parameters (None if it has no tensor parameter).

@@ -19,6 +19,9 @@ PARTICLE_PLATE = "_particles"
 class Plate(PlateMessenger):
     """``pyro.plate`` without the subsample site when nothing is subsampled.
 
+    A site whose ``infer["block_plates"]`` names the plate stays outside it, as in
+    NumPyro's plates (counterfactual worlds keep their shared noise outside the world plate).
+
     Pyro's plate always runs a ``_Subsample`` site through the effect stack to draw its
     indices; with no subsampling those are ``arange(size)``, so this plate makes them
     lazily. Subsampled plates behave exactly as ``pyro.plate``.
@@ -43,6 +46,8 @@ class Plate(PlateMessenger):
         return self._indices
 
     def _process_message(self, msg):
+        if self.name in (msg.get("infer") or {}).get("block_plates", ()):
+            return  # a site kept outside this plate (NumPyro's convention)
         SubsampleMessenger._process_message(self, msg)
         if msg["type"] == "sample" and not msg["done"]:
             _broadcast(msg)
