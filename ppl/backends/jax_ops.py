@@ -1,0 +1,190 @@
+"""The array-ops table on JAX arrays (the JAX backend's ``ops``)."""
+
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions
+from jax.scipy.special import logsumexp as _logsumexp
+
+
+class _Ops:
+    """Array operations the objectives need, on JAX arrays."""
+
+    stop_gradient = staticmethod(jax.lax.stop_gradient)
+    exp = staticmethod(jnp.exp)
+    log = staticmethod(jnp.log)
+    where = staticmethod(jnp.where)
+    square = staticmethod(jnp.square)
+    stack = staticmethod(jnp.stack)
+    reshape = staticmethod(jnp.reshape)
+    concatenate = staticmethod(jnp.concatenate)
+
+    @staticmethod
+    def logsumexp(x, dim):
+        return _logsumexp(x, axis=dim)
+
+    @staticmethod
+    def softmax(x, dim):
+        return jax.nn.softmax(x, axis=dim)
+
+    @staticmethod
+    def sum(x, dim=None):
+        return jnp.sum(x, axis=dim)
+
+    @staticmethod
+    def mean(x, dim=None):
+        return jnp.mean(x, axis=dim)
+
+    @staticmethod
+    def ndim(x):
+        return jnp.ndim(x)
+
+    @staticmethod
+    def numel(x):
+        return jnp.size(x)
+
+    @staticmethod
+    def broadcast_to(x, shape):
+        return jnp.broadcast_to(x, shape)
+
+    @staticmethod
+    def isfinite(x):
+        return bool(jnp.all(jnp.isfinite(x)))
+
+    @staticmethod
+    def sum_log_prob(site):
+        return jnp.sum(site.log_prob)
+
+    @staticmethod
+    def isnan(x):
+        return bool(jnp.any(jnp.isnan(x)))
+
+    @staticmethod
+    def item(x):
+        return float(x)
+
+    @staticmethod
+    def asarray(x, like=None):
+        return jnp.asarray(x) if like is None else jnp.asarray(x, dtype=like.dtype)
+
+    @staticmethod
+    def categorical(probs, num, rng):
+        return jax.random.choice(rng, probs.shape[0], (num,), p=probs)
+
+    @staticmethod
+    def is_distribution(x):
+        return isinstance(x, numpyro.distributions.Distribution)
+
+    @staticmethod
+    def log_prob_shape(site):
+        """The shape of a site's log density, found by abstract evaluation: computing it
+        eagerly would compile a kernel per operation (tens of ms each) at set-up."""
+        if site._log_prob is not None:
+            return tuple(site._log_prob.shape)
+        return tuple(jax.eval_shape(lambda: site._log_prob_fn(site)).shape)
+
+    @staticmethod
+    def site_value(value, fn):
+        """``value`` as an array for the site of ``fn``: integers for a discrete support."""
+        if isinstance(value, jax.Array):
+            return value
+        discrete = getattr(fn.support, "is_discrete", False)
+        return jnp.asarray(value, dtype=jnp.result_type(int) if discrete else jnp.result_type(float))
+
+    # ------------------------------------------------ what counterfactual worlds need
+    @staticmethod
+    def is_array(x):
+        return isinstance(x, jax.Array)
+
+    @staticmethod
+    def zeros(shape, like):
+        return jnp.zeros(tuple(shape), dtype=jnp.result_type(like))
+
+    @staticmethod
+    def ones(shape, like):
+        return jnp.ones(tuple(shape), dtype=jnp.result_type(like))
+
+    arange = staticmethod(jnp.arange)
+
+    @staticmethod
+    def astype(x, like):
+        return jnp.asarray(x).astype(jnp.result_type(like))
+
+    @staticmethod
+    def to_index(x):
+        return jnp.asarray(x).astype(jnp.result_type(int))
+
+    @staticmethod
+    def narrow(x, axis, start, length):
+        return jax.lax.slice_in_dim(x, start, start + length, axis=axis)
+
+    @staticmethod
+    def select(x, axis, index):
+        return jnp.take(x, index, axis=axis)
+
+    @staticmethod
+    def expand_dims(x, axis):
+        return jnp.expand_dims(x, axis)
+
+    @staticmethod
+    def squeeze(x, axis):
+        return jnp.squeeze(x, axis) if jnp.shape(x)[axis] == 1 else x  # as torch's
+
+    moveaxis = staticmethod(jnp.moveaxis)
+
+    @staticmethod
+    def take_last(x, index):
+        """``x``'s entries at ``index`` along the last axis (the leading axes broadcast)."""
+        batch = jnp.broadcast_shapes(jnp.shape(x)[:-1], jnp.shape(index)[:-1])
+        return jnp.take_along_axis(jnp.broadcast_to(x, batch + jnp.shape(x)[-1:]),
+                                   jnp.broadcast_to(index, batch + jnp.shape(index)[-1:]), -1)
+
+    @staticmethod
+    def one_hot(index, size):
+        return jnp.asarray(index)[..., None] == jnp.arange(size)
+
+    @staticmethod
+    def argmax(x, axis):
+        return jnp.argmax(x, axis=axis)
+
+    @staticmethod
+    def sort(x, axis):
+        return jnp.sort(x, axis=axis)
+
+    maximum = staticmethod(jnp.maximum)
+    logaddexp = staticmethod(jnp.logaddexp)
+
+    @staticmethod
+    def log_softmax(x, axis):
+        return jax.nn.log_softmax(x, axis=axis)
+
+    @staticmethod
+    def all(x, axis=None):
+        return jnp.all(x, axis=axis)
+
+    @staticmethod
+    def tiny(x):
+        return jnp.finfo(jnp.result_type(x)).tiny
+
+    @staticmethod
+    def uniform(shape, like, key=None):
+        """Uniform(0, 1) draws with ``key`` (a sample site's: the seed handler's stream)."""
+        return jax.random.uniform(key, tuple(shape), dtype=jnp.result_type(like))
+
+    @staticmethod
+    def is_broadcast_along(x, axis):
+        """Whether ``x`` repeats one slice along ``axis`` (JAX arrays have no strides: the
+        slices are compared; counterfactual programs are not jitted)."""
+        return bool(jnp.all(x == jax.lax.slice_in_dim(x, 0, 1, axis=axis)))
+
+    @staticmethod
+    def factor_distribution(log_factor):
+        from .jax_causal import Factor
+
+        return Factor(log_factor)
+
+    @staticmethod
+    def gumbel_given_argmax(logits, k):
+        from .jax_causal import GumbelGivenArgmax
+
+        return GumbelGivenArgmax(logits, k)
