@@ -39,7 +39,6 @@ from pyro import poutine
 from pyro.poutine.runtime import _PYRO_STACK
 
 from ppl.backend import backend_of
-from ppl.backends.torch import BACKEND
 from ppl.shapes import broadcast_shape
 
 from . import elimination
@@ -307,7 +306,7 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
     hide = poutine.block() if _PYRO_STACK else contextlib.nullcontext()
     try:
         with torch.no_grad(), hide, categoricals_unvalidated():
-            trace = BACKEND.run(program, args, kwargs, draw=draw)
+            trace = backend.run(program, args, kwargs, draw=draw)
     except _Plated:  # latent sites inside plates or along a chain: the plated path
         return plated_posterior(program, *args, max_plate_nesting=max_plate_nesting, **kwargs)
     nesting = plate_nesting([trace])

@@ -25,7 +25,6 @@ import math
 import pyro.poutine as poutine
 import torch
 
-from ppl.backends.torch import BACKEND
 from ppl.errors import CheckpointError, UnsupportedError
 from ppl.validation import check_observations
 
@@ -85,7 +84,7 @@ class GFlowNetEM(Strategy):
                  m_step_threshold=None, replay=0, local_search=0, order=None, action_space=None,
                  rng_seed=None):
         Strategy.__init__(self, model, rng_seed)
-        if self.backend.name != BACKEND.name:
+        if self.backend.name != "torch":
             raise UnsupportedError("GFlowNet-EM", backend=self.backend.name,
                                    hint="define the model on the torch backend (the default)")
         if loss not in LOSSES:
@@ -114,12 +113,12 @@ class GFlowNetEM(Strategy):
                        subtb_lambda=subtb_lambda, num_trajectories=num_trajectories,
                        temperature=temperature, epsilon=epsilon, replay=replay)
         if action_space is None:
-            self.sampler = FixedOrderSampler(model, BACKEND, order=order, local_search=local_search,
+            self.sampler = FixedOrderSampler(model, self.backend, order=order, local_search=local_search,
                                              sleep=sleep, sleep_probability=sleep_probability, **options)
         else:
-            self.sampler = ActionSpaceSampler(model, BACKEND, action_space, **options)
+            self.sampler = ActionSpaceSampler(model, self.backend, action_space, **options)
         self.action_space = action_space
-        self.model_engine = make_engine(BACKEND.name, model_optimizer or Adam(lr=1e-2), self.state,
+        self.model_engine = make_engine(self.backend.name, model_optimizer or Adam(lr=1e-2), self.state,
                                         owners=(model,))
         self.m_step = m_step
         self.e_steps = e_steps
@@ -151,8 +150,8 @@ class GFlowNetEM(Strategy):
         return self.sampler.acceptance_rate
 
     def _setup(self, args, kwargs):
-        with BACKEND.preserved_rng(), torch.no_grad(), poutine.block():
-            trace = BACKEND.run(self.model, args, kwargs)
+        with self.backend.preserved_rng(), torch.no_grad(), poutine.block():
+            trace = self.backend.run(self.model, args, kwargs)
         self.model_engine.discover([trace], create_optimizer=False)
         check_observations(trace)
         if not trace.latent:
@@ -173,8 +172,8 @@ class GFlowNetEM(Strategy):
         if not self.sampler.ready:
             self._setup(args, kwargs)
         if self._feature_args is None or not _same_objects(self._feature_args, (args, kwargs)):
-            with BACKEND.preserved_rng(), torch.no_grad(), poutine.block():
-                trace = BACKEND.run(self.model, args, kwargs)
+            with self.backend.preserved_rng(), torch.no_grad(), poutine.block():
+                trace = self.backend.run(self.model, args, kwargs)
             self._feature_args = (args, dict(kwargs))
             self._feature_cache = self.sampler.checked_features(trace)
         return self._feature_cache
