@@ -86,6 +86,7 @@ class DiscreteBayesianNetwork:
         self.cpds = {node: (tuple(parents), torch.as_tensor(table, dtype=torch.get_default_dtype()))
                      for node, (parents, table) in cpds.items()}
         self.states = states or {}
+        self._tables = {"torch": {node: table for node, (_, table) in self.cpds.items()}}
         for node, (parents, table) in self.cpds.items():
             if table.dim() != len(parents) + 1:
                 raise ValueError(f"node {node!r}: a table of shape {tuple(table.shape)} does not "
@@ -101,8 +102,15 @@ class DiscreteBayesianNetwork:
         return state
 
     def __call__(self):
+        """The network as a program, on the active backend (its tables converted once)."""
+        backend = ppl.get_backend()
+        tables = self._tables.get(backend.name)
+        if tables is None:
+            tables = self._tables[backend.name] = {
+                node: backend.ops.asarray(table.numpy()) for node, (_, table) in self.cpds.items()}
         values = {}
-        for node, (parents, table) in self.cpds.items():
-            probs = table[tuple(values[p].long() for p in parents)] if parents else table
+        for node, (parents, _) in self.cpds.items():
+            table = tables[node]
+            probs = table[tuple(backend.ops.to_index(values[p]) for p in parents)] if parents else table
             values[node] = ppl.sample(node, dist.Categorical(probs))
         return values

@@ -119,8 +119,18 @@ def funsor_posterior(backend, program, args, kwargs, max_plate_nesting):
                 "support; exact queries need every latent site discrete (or fixed by evidence); "
                 "use method='importance'")
         msg["infer"] = {**(msg.get("infer") or {}), "enumerate": "parallel"}
+        own[msg["name"]] = None  # counted, to name the site that runs out of dimensions
 
-    trace = backend.run(program, args, kwargs, draw=mark, enumerate_from=-(max_plate_nesting + 1))
+    try:
+        trace = backend.run(program, args, kwargs, draw=mark, enumerate_from=-(max_plate_nesting + 1))
+    except ValueError as error:
+        if "Ran out of free dims" not in str(error):
+            raise
+        raise NotEnumerableError(
+            f"exact enumeration on the jax backend: {str(error).rsplit(' ', 1)[-1]!r} is latent site "
+            f"number {len(own)}, more than NumPyro's enumeration has dimensions for (each latent "
+            "site holds one until the query); use the torch backend, whose elimination plans around "
+            "that, or method='importance'") from error
     for name, site in trace.latent.items():
         own[name] = next(d for d, n in site.infer["dim_to_name"].items() if n == name)
     posterior = FunsorPosterior(trace, own)

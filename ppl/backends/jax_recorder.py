@@ -62,14 +62,15 @@ class Recorder(Messenger):
 
 
 def _torch_in_program(error, recorder):
-    """A failure with a torch tensor among the failing frames' variables while a JAX program
-    ran: a torch tensor reached a NumPyro distribution or a JAX operation."""
+    """A failure where a torch tensor is among the variables of the frame that raised (or
+    named by the error) while a JAX program ran: a torch tensor reached a NumPyro
+    distribution or a JAX operation."""
     tb = error.__traceback__
-    while tb is not None:
-        if any(type(v).__module__.startswith("torch") for v in tb.tb_frame.f_locals.values()):
-            break
+    while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    if tb is None and "'Tensor'" not in str(error):  # an operator's own message names the type
+    raised_on_torch = tb is not None and any(
+        type(v).__module__.startswith("torch") for v in tb.tb_frame.f_locals.values())
+    if not raised_on_torch and "'Tensor'" not in str(error):  # an operator's message names the type
         return None
     after = list(recorder.sites)[-1] if recorder.sites else None
     where = f"after site {after!r}" if after else "before its first site"

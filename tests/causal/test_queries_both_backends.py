@@ -116,3 +116,41 @@ def test_a_continuous_latent_site_is_not_enumerable(on_backend):
 
     with pytest.raises(NotEnumerableError, match="latent site 'z' \\(Normal\\) has no finite support"):
         enumerate_program(model)
+
+
+def test_a_discrete_bayesian_network_answers_alike_on_both_backends(on_backend):
+    from models.causal import DiscreteBayesianNetwork
+
+    bn = DiscreteBayesianNetwork({
+        "rain": ((), [0.8, 0.2]),
+        "sprinkler": (("rain",), [[0.6, 0.4], [0.99, 0.01]]),
+        "wet": (("rain", "sprinkler"), [[[1.0, 0.0], [0.1, 0.9]], [[0.2, 0.8], [0.01, 0.99]]])})
+    # P(rain | wet) by hand: sum over the sprinkler of the joint
+    joint = {(r, s): [0.8, 0.2][r] * [[0.6, 0.4], [0.99, 0.01]][r][s]
+             * [[[1.0, 0.0], [0.1, 0.9]], [[0.2, 0.8], [0.01, 0.99]]][r][s][1]
+             for r in (0, 1) for s in (0, 1)}
+    expected = (joint[1, 0] + joint[1, 1]) / sum(joint.values())
+    seen = interventional(bn, {}, "rain", evidence={"wet": 1})
+    assert seen.mean == pytest.approx(expected, rel=1e-5)
+    # do(sprinkler = 1): rain keeps its prior; wet = sum_r P(r) P(wet | r, s = 1)
+    done = interventional(bn, {"sprinkler": 1}, "wet")
+    assert done.mean == pytest.approx(0.8 * 0.9 + 0.2 * 0.99, rel=1e-5)
+
+
+def test_a_network_larger_than_numpyro_s_enumeration_is_named_on_jax_and_auto_samples():
+    pytest.importorskip("funsor")
+    from inference.exact import NotEnumerableError
+
+    def chain():
+        x = ppl.sample("x_0", dist.Bernoulli(0.5))
+        for t in range(1, 40):
+            x = ppl.sample(f"x_{t}", dist.Bernoulli(0.2 + 0.6 * x))
+        return x
+
+    with ppl.backend("jax"):
+        with pytest.raises(NotEnumerableError, match="exact enumeration on the jax backend: 'x_\\d+' is "
+                           "latent site number \\d+, more than NumPyro's enumeration has dimensions"):
+            interventional(chain, {}, "x_39")
+        sampled = interventional(chain, {}, "x_39", method="auto", num_particles=4000)
+    # the chain's stationary law is Bernoulli(0.5), started there
+    assert sampled.method == "importance" and abs(sampled.mean - 0.5) < 5 * sampled.stderr
