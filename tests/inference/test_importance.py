@@ -261,16 +261,67 @@ def test_nan_weights_name_the_site_that_made_them():
 
 def test_auto_falls_back_to_one_particle_at_a_time_for_a_program_that_does_not_broadcast():
     """x @ w: a particle dimension breaks the matrix product; "auto" falls back (with a
-    warning) and the evidence is the closed form N(y; 0, I + X X^T) within 5 standard errors."""
+    warning) and the evidence is the closed form N(y; 0, I + X X^T) within 5 standard errors.
+    Without "auto" the error names the count of particles and the remedy."""
     design = torch.tensor([[1.0, 0.5], [-0.3, 2.0], [0.7, -1.1]])
     y = torch.tensor([0.9, 1.7, -0.4])
 
-    def regression():
+    def regression(design, *, obs):
         w = ppl.sample("w", dist.Normal(torch.zeros(2), 1.0).to_event(1))
-        ppl.sample("y", dist.Normal(design @ w, 1.0).to_event(1), obs=y)
+        ppl.sample("y", dist.Normal(design @ w, 1.0).to_event(1), obs=obs)
 
-    with pytest.warns(UserWarning, match="vectoris|vectoriz"):
-        result = Importance(regression, num_particles=3000, rng_seed=0, vectorize_particles="auto").run()
+    with pytest.raises(ValueError, match=r"the programs failed with their 30 particles vectorised.*"
+                       r"Importance\(\.\.\., vectorize_particles=False\)"):
+        Importance(regression, num_particles=30).run(design, obs=y)
+    with pytest.warns(UserWarning, match="Importance: the programs failed with their 3000 particles"):
+        result = Importance(regression, num_particles=3000, rng_seed=0, vectorize_particles="auto").run(
+            design, obs=y)
+    # a program that broadcasts stays on the plate: the probe runs it as the call does
+    def plated(x, *, obs_scale):
+        scaled_model(x, obs_scale=obs_scale)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kept = Importance(plated, num_particles=100, rng_seed=0, vectorize_particles="auto").run(
+            X, obs_scale=0.5)
+    assert kept.trace is not None  # particles ran at once
     covariance = torch.eye(3) + design @ design.T
     exact = torch.distributions.MultivariateNormal(torch.zeros(3), covariance).log_prob(y)
     assert abs(result.log_evidence - float(exact)) < 5 * result.log_evidence_stderr
+
+
+def test_chunks_pool_their_samples_and_a_pooled_result_has_no_trace():
+    K = 600  # two chunks
+    result = Importance(model, num_particles=K, rng_seed=0, chunk_size=300).run(X)
+    assert tuple(result.samples["mu"].shape) == (K,) and tuple(result.log_weights.shape) == (K,)
+    assert result.trace is None
+    assert abs(result.mean("mu") - POST_MEAN) < 5 * POST_SD / math.sqrt(result.effective_sample_size)
+    assert Importance(model, num_particles=K, rng_seed=0).run(X).trace is not None
+
+
+def test_the_exact_posterior_as_proposal_weights_every_particle_alike():
+    """A proposal that is the posterior (its parameters given as fitted, its scale from the
+    program's keyword argument) makes every weight the evidence: ESS = K."""
+    mean, sd = _scaled_posterior(0.3)
+
+    def posterior_guide(x, obs_scale=1.0):
+        loc = ppl.param("loc", torch.tensor(0.0))
+        ppl.sample("mu", dist.Normal(loc, (1 + len(x) / obs_scale ** 2) ** -0.5))
+
+    K = 500
+    result = Importance(scaled_model, posterior_guide, num_particles=K, rng_seed=0,
+                        params={"loc": torch.tensor(mean)}).run(X, obs_scale=0.3)
+    assert result.effective_sample_size > K * (1 - 1e-3)
+
+
+def test_one_particle_at_a_time_with_a_single_particle_and_evidence_that_no_particle_meets():
+    result = Importance(scaled_model, num_particles=1, rng_seed=0, vectorize_particles=False).run(X)
+    assert tuple(result.log_weights.shape) == (1,)
+
+    def impossible():
+        ppl.sample("c", dist.Bernoulli(0.5))
+        ppl.sample("x", dist.Bernoulli(torch.tensor(0.0)), obs=torch.tensor(1.0))
+
+    with pytest.raises(FloatingPointError, match="every one of the 10 importance weights is zero or one is "
+                       "infinite: .*"):
+        Importance(impossible, num_particles=10, rng_seed=0).run()
