@@ -325,3 +325,26 @@ def test_one_particle_at_a_time_with_a_single_particle_and_evidence_that_no_part
     with pytest.raises(FloatingPointError, match="every one of the 10 importance weights is zero or one is "
                        "infinite: .*"):
         Importance(impossible, num_particles=10, rng_seed=0).run()
+
+
+def test_the_model_s_parameters_are_the_given_ones():
+    """mu ~ N(m, 1) with m a model parameter, given as 2: the evidence is N(x; 2, I + 11^T)."""
+    def centred(x):
+        mu = ppl.sample("mu", dist.Normal(ppl.param("m", torch.tensor(0.0)), 1.0))
+        with ppl.plate("data", len(x)):
+            ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+    result = Importance(centred, num_particles=20_000, rng_seed=0, params={"m": torch.tensor(2.0)}).run(X)
+    covariance = torch.eye(len(X)) + torch.ones(len(X), len(X))
+    exact = torch.distributions.MultivariateNormal(torch.full((len(X),), 2.0), covariance).log_prob(X)
+    assert abs(result.log_evidence - float(exact)) < 5 * result.log_evidence_stderr
+
+
+def test_a_non_finite_proposal_site_is_named_as_the_proposal_s():
+    def guide(x):
+        ppl.sample("mu", dist.Normal(0.0, 1.0))
+        ppl.sample("aux", dist.Normal(torch.tensor(float("inf")), 1.0), infer={"is_auxiliary": True})
+
+    with pytest.raises(FloatingPointError, match="importance weights are NaN: site 'aux' in the proposal "
+                       "has a non-finite value"):
+        Importance(model, guide, num_particles=5, rng_seed=0).run(X)
