@@ -297,6 +297,10 @@ def test_chunks_pool_their_samples_and_a_pooled_result_has_no_trace():
     assert result.trace is None
     assert abs(result.mean("mu") - POST_MEAN) < 5 * POST_SD / math.sqrt(result.effective_sample_size)
     assert Importance(model, num_particles=K, rng_seed=0).run(X).trace is not None
+    # every chunk runs the program with the call's keyword arguments
+    mean, sd = _scaled_posterior(0.5)
+    chunked = Importance(scaled_model, num_particles=K, rng_seed=0, chunk_size=300).run(X, obs_scale=0.5)
+    assert abs(chunked.mean("mu") - mean) < 5 * sd / math.sqrt(chunked.effective_sample_size)
 
 
 def test_the_exact_posterior_as_proposal_weights_every_particle_alike():
