@@ -9,6 +9,7 @@ import torch
 import ppl
 import ppl.distributions as dist
 from inference import ELBO, VI, Adam, Importance
+from ppl.errors import ShapeError
 from models.conjugate import normal_normal_log_evidence, normal_normal_model, normal_normal_posterior
 
 X = torch.tensor([0.8, 1.9, 1.2, 0.4, 1.6])
@@ -353,3 +354,46 @@ def test_a_non_finite_proposal_site_is_named_as_the_proposal_s():
     with pytest.raises(FloatingPointError, match="importance weights are NaN: site 'aux' in the proposal "
                        "has a non-finite value"):
         Importance(model, guide, num_particles=5, rng_seed=0).run(X)
+
+
+def test_a_proposal_for_a_site_the_model_would_enumerate_is_used_and_sampled():
+    def proposal(x):
+        ppl.sample("c", dist.Categorical(torch.tensor([0.5, 0.5])))
+
+    result = Importance(mixture, proposal, num_particles=20_000, rng_seed=0).run(X)
+    normal = torch.distributions.Normal
+    joint = torch.stack([math.log(p) + normal(m, 1.0).log_prob(X).sum() for p, m in zip((0.3, 0.7), MEANS)])
+    assert tuple(result.samples["c"].shape) == (20_000,)  # drawn by the proposal, not summed out
+    posterior_c1 = float(torch.softmax(joint, 0)[1])
+    assert abs(result.mean("c") - posterior_c1) < 5 * math.sqrt(posterior_c1 * (1 - posterior_c1) / 5000)
+
+
+def test_a_proposal_site_the_model_lacks_is_named_in_a_warning():
+    def proposal(x):
+        ppl.sample("mu", dist.Normal(0.0, 1.0))
+        ppl.sample("nu", dist.Normal(0.0, 1.0))
+
+    with pytest.warns(UserWarning, match=r"the guide has site 'nu' that the model lacks \(model sites: "
+                      r"\['mu', 'x'\]\); it is treated as an auxiliary variable"):
+        Importance(model, proposal, num_particles=10, rng_seed=0).run(X)
+
+
+def test_a_proposal_that_moves_the_particle_dimension_is_named():
+    def proposal(x):
+        with ppl.plate("data", len(x)):
+            local = ppl.sample("local", dist.Normal(0.0, 1.0))
+        ppl.sample("mu", dist.Normal(local.sum(-1), 1.0))  # sums the particles' dim too when vectorised
+
+    def with_locals(x):
+        with ppl.plate("data", len(x)):
+            ppl.sample("local", dist.Normal(0.0, 1.0))
+        model(x)
+
+    # three particles on three elements: the moved dimension fits the plate, silently but for the check
+    with pytest.raises(ShapeError, match="site 'mu' in the proposal: its log density has size 3 at dim -1"):
+        Importance(with_locals, proposal, num_particles=3, rng_seed=0).run(X[:3])
+
+
+def test_no_memory_budget_runs_every_particle_at_once():
+    result = Importance(model, num_particles=200, rng_seed=0, max_memory=None).run(X)
+    assert result.trace is not None and tuple(result.log_weights.shape) == (200,)
