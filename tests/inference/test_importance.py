@@ -397,3 +397,15 @@ def test_a_proposal_that_moves_the_particle_dimension_is_named():
 def test_no_memory_budget_runs_every_particle_at_once():
     result = Importance(model, num_particles=200, rng_seed=0, max_memory=None).run(X)
     assert result.trace is not None and tuple(result.log_weights.shape) == (200,)
+
+
+def test_bad_arguments_are_named_and_steps_are_counted():
+    with pytest.raises(ValueError, match=r"^Importance: num_particles must be a positive integer, got 0$"):
+        Importance(model, num_particles=0)
+    with pytest.raises(ValueError, match=r"^Importance: max_plate_nesting must be a non-negative integer "
+                       r"or None, got -1$"):
+        Importance(model, max_plate_nesting=-1)
+    sampler = Importance(model, num_particles=10, rng_seed=0)
+    sampler.run(X, num_steps=3)
+    sampler.step(X)
+    assert sampler.step_count == 4
