@@ -405,6 +405,17 @@ def test_bad_arguments_are_named_and_steps_are_counted():
     with pytest.raises(ValueError, match=r"^Importance: max_plate_nesting must be a non-negative integer "
                        r"or None, got -1$"):
         Importance(model, max_plate_nesting=-1)
+    for option, message in (
+            ({"vectorize_particles": "yes"}, "vectorize_particles must be True, False, 'auto' or 'vmap', "
+             "got 'yes'"),
+            ({"max_memory": 0}, "max_memory must be a positive integer, got 0"),
+            ({"chunk_size": -5}, "chunk_size must be a positive integer, got -5")):
+        with pytest.raises(ValueError, match=f"^Importance: {message}$"):
+            Importance(model, **option)
+    # a seed makes a run reproducible; another seed draws other particles
+    first, again, other = (Importance(model, num_particles=50, rng_seed=seed).run(X).log_weights
+                           for seed in (3, 3, 4))
+    assert torch.equal(first, again) and not torch.equal(first, other)
     sampler = Importance(model, num_particles=10, rng_seed=0)
     sampler.run(X, num_steps=3)
     sampler.step(X)
