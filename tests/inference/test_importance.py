@@ -420,3 +420,8 @@ def test_bad_arguments_are_named_and_steps_are_counted():
     sampler.run(X, num_steps=3)
     sampler.step(X)
     assert sampler.step_count == 4
+
+
+def test_evaluate_is_the_log_evidence_of_one_batch():
+    evaluated = Importance(model, num_particles=200, rng_seed=1).evaluate(X)
+    assert evaluated == Importance(model, num_particles=200, rng_seed=1).run(X).log_evidence
