@@ -247,7 +247,7 @@ def test_a_proposal_site_the_model_observes_is_refused_and_zero_steps_draw_nothi
     with pytest.raises(ValueError, match=r"the proposal has site 'x' that the model lacks as a latent "
                        r"site \(model sites: \['mu', 'mu_squared', 'x'\]\)|model sites: \['mu', 'x'\]"):
         Importance(model, guide, num_particles=10).run(X)
-    with pytest.raises(ValueError, match="Importance.run: num_steps must be at least 1"):
+    with pytest.raises(ValueError, match="^Importance.run: num_steps must be at least 1"):
         Importance(model, num_particles=10).run(X, num_steps=0)
 
 
@@ -422,6 +422,8 @@ def test_bad_arguments_are_named_and_steps_are_counted():
     assert sampler.step_count == 4
 
 
-def test_evaluate_is_the_log_evidence_of_one_batch():
-    evaluated = Importance(model, num_particles=200, rng_seed=1).evaluate(X)
-    assert evaluated == Importance(model, num_particles=200, rng_seed=1).run(X).log_evidence
+def test_evaluate_is_the_log_evidence_of_one_batch_and_the_default_is_a_thousand_particles():
+    evaluated = Importance(scaled_model, num_particles=200, rng_seed=1).evaluate(X, obs_scale=0.3)
+    ran = Importance(scaled_model, num_particles=200, rng_seed=1).run(X, obs_scale=0.3)
+    assert evaluated == ran.log_evidence
+    assert tuple(Importance(model, rng_seed=0).run(X).log_weights.shape) == (1000,)
