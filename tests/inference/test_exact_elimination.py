@@ -134,3 +134,16 @@ def test_a_product_of_probability_tables_that_underflows_is_rescaled_at_every_st
     assert posterior.log_evidence == pytest.approx(exact, rel=1e-7)
     p_a = sum(math.exp(v - exact) for (a, _), v in log_joint.items() if a)
     assert float(posterior.marginal("a")[1]) == pytest.approx(p_a, abs=1e-6)
+
+
+def test_an_unnormalised_latent_site_that_nothing_reads_is_summed_not_dropped():
+    """z ~ Bernoulli(0.3) under scale 2, read by nothing: its factor p(z)^2 sums to
+    0.3^2 + 0.7^2 = 0.58, not to one, so it is neither barren nor droppable; the evidence
+    of y = 1 (y ~ Bernoulli(0.6)) is 0.58 * 0.6."""
+    def model():
+        with ppl.scale(scale=2.0):
+            ppl.sample("z", dist.Bernoulli(0.3))
+        ppl.sample("y", dist.Bernoulli(0.6), obs=torch.tensor(1.0))
+
+    posterior = enumerate_program(model)
+    assert float(posterior.log_evidence) == pytest.approx(math.log(0.58 * 0.6), rel=1e-6)
