@@ -192,6 +192,13 @@ def scaled_model(x, obs_scale=1.0):
         ppl.sample("x", dist.Normal(mu, obs_scale), obs=x)
 
 
+def _scaled_log_evidence(obs_scale, prior_loc=0.0):
+    """log N(X; prior_loc, obs_scale^2 I + 11^T): mu ~ N(prior_loc, 1), x_i ~ N(mu, obs_scale)."""
+    covariance = obs_scale ** 2 * torch.eye(len(X)) + torch.ones(len(X), len(X))
+    loc = torch.full((len(X),), float(prior_loc))
+    return float(torch.distributions.MultivariateNormal(loc, covariance).log_prob(X))
+
+
 def _scaled_posterior(obs_scale):
     precision = 1 + len(X) / obs_scale ** 2
     return float(X.sum()) / obs_scale ** 2 / precision, precision ** -0.5
@@ -211,10 +218,7 @@ def test_particles_one_at_a_time_give_the_same_estimates():
         X, obs_scale=0.5)
     assert tuple(result.log_weights.shape) == (K,) and tuple(result.samples["mu"].shape) == (K,)
     assert abs(result.mean("mu") - mean) < 5 * sd / math.sqrt(result.effective_sample_size)
-    precision = 1 + len(X) / 0.25
-    exact = (-0.5 * len(X) * math.log(2 * math.pi * 0.25) - 0.5 * math.log(precision)
-             - 0.5 * (float((X ** 2).sum()) / 0.25 - precision * mean ** 2))
-    assert abs(result.log_evidence - exact) < 5 * result.log_evidence_stderr
+    assert abs(result.log_evidence - _scaled_log_evidence(0.5)) < 5 * result.log_evidence_stderr
 
 
 def test_an_untrained_proposal_warns_at_the_user_s_call_and_a_fitted_one_does_not():
@@ -245,7 +249,7 @@ def test_a_proposal_site_the_model_observes_is_refused_and_zero_steps_draw_nothi
         ppl.sample("x", dist.Normal(0.0, 1.0))
 
     with pytest.raises(ValueError, match=r"the proposal has site 'x' that the model lacks as a latent "
-                       r"site \(model sites: \['mu', 'mu_squared', 'x'\]\)|model sites: \['mu', 'x'\]"):
+                       r"site \(model sites: \['mu', 'x'\]\)"):
         Importance(model, guide, num_particles=10).run(X)
     with pytest.raises(ValueError, match="^Importance.run: num_steps must be at least 1"):
         Importance(model, num_particles=10).run(X, num_steps=0)
@@ -300,9 +304,7 @@ def test_chunks_pool_their_samples_and_a_pooled_result_has_no_trace():
     assert Importance(model, num_particles=K, rng_seed=0).run(X).trace is not None
     # every chunk runs the program with the call's keyword arguments
     chunked = Importance(scaled_model, num_particles=4000, rng_seed=0, chunk_size=2000).run(X, obs_scale=0.3)
-    covariance = 0.09 * torch.eye(len(X)) + torch.ones(len(X), len(X))
-    exact = torch.distributions.MultivariateNormal(torch.zeros(len(X)), covariance).log_prob(X)
-    assert abs(chunked.log_evidence - float(exact)) < 5 * chunked.log_evidence_stderr
+    assert abs(chunked.log_evidence - _scaled_log_evidence(0.3)) < 5 * chunked.log_evidence_stderr
 
 
 def test_the_exact_posterior_as_proposal_weights_every_particle_alike():
@@ -341,9 +343,8 @@ def test_the_model_s_parameters_are_the_given_ones():
             ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
 
     result = Importance(centred, num_particles=20_000, rng_seed=0, params={"m": torch.tensor(2.0)}).run(X)
-    covariance = torch.eye(len(X)) + torch.ones(len(X), len(X))
-    exact = torch.distributions.MultivariateNormal(torch.full((len(X),), 2.0), covariance).log_prob(X)
-    assert abs(result.log_evidence - float(exact)) < 5 * result.log_evidence_stderr
+    exact = _scaled_log_evidence(1.0, prior_loc=2.0)
+    assert abs(result.log_evidence - exact) < 5 * result.log_evidence_stderr
 
 
 def test_a_non_finite_proposal_site_is_named_as_the_proposal_s():
