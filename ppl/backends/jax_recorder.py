@@ -61,6 +61,12 @@ class Recorder(Messenger):
                 "constraint", numpyro.distributions.constraints.real)
 
 
+def _last_site(recorder):
+    """The last site a failed run recorded, and where the failure came, in words."""
+    after = list(recorder.sites)[-1] if recorder.sites else None
+    return after, (f"after site {after!r}" if after else "before its first site")
+
+
 def _torch_in_program(error, recorder):
     """A failure where a torch tensor is among the variables of the frame that raised (or
     named by the error) while a JAX program ran: a torch tensor reached a NumPyro
@@ -72,8 +78,7 @@ def _torch_in_program(error, recorder):
         type(v).__module__.startswith("torch") for v in tb.tb_frame.f_locals.values())
     if not raised_on_torch and "'Tensor'" not in str(error):  # an operator's message names the type
         return None
-    after = list(recorder.sites)[-1] if recorder.sites else None
-    where = f"after site {after!r}" if after else "before its first site"
+    after, where = _last_site(recorder)
     return SiteError(f"a torch tensor reached the jax backend's program {where} ({type(error).__name__}: "
                      f"{str(error).splitlines()[0]}); pass JAX or NumPy arrays (jnp.asarray(...)) on the "
                      "jax backend, or run the program under ppl.backend('torch')", site=after)
@@ -84,8 +89,7 @@ def _traced_control_flow(error, recorder):
     flow: JAX's error does not say where; name the last site drawn before it."""
     if not isinstance(error, jax.errors.ConcretizationTypeError):
         return None
-    after = list(recorder.sites)[-1] if recorder.sites else None
-    where = f"after site {after!r}" if after else "before its first site"
+    after, where = _last_site(recorder)
     return SiteError(f"the program turns a traced value into a Python one (an if, bool(), float() or "
                      f".item()) {where} while JAX compiles or vectorises it; write the branch with "
                      "jnp.where or jax.lax.cond, or pass a value the branch needs as a non-array "
