@@ -37,6 +37,20 @@ def get_backend(name=None):
     return _load(name or _active[-1])
 
 
+def ops_of(array):
+    """The array-ops table of the loaded backend whose array ``array`` is (torch's when no
+    loaded backend claims it), for code handed arrays rather than a program.
+
+        >>> import torch
+        >>> ops_of(torch.zeros(2)) is get_backend("torch").ops
+        True
+    """
+    for loaded in _loaded.values():
+        if loaded.ops.is_array(array):
+            return loaded.ops
+    return get_backend("torch").ops
+
+
 def set_backend(name):
     """Make ``name`` ("torch" or "jax") the backend that ``ppl`` primitives resolve to."""
     _load(name)

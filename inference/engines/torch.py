@@ -114,6 +114,10 @@ class TorchEngine:
         return {name: (store[name] if name in store._params else leaf).detach().clone()
                 for name, leaf in self.leaves.items()}
 
+    def constrained(self):
+        """None: torch's losses read the parameters from their leaves (JAX's take values)."""
+        return None
+
     def loss_inputs(self):
         """(params, rng) for a loss evaluation: torch keeps both in the entered state."""
         return None, None

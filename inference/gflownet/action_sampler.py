@@ -18,6 +18,7 @@ importance weights of the M-step and ``evaluate`` are p(x, z) P_B(tau | z) / P_F
 import torch
 
 from ..program import common_plate
+from . import replay
 from .actions import construct, repeat_state
 from .policies import ActionMLPPolicy
 from .sampler import Sampler
@@ -52,8 +53,8 @@ class ActionSpaceSampler(Sampler):
     :class:`~inference.gflownet.policies.ActionMLPPolicy` by default (the options are
     :class:`~inference.gflownet.sampler.Sampler`'s)."""
 
-    def __init__(self, model, backend, action_space, **options):
-        super().__init__(model, backend, **options)
+    def __init__(self, model, backend, state, action_space, **options):
+        super().__init__(model, backend, state, **options)
         self.action_space = action_space
         self._initial = None  # the initial states of the call whose features came last
 
@@ -70,8 +71,8 @@ class ActionSpaceSampler(Sampler):
                                  f"{space!r} (it builds {list(space.sites)})")
         self._set_plate(trace, common_plate([by_name[name] for name in space.sites]))
         width = self.features(trace).shape[-1]
-        self._finish_setup(lambda: ActionMLPPolicy(width, space.encode(self._initial).shape[-1],
-                                                   space.num_actions, self.hidden))
+        self._finish_setup(lambda key: ActionMLPPolicy(width, space.encode(self._initial).shape[-1],
+                                                       space.num_actions, self.hidden))
 
     def features(self, trace):
         """Features from the action space (or the observations); keeps the initial states."""
@@ -86,61 +87,68 @@ class ActionSpaceSampler(Sampler):
         self._initial = initial
         return features
 
-    def trajectories(self, features, num, **options):
+    def trajectories(self, policy, features, num, **options):
         """``num`` trajectories per element (options: those of ``construct``): the repeated
         features and the :class:`~inference.gflownet.actions.Trajectories`."""
         features = features.repeat(num, 1)
-        return features, construct(self.action_space, self.policy, features,
+        return features, construct(self.action_space, policy, features,
                                    repeat_state(self._initial, num), **options)
 
     # ---------------------------------------------------------------- the E-step
-    def update(self, features, args, kwargs):
+    def update(self, features, args, kwargs, model=None):
         """Fresh trajectories (tempered, epsilon-mixed) and those replayed from the buffer, of
-        varying lengths, in one balance-loss update with P_B."""
+        varying lengths, in one balance-loss update with P_B (eager: a trajectory's length
+        depends on the states the user's action space reaches)."""
+        return self._step(self._e_step_loss, features, args, kwargs, model, self.action_space.max_steps)
+
+    def _e_step_loss(self, values, key, aux, args, kwargs):
+        features, policy = aux["features"], self._rebuild(values)
         num, size = self.num_trajectories, features.shape[0]
         flows = self.loss != "tb"
-        repeated, run = self.trajectories(features, num, temperature=self.temperature,
+        repeated, run = self.trajectories(policy, features, num, temperature=self.temperature,
                                           epsilon=self.epsilon, flows=flows)
         with torch.no_grad():
             log_r = self.score_values(self.action_space.values(run.state), args, kwargs, num,
                                       global_sites=False)[0].reshape(-1)
         runs, rewards = [run], [log_r]
-        if self.buffer is not None:  # off-policy: the best trajectories so far, rebuilt with P_F
+        buffer = aux["buffer"]
+        if self.replay:  # off-policy: the best trajectories so far, rebuilt with P_F
             padding = self.action_space.max_steps - run.actions.shape[-1]
             actions = torch.nn.functional.pad(run.actions, (0, padding), value=-1)
-            self.buffer.add(actions.reshape(num, size, -1), log_r.reshape(num, size))
-            replayed, replayed_r = self.buffer.sample(num)
-            _, again = self.trajectories(features, num, forced=replayed.reshape(num * size, -1), flows=flows)
+            buffer = replay.added(self.ops, buffer, actions.reshape(num, size, -1), log_r.reshape(num, size))
+            replayed, replayed_r = replay.sampled(self.ops, buffer, num)
+            _, again = self.trajectories(policy, features, num, forced=replayed.reshape(num * size, -1),
+                                         flows=flows)
             runs.append(again)
             rewards.append(replayed_r.reshape(-1))
             repeated = torch.cat([repeated, repeated])
         width = max(r.log_pf.shape[-1] for r in runs)
         log_flows = torch.cat(_pad_steps([r.log_flows for r in runs], width)) if flows else None
-        losses = self.balance_loss(repeated, torch.cat(_pad_steps([r.log_pf for r in runs], width)),
+        losses = self.balance_loss(policy, repeated, torch.cat(_pad_steps([r.log_pf for r in runs], width)),
                                    torch.cat(rewards), log_flows,
                                    torch.cat(_pad_steps([r.log_pb for r in runs], width)),
                                    torch.cat([r.lengths for r in runs]))
         loss = losses.mean()
-        self._descend(loss)
-        return loss.item()
+        return loss, -loss, [], None, {"buffer": buffer}
 
     # ---------------------------------------------------------------- draws
-    def draw(self, features, num, args, kwargs, greedy=False):
+    def draw(self, policy, features, num, args, kwargs, key=None, greedy=False, model=None, check=True):
         """(log p(x, z) with gradients for the model ``[num, N]``, its trace, and the log
         importance denominator log P_F(tau) - log P_B(tau | z) ``[num, N]``)."""
         with torch.no_grad():
-            _, run = self.trajectories(features, num, greedy=greedy)
-        log_r, trace = self.score_values(self.action_space.values(run.state), args, kwargs, num)
+            _, run = self.trajectories(policy, features, num, greedy=greedy)
+        log_r, trace = self.score_values(self.action_space.values(run.state), args, kwargs, num,
+                                         model=model, check=check)
         log_q = (run.log_pf - run.log_pb).sum(-1).reshape(num, features.shape[0])
         return log_r, trace, log_q
 
-    def posterior(self, features, num, greedy=False):
+    def posterior(self, policy, features, num, key=None, greedy=False):
         with torch.no_grad():
-            _, run = self.trajectories(features, num, greedy=greedy)
+            _, run = self.trajectories(policy, features, num, greedy=greedy)
         return {name: value.reshape((num, features.shape[0]) + tuple(value.shape[1:]))
                 for name, value in self.action_space.values(run.state).items()}
 
-    def trajectory_log_probs(self, features):
+    def trajectory_log_probs(self, policy, features):
         raise ValueError("GFlowNetEM: trajectory_log_probs enumerates scalar sites; with an "
                          "action_space, force trajectories through inference.gflownet.actions.construct")
 

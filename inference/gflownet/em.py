@@ -1,5 +1,5 @@
 """GFlowNet-EM (Hu et al., ICML 2023): EM whose E-step trains a GFlowNet sampler of a
-program's discrete latent sites toward their posterior (torch).
+program's discrete latent sites toward their posterior, on either backend.
 
 The loop is written against the sampler protocol of :mod:`inference.gflownet.sampler`. An
 E-step is one balance-loss update of the sampler toward the reward R(z) = p_theta(x, z)
@@ -8,6 +8,8 @@ E-step is one balance-loss update of the sampler toward the reward R(z) = p_thet
 (``"greedy"``) or importance-reweighted draws (``"reweighted"``). The sampler builds scalar
 sites one per step in a fixed order (:mod:`inference.gflownet.fixed_order`) or, with
 ``action_space=``, structures step by step (:mod:`inference.gflownet.action_sampler`).
+Both the E-step and the M-step are steps of the strategy's engines on pure losses, so on
+JAX each is compiled once (``jax.jit``) with an Equinox policy.
 
     >>> import torch, ppl, ppl.distributions as dist
     >>> def model(x):
@@ -21,9 +23,6 @@ sites one per step in a fixed order (:mod:`inference.gflownet.fixed_order`) or, 
 """
 
 import math
-
-import pyro.poutine as poutine
-import torch
 
 from ppl.errors import CheckpointError, UnsupportedError
 from ppl.validation import check_observations
@@ -47,8 +46,9 @@ class GFlowNetEM(Strategy):
     Arguments:
         model: a program whose latent sites are all discrete and lie in one data plate.
         loss: ``"tb"``, ``"db"`` or ``"subtb"`` (with weight ``subtb_lambda``).
-        policy: a module with ``forward(features, state, step) -> logits`` and
-            ``log_partition(features) -> log Z``; an :class:`MLPPolicy` by default.
+        policy: a module (``torch.nn.Module``; ``equinox.Module`` on JAX) with
+            ``policy(features, state, step) -> logits`` and ``log_partition(features) ->
+            log Z``; an :class:`MLPPolicy` by default (on JAX its Equinox twin).
         optimizer: for the sampler (default ``Adam(lr=1e-3)``);
             model_optimizer: for the model's parameters (default ``Adam(lr=1e-2)``).
         m_step: ``"sampled"``, ``"greedy"``, ``"reweighted"`` (importance-reweighted draws)
@@ -68,14 +68,16 @@ class GFlowNetEM(Strategy):
         order: the latent sites' names in the order a trajectory assigns them (default:
             program order).
         rng_seed: an integer gives the strategy a random stream of its own; None draws from
-            torch's global generator.
+            torch's global generator (on JAX, a stream seeded with 0).
         action_space: a user-defined construction of the latent sites (a structure such as a
             parse tree, built step by step; see :mod:`inference.gflownet.actions` for the
             protocol), with a backward policy P_B (uniform over parents by default) in every
             balance loss; the policy is then ``forward(features, encoding) -> logits`` over
             the space's actions (an :class:`~inference.gflownet.actions.ActionMLPPolicy` by
             default). ``order``, ``local_search`` and ``sleep`` do not apply (an error), nor
-            do :meth:`posterior_probs` and :meth:`trajectory_log_probs`.
+            do :meth:`posterior_probs` and :meth:`trajectory_log_probs`. Torch only: the
+            user's space is written in torch tensors, and its trajectories' lengths depend
+            on the states reached, which a compiled JAX step cannot trace.
     """
 
     def __init__(self, model, policy=None, loss="tb", optimizer=None, model_optimizer=None,
@@ -84,9 +86,10 @@ class GFlowNetEM(Strategy):
                  m_step_threshold=None, replay=0, local_search=0, order=None, action_space=None,
                  rng_seed=None):
         Strategy.__init__(self, model, rng_seed)
-        if self.backend.name != "torch":
-            raise UnsupportedError("GFlowNet-EM", backend=self.backend.name,
-                                   hint="define the model on the torch backend (the default)")
+        if action_space is not None and self.backend.name != "torch":
+            raise UnsupportedError("GFlowNet-EM with an action_space", backend=self.backend.name,
+                                   hint="an action space is written in torch tensors: define the "
+                                   "model on the torch backend, or build scalar sites in a fixed order")
         if loss not in LOSSES:
             raise ValueError(f"GFlowNetEM: loss must be one of {LOSSES}, got {loss!r}")
         e_steps, hidden, num_trajectories = (
@@ -113,10 +116,11 @@ class GFlowNetEM(Strategy):
                        subtb_lambda=subtb_lambda, num_trajectories=num_trajectories,
                        temperature=temperature, epsilon=epsilon, replay=replay)
         if action_space is None:
-            self.sampler = FixedOrderSampler(model, self.backend, order=order, local_search=local_search,
-                                             sleep=sleep, sleep_probability=sleep_probability, **options)
+            self.sampler = FixedOrderSampler(model, self.backend, self.state, order=order,
+                                             local_search=local_search, sleep=sleep,
+                                             sleep_probability=sleep_probability, **options)
         else:
-            self.sampler = ActionSpaceSampler(model, self.backend, action_space, **options)
+            self.sampler = ActionSpaceSampler(model, self.backend, self.state, action_space, **options)
         self.action_space = action_space
         self.model_engine = make_engine(self.backend.name, model_optimizer or Adam(lr=1e-2), self.state,
                                         owners=(model,))
@@ -150,7 +154,7 @@ class GFlowNetEM(Strategy):
         return self.sampler.acceptance_rate
 
     def _setup(self, args, kwargs):
-        with self.backend.preserved_rng(), torch.no_grad(), poutine.block():
+        with self.backend.preserved_rng(), self.backend.no_grad(), self.backend.handlers.block():
             trace = self.backend.run(self.model, args, kwargs)
         self.model_engine.discover([trace], create_optimizer=False)
         check_observations(trace)
@@ -172,7 +176,7 @@ class GFlowNetEM(Strategy):
         if not self.sampler.ready:
             self._setup(args, kwargs)
         if self._feature_args is None or not _same_objects(self._feature_args, (args, kwargs)):
-            with self.backend.preserved_rng(), torch.no_grad(), poutine.block():
+            with self.backend.preserved_rng(), self.backend.no_grad(), self.backend.handlers.block():
                 trace = self.backend.run(self.model, args, kwargs)
             self._feature_args = (args, dict(kwargs))
             self._feature_cache = self.sampler.checked_features(trace)
@@ -182,7 +186,8 @@ class GFlowNetEM(Strategy):
     @entering
     def e_step(self, *args, **kwargs):
         """One update of the sampler with the chosen balance loss; returns its mean."""
-        return self.sampler.update(self._current_features(args, kwargs), args, kwargs)
+        features = self._current_features(args, kwargs)
+        return self.sampler.update(features, args, kwargs, self.model_engine.constrained())
 
     def _m_step_allowed(self, loss):
         if self.m_step_threshold is None:
@@ -199,20 +204,36 @@ class GFlowNetEM(Strategy):
         draws with self-normalised weights w_k proportional to p_theta(x, z_k) / q(z_k | x));
         returns that loss."""
         features = self._current_features(args, kwargs)
+        aux = {"features": features, "policy": self.sampler.engine.constrained()}
+        loss, _ = self.model_engine.step(self._m_step_loss, aux, args, kwargs)
+        if not math.isfinite(loss):
+            self._explain(loss, "M-step loss", features, args, kwargs)
+        return loss
+
+    def _m_step_loss(self, values, key, aux, args, kwargs):
+        """The model engine's loss (values: the model's parameters where the backend passes
+        values): -log p_theta(x, z), or its importance-weighted form."""
+        ops = self.ops
         num = self.num_trajectories if self.m_step == "reweighted" else 1
-        log_r, trace, log_q = self.sampler.draw(features, num, args, kwargs, greedy=self.m_step == "greedy")
+        policy = self.sampler.policy_at(aux["policy"])
+        log_r, trace, log_q = self.sampler.draw(policy, aux["features"], num, args, kwargs, key,
+                                                greedy=self.m_step == "greedy", model=values, check=False)
         if self.m_step == "reweighted":
-            weights = (log_r.detach() - log_q).softmax(0)
-            loss = -(weights * log_r).sum()
+            loss = -ops.sum(ops.softmax(ops.stop_gradient(log_r) - log_q, 0) * log_r)
         else:
-            loss = -log_r.sum()
-        self.model_engine.discover([trace])
-        if self.model_engine.optimizer is None:
-            return loss.item()  # the model has no parameters to fit
-        self.model_engine.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.model_engine.optimizer.step()
-        return loss.item()
+            loss = -ops.sum(log_r)
+        return loss, -loss, [trace], None, aux
+
+    def _explain(self, loss, what, features, args, kwargs):
+        """Raise the :class:`NonFiniteError` for a non-finite loss: the policy's logits or a
+        reward (from an eager draw, which names them), else a policy parameter, else the loss."""
+        policy = self.sampler.policy
+        self.sampler.draw(policy, features, 1, args, kwargs, self.state.next_key(), greedy=True,
+                          model=self.model_engine.constrained())
+        values, _ = self.backend.module_params(policy)
+        bad = [name for name, value in values.items() if not self.ops.isfinite(value)]
+        culprit = f": the policy's parameter {bad[0]!r} is not finite" if bad else ""
+        raise NonFiniteError(f"GFlowNetEM: {what} is {loss}{culprit}")
 
     @entering
     def step(self, *args, **kwargs):
@@ -220,13 +241,11 @@ class GFlowNetEM(Strategy):
         adaptive schedule holds it); returns the last E-step loss."""
         for _ in range(self.e_steps):
             loss = self.e_step(*args, **kwargs)
+            if not math.isfinite(loss):
+                self._explain(loss, "the balance loss", self._current_features(args, kwargs), args, kwargs)
         if self.m_step is not None and self._m_step_allowed(loss):
             self.m_step_update(*args, **kwargs)
             self.m_steps_taken += 1
-        if not math.isfinite(loss):
-            bad = [n for n, p in self.policy.named_parameters() if not bool(torch.isfinite(p).all())]
-            culprit = f": the policy's parameter {bad[0]!r} is not finite" if bad else ""
-            raise NonFiniteError(f"GFlowNetEM: trajectory-balance loss is {loss}{culprit}")
         self.history.append(loss)
         self.step_count += 1
         return loss
@@ -243,36 +262,39 @@ class GFlowNetEM(Strategy):
     @entering
     def evaluate(self, *args, num_samples=1000, per_element=False, **kwargs):
         """log p(x) by importance sampling with the sampler as proposal: summed over the data
-        elements, or with ``per_element`` one estimate per element (``[N]`` tensor)."""
+        elements, or with ``per_element`` one estimate per element (``[N]`` array)."""
         features = self._current_features(args, kwargs)
-        with torch.no_grad():
-            log_r, _, log_q = self.sampler.draw(features, num_samples, args, kwargs)
-            per_point = torch.logsumexp(log_r - log_q, 0) - math.log(num_samples)
-        return per_point if per_element else float(per_point.sum())
+        with self.backend.no_grad():
+            log_r, _, log_q = self.sampler.draw(self.sampler.policy, features, num_samples, args, kwargs,
+                                                self.state.next_key(), model=self.model_engine.constrained())
+            per_point = self.ops.logsumexp(log_r - log_q, 0) - math.log(num_samples)
+        return per_point if per_element else float(self.ops.sum(per_point))
 
     @entering
     def posterior(self, *args, num_samples=1000, **kwargs):
         """Draws from the sampler: site -> ``[num_samples, N, *event_shape]``."""
-        return self.sampler.posterior(self._current_features(args, kwargs), num_samples)
+        return self.sampler.posterior(self.sampler.policy, self._current_features(args, kwargs),
+                                      num_samples, self.state.next_key())
 
     @entering
     def greedy_posterior(self, *args, **kwargs):
         """The sampler's greedy construction (the most probable action at each step): site ->
         ``[N, *event_shape]``."""
-        draws = self.sampler.posterior(self._current_features(args, kwargs), 1, greedy=True)
+        draws = self.sampler.posterior(self.sampler.policy, self._current_features(args, kwargs), 1,
+                                       greedy=True)
         return {name: value[0] for name, value in draws.items()}
 
     @entering
     def posterior_probs(self, *args, **kwargs):
         """The sampler's marginal of each site: site -> ``[N, support]`` probabilities (exact,
         by enumerating trajectories; scalar sites only)."""
-        return self.sampler.posterior_probs(self._current_features(args, kwargs))
+        return self.sampler.posterior_probs(self.sampler.policy, self._current_features(args, kwargs))
 
     @entering
     def trajectory_log_probs(self, *args, **kwargs):
         """log P_F of every complete assignment: ``[N, S_1, ..., S_T]`` (small models with
         scalar sites only)."""
-        return self.sampler.trajectory_log_probs(self._current_features(args, kwargs))
+        return self.sampler.trajectory_log_probs(self.sampler.policy, self._current_features(args, kwargs))
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self):

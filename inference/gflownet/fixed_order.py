@@ -14,44 +14,44 @@ trajectories being few, exact enumeration of the sampler's distribution.
     ...         ppl.sample("c", dist.Categorical(torch.ones(3) / 3))
     ...         ppl.sample("x", dist.Normal(0.0, 1.0), obs=x)
     >>> x = torch.tensor([0.5, -1.0])
-    >>> sampler = FixedOrderSampler(model, BACKEND, hidden=8)
+    >>> sampler = FixedOrderSampler(model, BACKEND, BACKEND.new_state(), hidden=8)
     >>> sampler.setup(BACKEND.run(model, (x,)))
     >>> [(slot.name, slot.size) for slot in sampler.slots]
     [('c', 3)]
     >>> features = sampler.features(BACKEND.run(model, (x,)))
-    >>> tuple(sampler.posterior(features, num=5)["c"].shape)
+    >>> tuple(sampler.posterior(sampler.policy, features, num=5)["c"].shape)
     (5, 2)
-    >>> table = sampler.trajectory_log_probs(features)  # [N, 3]: log P_F of every value
+    >>> table = sampler.trajectory_log_probs(sampler.policy, features)  # [N, 3]: log P_F of every value
     >>> [round(float(p), 5) for p in table.exp().sum(-1)]
     [1.0, 1.0]
 """
 
-import pyro.poutine as poutine
-import torch
+import numpy as np
 
 from ppl.errors import ShapeError, SiteError
 
 from ..program import common_plate
-from .policies import MLPPolicy, non_finite_logits
-from .sampler import Sampler
+from . import replay
+from .policies import default_mlp_policy, non_finite_logits
+from .sampler import Sampler, repeated, split_keys
 
 
 class Slot:
     """One latent site in the construction order: name, support size, the offset of its
-    one-hot block in the state, and the site's value dtype."""
+    one-hot block in the state, and the site's support (its values' dtype and device)."""
 
-    def __init__(self, name, size, offset, dtype):
-        self.name, self.size, self.offset, self.dtype = name, size, offset, dtype
+    def __init__(self, name, size, offset, support):
+        self.name, self.size, self.offset, self.support = name, size, offset, support
 
 
 class FixedOrderSampler(Sampler):
-    """Builds the scalar sites in a fixed order with an :class:`MLPPolicy` by default
-    (``order``, ``local_search``, ``sleep``, ``sleep_probability``: see
-    :class:`~inference.GFlowNetEM`; the other options are :class:`Sampler`'s)."""
+    """Builds the scalar sites in a fixed order with an MLP policy by default (``order``,
+    ``local_search``, ``sleep``, ``sleep_probability``: see :class:`~inference.GFlowNetEM`;
+    the other options are :class:`Sampler`'s)."""
 
-    def __init__(self, model, backend, order=None, local_search=0, sleep=0.0, sleep_probability=0.3,
-                 **options):
-        super().__init__(model, backend, **options)
+    def __init__(self, model, backend, state, order=None, local_search=0, sleep=0.0,
+                 sleep_probability=0.3, **options):
+        super().__init__(model, backend, state, **options)
         self.order = None if order is None else list(order)
         self.local_search = local_search
         self.sleep = sleep
@@ -72,7 +72,7 @@ class FixedOrderSampler(Sampler):
                     "make it a parameter (ppl.param) that the M-step fits, or build it with "
                     "action_space= (a structured value constructed step by step)")
             support = fn.enumerate_support(expand=False)
-            slots.append(Slot(site.name, support.shape[0], offset, support.dtype))
+            slots.append(Slot(site.name, support.shape[0], offset, support))
             offset += support.shape[0]
         self.slots = slots
         plate = common_plate(latent)
@@ -87,8 +87,9 @@ class FixedOrderSampler(Sampler):
                         "parameter of the model, or move it into the plate", site=site.name)
         self._set_plate(trace, plate)
         width = self.features(trace).shape[-1]
-        self._finish_setup(lambda: MLPPolicy(width, offset, len(slots), max(s.size for s in slots),
-                                             self.hidden))
+        self._finish_setup(lambda key: default_mlp_policy(
+            self.backend.name, key, feature_dim=width, state_dim=offset, num_steps=len(slots),
+            max_support=max(s.size for s in slots), hidden=self.hidden))
 
     def _ordered(self, latent):
         by_name = {site.name: site for site in latent}
@@ -106,144 +107,179 @@ class FixedOrderSampler(Sampler):
         return self.observations(trace)
 
     # ---------------------------------------------------------------- trajectories
-    def construct(self, features, temperature=1.0, epsilon=0.0, greedy=False, forced=None, flows=False):
-        """Build one trajectory per feature row: (slot values, log P_F per step ``[n, T]``,
-        the log state flows ``[n, T]`` of s_0 .. s_{T-1} with ``flows``, else None).
-        ``forced``: per slot, values to take instead of drawing (None: draw)."""
-        n = features.shape[0]
-        state = features.new_zeros(n, self.slots[-1].offset + self.slots[-1].size)
+    def construct(self, policy, features, key=None, temperature=1.0, epsilon=0.0, greedy=False,
+                  forced=None, flows=False, check=True):
+        """Build one trajectory per feature row with ``policy``: (slot values, log P_F per
+        step ``[n, T]``, the log state flows ``[n, T]`` of s_0 .. s_{T-1} with ``flows``, else
+        None). ``forced``: per slot, values to take instead of drawing (None: draw);
+        ``check``: refuse non-finite logits of a greedy step (not inside a compiled loss)."""
+        ops = self.ops
+        n, width = features.shape[0], max(s.size for s in self.slots)
+        state = ops.zeros((n, self.slots[-1].offset + self.slots[-1].size), features)
+        keys = split_keys(self.backend, key, len(self.slots))
         steps, log_flows, values = [], [], []
         for t, slot in enumerate(self.slots):
             if flows:
-                log_flows.append(self.policy.log_flow(features, state, t))
-            logits = self.policy(features, state, t)
-            width = max(s.size for s in self.slots)
+                log_flows.append(policy.log_flow(features, state, t))
+            logits = policy(features, state, t)
             if tuple(logits.shape) not in ((n, slot.size), (n, width)):
                 raise ShapeError(f"GFlowNetEM: the policy gives logits of shape {tuple(logits.shape)} "
                                  f"at site {slot.name!r}; expected ({n}, {slot.size}) (the site's "
                                  f"support) or ({n}, {width}) (the widest site's)", site=slot.name)
-            log_probs = logits[:, :slot.size].log_softmax(-1)
+            log_probs = ops.log_softmax(logits[:, :slot.size], -1)
             if forced is not None and forced[t] is not None:
                 action = forced[t]
             elif greedy:  # argmax would pass over a NaN without a word
-                bad = non_finite_logits(logits, f"site {slot.name!r}")
+                bad = non_finite_logits(logits, f"site {slot.name!r}") if check else None
                 if bad is not None:
                     raise bad
-                action = log_probs.argmax(-1)
+                action = ops.argmax(log_probs, -1)
             else:
-                behaviour = (log_probs / temperature).softmax(-1)
-                if epsilon:
-                    behaviour = (1 - epsilon) * behaviour + epsilon / slot.size
-                try:
-                    action = torch.multinomial(behaviour.detach(), 1).squeeze(-1)
-                except RuntimeError as error:  # checked only when drawing failed: free otherwise
-                    bad = non_finite_logits(logits, f"site {slot.name!r}")
-                    if bad is not None:
-                        raise bad from error
-                    raise
-            steps.append(log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1))
-            state = state.clone()
-            state[torch.arange(n), slot.offset + action] = 1.0
+                action = self._explore(logits, log_probs, slot, keys[t], temperature, epsilon)
+            steps.append(ops.take_last(log_probs, action[:, None])[:, 0])
+            state = state + ops.astype(ops.one_hot(action + slot.offset, state.shape[-1]), state)
             values.append(action)
-        return values, torch.stack(steps, -1), torch.stack(log_flows, -1) if flows else None
+        return values, ops.stack(steps, -1), ops.stack(log_flows, -1) if flows else None
 
-    def log_reward(self, values, args, kwargs, num=1, global_sites=True):
+    def _explore(self, logits, log_probs, slot, key, temperature, epsilon):
+        """A draw from the behaviour policy: tempered, mixed with the uniform by epsilon."""
+        ops = self.ops
+        behaviour = ops.softmax(log_probs / temperature, -1)
+        if epsilon:
+            behaviour = (1 - epsilon) * behaviour + epsilon / slot.size
+        try:
+            return ops.draw_index(ops.stop_gradient(behaviour), key)
+        except RuntimeError as error:  # checked only when drawing failed: free otherwise
+            bad = non_finite_logits(logits, f"site {slot.name!r}")
+            if bad is not None:
+                raise bad from error
+            raise
+
+    def log_reward(self, values, args, kwargs, num=1, global_sites=True, model=None, key=None,
+                   check=True):
         """log p_theta(x_i, z_i) of slot values ``[num * N]`` each: ``[num, N]``, and the trace
-        (``global_sites``: see :meth:`score_values`)."""
-        return self.score_values({slot.name: v.to(slot.dtype) for slot, v in zip(self.slots, values)},
-                                 args, kwargs, num, global_sites)
+        (the options: see :meth:`score_values`)."""
+        return self.score_values({slot.name: self.ops.astype(v, slot.support)
+                                  for slot, v in zip(self.slots, values)},
+                                 args, kwargs, num, global_sites, model, key, check)
+
+    def _rewards(self, values, args, kwargs, model, key):
+        """The E-step's rewards ``[num * N]``, without gradients or the global sites."""
+        with self.backend.no_grad():
+            log_r = self.log_reward(values, args, kwargs, self.num_trajectories, False, model, key,
+                                    check=False)[0]
+        return self.ops.stop_gradient(self.ops.reshape(log_r, (-1,)))
 
     # ---------------------------------------------------------------- the E-step
-    def update(self, features, args, kwargs):
+    def update(self, features, args, kwargs, model=None):
         """Fresh trajectories (tempered, epsilon-mixed), those local search moved them to and
         those replayed from the buffer, in one balance-loss update, plus the sleep phase."""
-        num = self.num_trajectories
-        fresh = features.repeat(num, 1)
+        return self._step(self.e_step_loss, features, args, kwargs, model, len(self.slots))
+
+    def e_step_loss(self, values, key, aux, args, kwargs):
+        """The engine's loss: (the balance loss plus the sleep term, minus the balance loss,
+        no traces, no extra leaves, the next replay buffer and acceptance rate)."""
+        ops, num = self.ops, self.num_trajectories
+        policy = self._rebuild(values)
+        features, model = aux["features"], aux["model"]
+        k_fresh, k_reward, k_search, k_replay, k_coin, k_sleep = split_keys(self.backend, key, 6)
+        fresh = repeated(ops, features, num)
         flows = self.loss != "tb"
-        values, log_pf_steps, log_flows = self.construct(fresh, self.temperature, self.epsilon, flows=flows)
-        with torch.no_grad():
-            log_r = self.log_reward(values, args, kwargs, num=num, global_sites=False)[0].reshape(-1)
+        drawn, log_pf_steps, log_flows = self.construct(policy, fresh, k_fresh, self.temperature,
+                                                        self.epsilon, flows=flows)
+        log_r = self._rewards(drawn, args, kwargs, model, k_reward)
         parts = [(log_pf_steps, log_flows, log_r)]
-        memory = (values, log_r)
+        memory = (drawn, log_r)
+        new_aux = {"buffer": aux["buffer"], "acceptance": None}
         if self.local_search:
-            searched, searched_r = self.search(fresh, values, log_pf_steps, log_r, args, kwargs)
-            _, search_pf, search_flows = self.construct(fresh, forced=searched, flows=flows)
+            searched, searched_r, new_aux["acceptance"] = self.search(
+                policy, fresh, drawn, log_pf_steps, log_r, args, kwargs, model, k_search)
+            _, search_pf, search_flows = self.construct(policy, fresh, forced=searched, flows=flows)
             parts.append((search_pf, search_flows, searched_r))
             memory = (searched, searched_r)
-        if self.buffer is not None:  # off-policy: the best trajectories so far, rebuilt with P_F
-            size = features.shape[0]
-            self.buffer.add(torch.stack(memory[0], -1).reshape(num, size, len(self.slots)),
-                            memory[1].reshape(num, size))
-            replayed, replayed_r = self.buffer.sample(num)
-            replayed = [replayed[..., t].reshape(-1) for t in range(len(self.slots))]
-            _, replay_pf, replay_flows = self.construct(fresh, forced=replayed, flows=flows)
-            parts.append((replay_pf, replay_flows, replayed_r.reshape(-1)))
+        if self.replay:  # off-policy: the best trajectories so far, rebuilt with P_F
+            size, length = features.shape[0], len(self.slots)
+            new_aux["buffer"] = replay.added(ops, aux["buffer"],
+                                             ops.reshape(ops.stack(memory[0], -1), (num, size, length)),
+                                             ops.reshape(memory[1], (num, size)))
+            chosen, chosen_r = replay.sampled(ops, new_aux["buffer"], num, k_replay)
+            forced = [ops.reshape(chosen[..., t], (-1,)) for t in range(length)]
+            _, replay_pf, replay_flows = self.construct(policy, fresh, forced=forced, flows=flows)
+            parts.append((replay_pf, replay_flows, ops.reshape(chosen_r, (-1,))))
         rows = fresh
         if len(parts) > 1:  # fresh, searched and replayed trajectories in one batch
-            rows = fresh.repeat(len(parts), 1)
-            log_pf_steps, log_flows, log_r = (None if p[0] is None else torch.cat(p) for p in zip(*parts))
-        loss = self.balance_loss(rows, log_pf_steps, log_r, log_flows).mean()
+            rows = repeated(ops, fresh, len(parts))
+            log_pf_steps, log_flows, log_r = (None if p[0] is None else ops.concatenate(list(p), 0)
+                                              for p in zip(*parts))
+        loss = ops.mean(self.balance_loss(policy, rows, log_pf_steps, log_r, log_flows))
         total = loss
-        if self.sleep and torch.rand(()) < self.sleep_probability:
-            total = total + self.sleep * self.sleep_loss(args, kwargs)
-        self._descend(total)
-        return loss.item()
+        if self.sleep:  # with probability sleep_probability, the sleep phase's term
+            coin = ops.uniform((), loss, k_coin) < self.sleep_probability
+            dreamed = self.sleep_loss(policy, args, kwargs, model, k_sleep)
+            total = total + ops.where(coin, self.sleep * dreamed, ops.zeros((), loss))
+        return total, -loss, [], None, new_aux
 
-    def search(self, features, values, log_pf_steps, log_r, args, kwargs):
+    def search(self, policy, features, values, log_pf_steps, log_r, args, kwargs, model=None, key=None):
         """One back-and-forth move per trajectory: keep the first T - k assignments, rebuild
-        the rest with P_F, accept with min(1, R' P_F(old tail) / (R P_F(new tail)))."""
+        the rest with P_F, accept with min(1, R' P_F(old tail) / (R P_F(new tail))). Returns
+        the chosen values, their rewards and the fraction accepted."""
+        ops = self.ops
         keep = max(len(self.slots) - self.local_search, 0)
-        with torch.no_grad():
+        k_build, k_reward, k_accept = split_keys(self.backend, key, 3)
+        with self.backend.no_grad():
             forced = values[:keep] + [None] * (len(self.slots) - keep)
             # rebuilt with P_F itself, so that the acceptance ratio is exact
-            proposal, proposal_pf, _ = self.construct(features, forced=forced)
-            proposal_r = self.log_reward(proposal, args, kwargs, num=self.num_trajectories,
-                                         global_sites=False)[0].reshape(-1)
-            log_accept = (proposal_r - log_r + log_pf_steps[:, keep:].sum(-1).detach()
-                          - proposal_pf[:, keep:].sum(-1))
-            accept = torch.rand_like(log_accept).log() < log_accept
-        self.acceptance_rate = float(accept.float().mean())
-        chosen = [torch.where(accept, new, old) for new, old in zip(proposal, values)]
-        return chosen, torch.where(accept, proposal_r, log_r)
+            proposal, proposal_pf, _ = self.construct(policy, features, k_build, forced=forced)
+            proposal_r = self._rewards(proposal, args, kwargs, model, k_reward)
+            log_accept = ops.stop_gradient(proposal_r - log_r + ops.sum(log_pf_steps[:, keep:], -1)
+                                           - ops.sum(proposal_pf[:, keep:], -1))
+            accept = ops.log(ops.uniform(log_accept.shape, log_accept, k_accept)) < log_accept
+        chosen = [ops.where(accept, new, old) for new, old in zip(proposal, values)]
+        return chosen, ops.where(accept, proposal_r, log_r), ops.mean(ops.astype(accept, log_accept))
 
-    def sleep_loss(self, args, kwargs):
+    def sleep_loss(self, policy, args, kwargs, model=None, key=None):
         """-mean log P_F(z | x) on (z, x) dreamed by the model."""
-        with torch.no_grad(), poutine.block():
-            dream = self.backend.run(poutine.uncondition(self.model), args, kwargs)
-        forced = [torch.as_tensor(dream[slot.name].value).reshape(-1).long() for slot in self.slots]
-        _, log_pf_steps, _ = self.construct(self.features(dream), forced=forced)
-        return -log_pf_steps.sum(-1).mean()
+        handlers = self.backend.handlers
+        with self.backend.no_grad(), handlers.block():
+            dream = self.backend.run(handlers.uncondition(self.model), args, kwargs, params=model, rng=key)
+        forced = [self.ops.reshape(self.ops.to_index(dream[slot.name].value), (-1,)) for slot in self.slots]
+        _, log_pf_steps, _ = self.construct(policy, self.features(dream), forced=forced)
+        return -self.ops.mean(self.ops.sum(log_pf_steps, -1))
 
     # ---------------------------------------------------------------- draws
-    def draw(self, features, num, args, kwargs, greedy=False):
-        with torch.no_grad():
-            values, log_pf_steps, _ = self.construct(features.repeat(num, 1), greedy=greedy)
-        log_r, trace = self.log_reward(values, args, kwargs, num=num)
-        return log_r, trace, log_pf_steps.sum(-1).reshape(num, features.shape[0])
+    def draw(self, policy, features, num, args, kwargs, key=None, greedy=False, model=None, check=True):
+        ops = self.ops
+        k_draw, k_reward = split_keys(self.backend, key, 2)
+        with self.backend.no_grad():
+            values, log_pf_steps, _ = self.construct(policy, repeated(ops, features, num), k_draw,
+                                                     greedy=greedy, check=check)
+        log_r, trace = self.log_reward(values, args, kwargs, num, model=model, key=k_reward, check=check)
+        log_q = ops.reshape(ops.sum(ops.stop_gradient(log_pf_steps), -1), (num, features.shape[0]))
+        return log_r, trace, log_q
 
-    def posterior(self, features, num, greedy=False):
-        with torch.no_grad():
-            values, _, _ = self.construct(features.repeat(num, 1), greedy=greedy)
-        return {slot.name: v.reshape(num, features.shape[0]) for slot, v in zip(self.slots, values)}
+    def posterior(self, policy, features, num, key=None, greedy=False):
+        with self.backend.no_grad():
+            values, _, _ = self.construct(policy, repeated(self.ops, features, num), key, greedy=greedy)
+        size = features.shape[0]
+        return {slot.name: self.ops.reshape(v, (num, size)) for slot, v in zip(self.slots, values)}
 
-    def trajectory_log_probs(self, features):
+    def trajectory_log_probs(self, policy, features):
         """log P_F of every complete assignment: ``[N, S_1, ..., S_T]`` (small models only)."""
-        grids = torch.meshgrid(*[torch.arange(s.size) for s in self.slots], indexing="ij")
-        configs = [g.reshape(-1) for g in grids]
-        count = configs[0].numel()
-        n = features.shape[0]
-        forced = [c.repeat_interleave(n) for c in configs]
-        with torch.no_grad():
-            _, log_pf, _ = self.construct(features.repeat(count, 1), forced=forced)
-        shape = [s.size for s in self.slots]
-        return log_pf.sum(-1).reshape(count, n).T.reshape([n] + shape)
+        ops = self.ops
+        grids = np.meshgrid(*[np.arange(s.size) for s in self.slots], indexing="ij")
+        count, n = grids[0].size, features.shape[0]
+        index = ops.to_index(ops.zeros((), features))  # integers on the features' device
+        forced = [ops.asarray(np.repeat(g.reshape(-1), n), like=index) for g in grids]
+        with self.backend.no_grad():
+            _, log_pf, _ = self.construct(policy, repeated(ops, features, count), forced=forced)
+        table = ops.reshape(ops.sum(log_pf, -1), (count, n))
+        return ops.reshape(ops.moveaxis(table, 0, 1), (n,) + tuple(s.size for s in self.slots))
 
-    def posterior_probs(self, features):
+    def posterior_probs(self, policy, features):
         """The marginal of each slot: site -> ``[N, support]`` probabilities (exact)."""
-        table = self.trajectory_log_probs(features)
-        return {slot.name: _marginal(table, i, slot.size) for i, slot in enumerate(self.slots)}
+        table = self.trajectory_log_probs(policy, features)
+        return {slot.name: self._marginal(table, i) for i, slot in enumerate(self.slots)}
 
-
-def _marginal(log_table, index, size):
-    dims = [d + 1 for d in range(log_table.dim() - 1) if d != index]
-    return torch.logsumexp(log_table, dims).exp() if dims else log_table.exp()
+    def _marginal(self, log_table, index):
+        dims = tuple(d + 1 for d in range(len(log_table.shape) - 1) if d != index)
+        return self.ops.exp(self.ops.logsumexp(log_table, dims) if dims else log_table)

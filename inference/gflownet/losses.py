@@ -1,5 +1,5 @@
 """The GFlowNet balance losses, per trajectory: trajectory balance (TB), detailed balance
-(DB) and lambda-weighted sub-trajectory balance (SubTB).
+(DB) and lambda-weighted sub-trajectory balance (SubTB), on either backend's arrays.
 
 Each takes the forward log-probabilities of the steps taken and, optionally, the backward
 log-probabilities ``log P_B(s_t | s_{t+1})`` of the same transitions (omitted: a fixed
@@ -22,7 +22,7 @@ the terminal state's flow is the reward, log F(s_T) = log R.
     0.0
 """
 
-import torch
+from ppl.backend import ops_of
 
 
 def trajectory_balance(log_z, log_pf, log_reward, log_pb=None):
@@ -33,12 +33,18 @@ def trajectory_balance(log_z, log_pf, log_reward, log_pb=None):
     return (log_z + log_pf - log_reward - log_pb) ** 2
 
 
-def _terminal_flows(log_flows, log_reward, lengths):
+def _positions(ops, n, like):
+    """``0 .. n - 1`` with ``like``'s dtype and device."""
+    return ops.astype(ops.arange(n), like)
+
+
+def _terminal_flows(ops, log_flows, log_reward, lengths):
     """``[n, T + 1]``: the state flows with log R at each trajectory's own end."""
-    flows = torch.cat([log_flows, log_reward.unsqueeze(-1)], -1)
+    flows = ops.concatenate([log_flows, log_reward[:, None]], -1)
     if lengths is None:
         return flows
-    return flows.scatter(1, lengths.unsqueeze(-1), log_reward.unsqueeze(-1))
+    at_end = _positions(ops, flows.shape[-1], lengths)[None, :] == lengths[:, None]
+    return ops.where(at_end, log_reward[:, None], flows)
 
 
 def _net_steps(log_pf_steps, log_pb_steps):
@@ -51,31 +57,32 @@ def subtrajectory_balance(log_flows, log_pf_steps, log_reward, lam=0.9, log_pb_s
     """Per-trajectory SubTB(lambda): sum over sub-trajectories i < j <= T of lambda^(j - i)
     (log F(s_i) + sum_{i <= t < j} (log P_F - log P_B) - log F(s_j))^2, normalised by the
     weights of the trajectory's own sub-trajectories; log F(s_T) = log R."""
-    flows = _terminal_flows(log_flows, log_reward, lengths)  # [n, T + 1]
+    ops = ops_of(log_flows)
+    flows = _terminal_flows(ops, log_flows, log_reward, lengths)  # [n, T + 1]
     net = _net_steps(log_pf_steps, log_pb_steps)
-    cumulative = torch.cat([torch.zeros_like(net[:, :1]), net.cumsum(-1)], -1)
-    residual = (flows.unsqueeze(-1) - cumulative.unsqueeze(-1)
-                + cumulative.unsqueeze(-2) - flows.unsqueeze(-2))  # [n, i, j]
-    length = torch.arange(flows.shape[-1], device=flows.device)
-    span = length.unsqueeze(0) - length.unsqueeze(1)  # j - i
-    weights = torch.where(span > 0, lam ** span.to(flows.dtype), torch.zeros((), dtype=flows.dtype))
+    cumulative = ops.concatenate([ops.zeros(net[:, :1].shape, net), ops.cumsum(net, -1)], -1)
+    residual = (flows[:, :, None] - cumulative[:, :, None]
+                + cumulative[:, None, :] - flows[:, None, :])  # [n, i, j]
+    length = _positions(ops, flows.shape[-1], flows)
+    span = length[None, :] - length[:, None]  # j - i
+    weights = ops.where(span > 0, lam ** span, ops.zeros((), flows))
     if lengths is None:
-        return (weights * residual ** 2).sum((-1, -2)) / weights.sum()
-    inside = length.unsqueeze(0) <= lengths.unsqueeze(-1)  # [n, j]: j <= T_n (so is i < j)
-    weights = weights * inside.unsqueeze(-2).to(flows.dtype)  # [n, i, j]
+        return ops.sum(weights * residual ** 2, (-1, -2)) / ops.sum(weights)
+    inside = _positions(ops, flows.shape[-1], lengths)[None, :] <= lengths[:, None]  # j <= T_n
+    weights = weights * ops.astype(inside[:, None, :], flows)  # [n, i, j]
     # padding states hold arbitrary flows; zero weight must not meet an infinite residual
-    residual = torch.where(weights > 0, residual, torch.zeros((), dtype=flows.dtype))
-    return (weights * residual ** 2).sum((-1, -2)) / weights.sum((-1, -2))
+    residual = ops.where(weights > 0, residual, ops.zeros((), flows))
+    return ops.sum(weights * residual ** 2, (-1, -2)) / ops.sum(weights, (-1, -2))
 
 
 def detailed_balance(log_flows, log_pf_steps, log_reward, log_pb_steps=None, lengths=None):
     """Per-trajectory DB: mean over steps of (log F(s_t) + log P_F - log F(s_{t+1}) - log P_B)^2."""
-    flows = _terminal_flows(log_flows, log_reward, lengths)
+    ops = ops_of(log_flows)
+    flows = _terminal_flows(ops, log_flows, log_reward, lengths)
     net = _net_steps(log_pf_steps, log_pb_steps)
     residual = flows[:, :-1] + net - flows[:, 1:]
     if lengths is None:
-        return (residual ** 2).mean(-1)
-    steps = torch.arange(net.shape[-1], device=net.device)
-    valid = steps < lengths.unsqueeze(-1)
-    residual = torch.where(valid, residual, torch.zeros((), dtype=residual.dtype))
-    return (residual ** 2).sum(-1) / lengths.to(residual.dtype)
+        return ops.mean(residual ** 2, -1)
+    valid = _positions(ops, net.shape[-1], lengths)[None, :] < lengths[:, None]
+    residual = ops.where(valid, residual, ops.zeros((), residual))
+    return ops.sum(residual ** 2, -1) / ops.astype(lengths, residual)

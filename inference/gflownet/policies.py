@@ -1,5 +1,6 @@
-"""The default policies of the two samplers: :class:`MLPPolicy` for the fixed-order
-construction of scalar sites, :class:`ActionMLPPolicy` for a user-defined action space.
+"""The default policies of the two samplers on torch: :class:`MLPPolicy` for the
+fixed-order construction of scalar sites, :class:`ActionMLPPolicy` for a user-defined
+action space (JAX's is in :mod:`inference.gflownet.equinox_policies`).
 
 Each gives the forward policy's logits, ``log_partition(features)`` (log Z(x)) and
 ``log_flow`` (the log state flow, for detailed and sub-trajectory balance).
@@ -12,19 +13,34 @@ Each gives the forward policy's logits, ``log_partition(features)`` (log Z(x)) a
     (4,)
 """
 
+import math
+
 import torch
 from torch import nn
 
+from ppl.backend import ops_of
 from ppl.errors import NonFiniteError
 
 
 def non_finite_logits(logits, where):
     """The :class:`NonFiniteError` for a policy's logits with a NaN or +inf (they give no
     distribution over actions; -inf, an impossible action, is allowed), or None."""
-    if bool((torch.isnan(logits) | torch.isposinf(logits)).any()):
+    ops = ops_of(logits)
+    if not ops.isfinite(ops.where(logits == -math.inf, 0.0, logits)):
         return NonFiniteError(f"GFlowNetEM: the policy's logits at {where} are not finite (NaN or "
                               "+inf); check the policy's weights and its inputs (the features)")
     return None
+
+
+def default_mlp_policy(backend_name, key, **sizes):
+    """The fixed-order sampler's default policy on ``backend_name``: :class:`MLPPolicy` on
+    torch, :class:`~inference.gflownet.equinox_policies.EquinoxMLPPolicy` (initialised from
+    ``key``) on JAX; ``sizes``: feature_dim, state_dim, num_steps, max_support, hidden."""
+    if backend_name == "jax":
+        from .equinox_policies import EquinoxMLPPolicy
+
+        return EquinoxMLPPolicy(key=key, **sizes)
+    return MLPPolicy(**sizes)
 
 
 class MLPPolicy(nn.Module):

@@ -2,56 +2,62 @@
 trajectories seen so far, replayed off-policy next to fresh ones.
 
 A trajectory is a row of integers (the fixed-order sampler: one value per site; the
-action-space sampler: the actions, padded with -1). Both samplers keep theirs here, and the
-buffer's contents go into checkpoints.
+action-space sampler: the actions, padded with -1). The buffer's state is a value, ``(
+trajectories [capacity, N, T], log_rewards [capacity, N])`` sorted best first along the
+first axis, with reward -inf in the slots not filled yet; :func:`added` and :func:`sampled`
+are pure functions of it, so that a compiled update threads it as it threads the policy.
 
-    >>> import torch
-    >>> buffer = ReplayBuffer(capacity=2)
+    >>> import torch, ppl
+    >>> ops = ppl.get_backend("torch").ops
+    >>> state = empty(ops, capacity=2, size=2, width=1, like=torch.zeros(()))
     >>> trajectories = torch.tensor([[[0], [1]], [[2], [3]], [[4], [5]]])  # [num 3, N 2, T 1]
-    >>> buffer.add(trajectories, torch.tensor([[0.0, -1.0], [2.0, -3.0], [1.0, -2.0]]))
-    >>> buffer.trajectories[..., 0].tolist(), buffer.log_rewards.tolist()  # best first
+    >>> state = added(ops, state, trajectories, torch.tensor([[0.0, -1.0], [2.0, -3.0], [1.0, -2.0]]))
+    >>> state[0][..., 0].tolist(), state[1].tolist()  # best first
     ([[2, 1], [4, 5]], [[2.0, -1.0], [1.0, -2.0]])
-    >>> chosen, log_r = buffer.sample(3)
+    >>> chosen, log_r = sampled(ops, state, 3)
     >>> tuple(chosen.shape), tuple(log_r.shape)
     ((3, 2, 1), (3, 2))
 """
 
-import torch
+import math
 
 
-class ReplayBuffer:
-    """``trajectories [k, N, T]`` and their ``log_rewards [k, N]`` (None until the first
-    :meth:`add`), sorted best first along k."""
+def empty(ops, capacity, size, width, like):
+    """A buffer of ``capacity`` slots for each of ``size`` elements, trajectories of
+    ``width`` integers (``like``: a float array giving the rewards' dtype and device)."""
+    trajectories = ops.to_index(ops.zeros((capacity, size, width), like))
+    return trajectories, ops.zeros((capacity, size), like) - math.inf
 
-    def __init__(self, capacity):
-        self.capacity = capacity
-        self.trajectories = None
-        self.log_rewards = None
 
-    def add(self, trajectories, log_rewards):
-        """Merge ``trajectories [num, N, T]`` with rewards ``[num, N]`` into each element's best."""
-        if self.trajectories is not None:
-            size = self.log_rewards.shape[1]
-            if log_rewards.shape[1] != size:
-                raise ValueError(
-                    f"GFlowNetEM: replay keeps the best trajectories of each of {size} data elements, "
-                    f"but this call has {log_rewards.shape[1]}; replay needs the same data set at "
-                    "every step (use replay=0 with minibatches)")
-            trajectories = torch.cat([self.trajectories, trajectories])
-            log_rewards = torch.cat([self.log_rewards, log_rewards])
-        best = log_rewards.topk(min(self.capacity, log_rewards.shape[0]), dim=0).indices  # [k, N]
-        self.trajectories = trajectories.gather(0, best.unsqueeze(-1).expand(-1, -1, trajectories.shape[-1]))
-        self.log_rewards = log_rewards.gather(0, best)
+def check_size(state, size):
+    """Refuse a call whose data set has another size than the buffer's."""
+    if state is not None and state[1].shape[1] != size:
+        raise ValueError(
+            f"GFlowNetEM: replay keeps the best trajectories of each of {state[1].shape[1]} data "
+            f"elements, but this call has {size}; replay needs the same data set at every step "
+            "(use replay=0 with minibatches)")
 
-    def sample(self, num):
-        """``num`` trajectories per element drawn uniformly from its buffer: ``[num, N, T]``
-        and their rewards ``[num, N]``."""
-        pick = torch.randint(self.trajectories.shape[0], (num, self.log_rewards.shape[1]))
-        chosen = self.trajectories.gather(0, pick.unsqueeze(-1).expand(-1, -1, self.trajectories.shape[-1]))
-        return chosen, self.log_rewards.gather(0, pick)
 
-    def state_dict(self):
-        return None if self.trajectories is None else (self.trajectories, self.log_rewards)
+def added(ops, state, trajectories, log_rewards):
+    """``state`` merged with ``trajectories [num, N, T]`` of rewards ``[num, N]``: each
+    element's best, sorted."""
+    held, held_r = state
+    trajectories = ops.concatenate([held, ops.to_index(trajectories)], 0)
+    log_rewards = ops.concatenate([held_r, log_rewards], 0)
+    best = ops.top_k_indices(log_rewards, held.shape[0])  # [capacity, N]
+    return _gathered(ops, trajectories, log_rewards, best)
 
-    def load_state_dict(self, state):
-        self.trajectories, self.log_rewards = (None, None) if state is None else state
+
+def sampled(ops, state, num, key=None):
+    """``num`` trajectories per element, drawn uniformly from its filled slots: ``[num, N,
+    T]`` and their rewards ``[num, N]``."""
+    held, held_r = state
+    filled = ops.sum(ops.astype(held_r > -math.inf, held_r), 0)  # [N]
+    uniform = ops.uniform((num, held_r.shape[1]), held_r, key)
+    pick = ops.to_index(uniform * ops.maximum(filled, 1.0))
+    return _gathered(ops, held, held_r, ops.where(pick >= held.shape[0], 0, pick))
+
+
+def _gathered(ops, trajectories, log_rewards, index):
+    full = ops.broadcast_to(index[..., None], tuple(index.shape) + (trajectories.shape[-1],))
+    return ops.take_along(trajectories, full, 0), ops.take_along(log_rewards, index, 0)

@@ -34,7 +34,10 @@ class Backend(Protocol):
     # normal); uniform(shape, like, key=None) (U(0, 1) draws: JAX needs a sample site's key,
     # torch draws from its generator); is_broadcast_along(x, axis) (one slice repeated: torch
     # reads the stride, JAX compares the slices); factor_distribution(log_factor) and
-    # gumbel_given_argmax(logits, k) (the worlds' two distributions, thin classes per backend)
+    # gumbel_given_argmax(logits, k) (the worlds' two distributions, thin classes per backend).
+    # GFlowNet-EM's samplers add: to_float(x) (the default float dtype); cumsum(x, axis);
+    # take_along(x, index, axis); top_k_indices(x, k) (along axis 0, largest first);
+    # draw_index(probs, key=None) (one categorical draw per row); randint(high, shape, key=None)
     particle_plate: str  # the name of the plate that vectorises particles
 
     # ------------------------------------------------------- running and recording
@@ -69,6 +72,11 @@ class Backend(Protocol):
 
     def straight_through(self, fn, soft):
         """The hard value of a relaxed draw with the soft draw's gradient."""
+
+    def module_params(self, module):
+        """(name -> trainable array of ``module``, ``rebuild``): ``rebuild(values)`` is the
+        module holding ``values`` (torch: the module itself, whose parameters are the
+        arrays; JAX: an Equinox module rebuilt from the values, so that a loss stays pure)."""
 
     # ----------------------------------------------------- a strategy's own state
     def new_state(self, rng_seed=None):

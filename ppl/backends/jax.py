@@ -40,10 +40,26 @@ def _module(name, nn_module, **kwargs):
     if not isinstance(nn_module, equinox.Module):
         raise SiteError(f"ppl.module({name!r}): on the jax backend a module is an equinox.Module, "
                         f"not {type(nn_module).__name__} (on torch, a torch.nn.Module)", site=name)
-    arrays, rest = equinox.partition(nn_module, equinox.is_inexact_array)
+    arrays, rebuild = module_params(nn_module)
+    return rebuild({path: numpyro.param(f"{name}$$${path}", leaf) for path, leaf in arrays.items()})
+
+
+def module_params(module):
+    """(path -> floating-point array of an Equinox ``module``, ``rebuild``); ``rebuild``
+    puts values with the same names back into the module's structure."""
+    import equinox
+
+    if not isinstance(module, equinox.Module):
+        raise TypeError(f"on the jax backend a module is an equinox.Module, not "
+                        f"{type(module).__name__} (on torch, a torch.nn.Module)")
+    arrays, rest = equinox.partition(module, equinox.is_inexact_array)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(arrays)
-    values = [numpyro.param(f"{name}$$${jax.tree_util.keystr(path)}", leaf) for path, leaf in leaves]
-    return equinox.combine(jax.tree_util.tree_unflatten(treedef, values), rest)
+    names = [jax.tree_util.keystr(path) for path, _ in leaves]
+
+    def rebuild(values):
+        return equinox.combine(jax.tree_util.tree_unflatten(treedef, [values[n] for n in names]), rest)
+
+    return {name: leaf for name, (_, leaf) in zip(names, leaves)}, rebuild
 
 
 def _plate(name, size, subsample_size=None, dim=None, **kwargs):
@@ -191,6 +207,8 @@ class JaxBackend:
 
     def split_rng(self, rng):
         return tuple(jax.random.split(rng))
+
+    module_params = staticmethod(module_params)
 
     def handler(self, rule, fn=None):
         """A backend-neutral :class:`~ppl.site_handler.SiteHandler` as a NumPyro Messenger

@@ -177,6 +177,32 @@ class _Ops:
         slices are compared; counterfactual programs are not jitted)."""
         return bool(jnp.all(x == jax.lax.slice_in_dim(x, 0, 1, axis=axis)))
 
+    # ------------------------------------------------ what GFlowNet-EM needs
+    @staticmethod
+    def to_float(x):
+        return jnp.asarray(x, dtype=jnp.result_type(float))
+
+    cumsum = staticmethod(lambda x, axis: jnp.cumsum(x, axis=axis))
+
+    @staticmethod
+    def take_along(x, index, axis):
+        return jnp.take_along_axis(x, index, axis=axis)
+
+    @staticmethod
+    def top_k_indices(x, k):
+        """The indices of the ``k`` largest entries along axis 0, largest first."""
+        return jnp.moveaxis(jax.lax.top_k(jnp.moveaxis(x, 0, -1), k)[1], -1, 0)
+
+    @staticmethod
+    def draw_index(probs, key=None):
+        """One index per row of ``probs [n, K]``, drawn with ``key``."""
+        return jax.random.categorical(key, jnp.log(probs), axis=-1)
+
+    @staticmethod
+    def randint(high, shape, key=None):
+        """Integers uniform on ``[0, high)`` (``high`` may be a traced integer)."""
+        return jax.random.randint(key, tuple(shape), 0, high)
+
     @staticmethod
     def factor_distribution(log_factor):
         from .jax_causal import Factor

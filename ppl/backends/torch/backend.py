@@ -72,6 +72,15 @@ class TorchBackend:
     def split_rng(self, rng):
         return None, None
 
+    @staticmethod
+    def module_params(module):
+        """(name -> parameter of a ``torch.nn.Module``, ``rebuild``): the parameters are the
+        module's own leaves, so ``rebuild`` gives the module back."""
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"on the torch backend a module is a torch.nn.Module, not "
+                            f"{type(module).__name__} (on jax, an equinox.Module)")
+        return dict(module.named_parameters()), lambda values: module
+
     def handler(self, rule, fn=None):
         """A backend-neutral :class:`~ppl.site_handler.SiteHandler` as a Pyro Messenger
         (wrapping ``fn`` when given)."""

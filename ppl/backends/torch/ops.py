@@ -194,6 +194,35 @@ class _Ops:
         """Whether ``x`` repeats one slice along ``axis`` (torch: an expanded view, stride 0)."""
         return x.stride(axis) == 0
 
+    # ------------------------------------------------ what GFlowNet-EM needs
+    @staticmethod
+    def to_float(x):
+        """``x`` in the default floating dtype (a policy's features)."""
+        return torch.as_tensor(x, dtype=torch.get_default_dtype())
+
+    @staticmethod
+    def cumsum(x, axis):
+        return x.cumsum(axis)
+
+    @staticmethod
+    def take_along(x, index, axis):
+        return torch.take_along_dim(x, index, axis)
+
+    @staticmethod
+    def top_k_indices(x, k):
+        """The indices of the ``k`` largest entries along axis 0, largest first."""
+        return x.topk(k, dim=0).indices
+
+    @staticmethod
+    def draw_index(probs, key=None):
+        """One index per row of ``probs [n, K]``, drawn from torch's global generator."""
+        return torch.multinomial(probs, 1).squeeze(-1)
+
+    @staticmethod
+    def randint(high, shape, key=None):
+        """Integers uniform on ``[0, high)`` (``high`` an integer or an integer array)."""
+        return torch.randint(int(high), tuple(shape))
+
     @staticmethod
     def factor_distribution(log_factor):
         """A distribution whose log density is ``log_factor`` whatever the value."""

@@ -70,7 +70,7 @@ class ExactPolicy(nn.Module):
 def test_balance_losses_are_zero_for_the_exact_posterior_policy_and_flows():
     em = GFlowNetEM(two_level, policy=ExactPolicy(X), m_step=None)
     features = em._current_features((X,), {}).repeat(50, 1)
-    values, log_pf_steps, log_flows = em.sampler.construct(features, flows=True)
+    values, log_pf_steps, log_flows = em.sampler.construct(em.policy, features, flows=True)
     log_r = em.sampler.log_reward(values, (X,), {}, num=50)[0].reshape(-1)
     log_z = em.policy.log_partition(features)
     assert float(trajectory_balance(log_z, log_pf_steps.sum(-1), log_r).max()) < 1e-8
@@ -91,7 +91,7 @@ def test_a_global_site_counts_once_in_the_evidence_and_not_in_the_e_step_rewards
 
     em = GFlowNetEM(with_global, policy=ExactPolicy(X), m_step=None)
     features = em._current_features((X,), {}).repeat(50, 1)
-    values, log_pf_steps, _ = em.sampler.construct(features)
+    values, log_pf_steps, _ = em.sampler.construct(em.policy, features)
     log_r = em.sampler.log_reward(values, (X,), {}, num=50, global_sites=False)[0].reshape(-1)
     log_z = em.policy.log_partition(features)
     assert float(trajectory_balance(log_z, log_pf_steps.sum(-1), log_r).max()) < 1e-8
@@ -209,7 +209,7 @@ def test_replay_buffer_keeps_the_best_trajectories_and_still_converges():
     em = GFlowNetEM(two_level, m_step=None, hidden=64, epsilon=0.05, optimizer=Adam(lr=3e-3),
                     num_trajectories=16, replay=4)
     em.run(X, num_steps=600, progress=False)
-    values, log_r = em.sampler.buffer.trajectories, em.sampler.buffer.log_rewards
+    values, log_r = em.sampler.buffer  # [capacity, N, T] and [capacity, N]
     assert values.shape == (4, 3, 2) and torch.all(log_r[:-1] >= log_r[1:])  # sorted, best first
     # the best configuration of each element is in its buffer
     best = exact_log_joint(X).reshape(3, -1).argmax(-1)
@@ -244,10 +244,11 @@ def test_local_search_accepts_by_metropolis_hastings_and_still_converges():
     exact_em = GFlowNetEM(two_level, policy=ExactPolicy(X), m_step=None, local_search=1,
                           num_trajectories=8)
     features = exact_em._current_features((X,), {}).repeat(8, 1)
-    values, log_pf_steps, _ = exact_em.sampler.construct(features)
+    values, log_pf_steps, _ = exact_em.sampler.construct(exact_em.policy, features)
     log_r = exact_em.sampler.log_reward(values, (X,), {}, num=8)[0].reshape(-1)
-    exact_em.sampler.search(features, values, log_pf_steps, log_r, (X,), {})
-    assert exact_em.acceptance_rate == 1.0
+    _, _, acceptance = exact_em.sampler.search(exact_em.policy, features, values, log_pf_steps, log_r,
+                                               (X,), {})
+    assert float(acceptance) == 1.0
 
 
 

@@ -126,7 +126,7 @@ def test_tb_residual_is_zero_for_the_exact_posterior_policy_with_uniform_backwar
     features = em._current_features((words, lengths), {})
     grammar = learned_grammar(em.params)
     em.policy = ExactTreePolicy(space, TreeActions(2, 2, 4), grammar, sentences, features)
-    run_features, run = em.sampler.trajectories(features, 200)  # per sentence; lengths 5, 7, 3
+    run_features, run = em.sampler.trajectories(em.policy, features, 200)  # per sentence; lengths 5, 7, 3
     assert sorted(set(run.lengths.tolist())) == [3, 5, 7]
     log_r = em.sampler.score_values(space.values(run.state), (words, lengths), {}, 200)[0].reshape(-1)
     log_z = em.policy.log_partition(run_features)
@@ -175,7 +175,7 @@ def test_trained_sampler_matches_the_exact_posterior_over_trees():
     # (delta method: sd(w) / (mean(w) sqrt(n))) plus 1e-4 for float32 rounding of ~10-nat terms
     with torch.no_grad():
         features = em._current_features((words, lengths), {})
-        log_r, _, log_q = em.sampler.draw(features, 4000, (words, lengths), {})
+        log_r, _, log_q = em.sampler.draw(em.policy, features, 4000, (words, lengths), {})
     log_w = (log_r - log_q).reshape(-1).double()
     estimate = float(torch.logsumexp(log_w, 0) - math.log(len(log_w)))
     weights = (log_w - log_w.max()).exp()
