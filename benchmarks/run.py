@@ -23,6 +23,7 @@ from . import (
     grammar,
     importance,
     importance_memory,
+    jax_gflownet,
     jax_vae_step,
     mixture_em,
     subsample,
@@ -33,7 +34,8 @@ from .common import load_average, log, machine_description, markdown_table, reso
 MODULES = {"vae_step": vae_step, "importance": importance, "causal": causal,
            "gflownet": gflownet, "mixture_em": mixture_em, "grammar": grammar,
            "discrete_vae": discrete_vae, "enumeration": enumeration, "subsample": subsample,
-           "importance_memory": importance_memory, "jax_vae_step": jax_vae_step}
+           "importance_memory": importance_memory, "jax_vae_step": jax_vae_step,
+           "jax_gflownet": jax_gflownet}
 BENCHMARKS = {name: (module_name, fn) for module_name, module in MODULES.items()
               for name, fn in module.BENCHMARKS.items()}
 

@@ -147,3 +147,101 @@ def test_jax_refuses_a_torch_policy_and_an_action_space_by_name():
     with pytest.raises(UnsupportedError, match="GFlowNet-EM with an action_space is not supported "
                                                "on the jax backend"):
         GFlowNetEM(two_level, action_space=object())
+
+
+# ----------------------------------------------------- a fixed policy, known in closed form
+STEP_LOGITS = np.array([[0.0, 1.0, 2.0], [0.5, -0.5, -1e9]], dtype=np.float32)  # c1's, c2's (+ pad)
+
+
+def fixed_logits_policy():
+    """The same logits at every state, on the active backend; log Z its only parameter."""
+    if ppl.get_backend().name == "torch":
+        class FixedLogits(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.log_z = torch.nn.Parameter(torch.zeros(()))
+
+            def forward(self, features, state, step):
+                return torch.as_tensor(STEP_LOGITS[step]).expand(len(features), 3) + 0.0 * self.log_z
+
+            def log_partition(self, features):
+                return self.log_z.expand(len(features))
+
+        return FixedLogits()
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    class JaxFixedLogits(eqx.Module):
+        log_z: jnp.ndarray
+
+        def __call__(self, features, state, step):
+            return jnp.broadcast_to(jnp.asarray(STEP_LOGITS[step]), (features.shape[0], 3)) + 0.0 * self.log_z
+
+        def log_partition(self, features):
+            return jnp.broadcast_to(self.log_z, (features.shape[0],))
+
+    return JaxFixedLogits(jnp.zeros(()))
+
+
+def log_softmax(logits):
+    return logits - np.log(np.exp(logits).sum())
+
+
+def test_local_search_accepts_with_the_metropolis_hastings_probability(on_backend):
+    # local_search=1 keeps c1 and rebuilds c2 with P_F; a move from c2 to c2' is accepted with
+    # min(1, R(c1, c2') P_F(c2) / (R(c1, c2) P_F(c2'))). Its mean over c1, c2, c2' drawn from
+    # P_F, summed exactly, against the rate of one E-step's 3 x 4000 moves (4 binomial s.e.)
+    num = 4000
+    em = GFlowNetEM(two_level, policy=fixed_logits_policy(), m_step=None, local_search=1,
+                    num_trajectories=num, rng_seed=0)
+    em.e_step(data(X))
+    p1, p2 = np.exp(log_softmax(STEP_LOGITS[0])), np.exp(log_softmax(STEP_LOGITS[1][:2]))
+    joint = exact_posterior(X) * 1.0  # R is proportional to the posterior, per element
+    expected = 0.0
+    for i in range(3):
+        for c1 in range(3):
+            for old in range(2):
+                for new in range(2):
+                    ratio = joint[i, c1, new] * p2[old] / (joint[i, c1, old] * p2[new])
+                    expected += p1[c1] * p2[old] * p2[new] * min(1.0, ratio) / 3
+    se = math.sqrt(expected * (1 - expected) / (3 * num))
+    assert abs(em.acceptance_rate - expected) < 4 * se, (em.acceptance_rate, expected, se)
+
+
+def test_the_sleep_term_is_the_policy_cross_entropy_on_the_model_dreams(on_backend):
+    # sleep_loss = -mean log P_F(z | x) over (z, x) dreamed from the model: with a fixed
+    # policy its expectation is sum_z p(z) (-log P_F(c1) - log P_F(c2)), in closed form; the
+    # mean of 5 dreams of 2000 elements each is within 4 standard errors of it
+    em = GFlowNetEM(two_level, policy=fixed_logits_policy(), m_step=None, sleep=1.0, rng_seed=0)
+    x = data(np.zeros(2000))
+    em._current_features((x,), {})  # set-up
+    ops = ppl.get_backend().ops
+    losses_ = [ops.item(em.sampler.sleep_loss(em.policy, (x,), {}, key=em.state.next_key()))
+               for _ in range(5)]
+    q1, q2 = log_softmax(STEP_LOGITS[0]), log_softmax(STEP_LOGITS[1][:2])
+    p2 = 0.3 + 0.2 * np.arange(3)
+    prior = PRIOR_C1[:, None] * np.stack([1 - p2, p2], -1)  # p(c1, c2)
+    terms = -(q1[:, None] + q2[None, :])
+    expected = float((prior * terms).sum())
+    sd = math.sqrt(float((prior * terms ** 2).sum()) - expected ** 2)
+    se = sd / math.sqrt(5 * 2000)
+    assert abs(np.mean(losses_) - expected) < 4 * se, (np.mean(losses_), expected, se)
+
+
+def test_replay_keeps_each_elements_best_and_replays_only_filled_slots(on_backend):
+    from inference.gflownet import replay
+
+    ops = ppl.get_backend().ops
+    state = replay.empty(ops, capacity=3, size=2, width=1, like=data([0.0]))
+    trajectories = ops.to_index(ops.asarray(np.array([[[0], [1]], [[2], [3]]])))
+    state = replay.added(ops, state, trajectories, data([[0.0, 5.0], [2.0, -1.0]]))
+    held, log_r = state
+    assert np.asarray(held)[:2, :, 0].tolist() == [[2, 1], [0, 3]]  # best first per element
+    assert np.asarray(log_r)[:2].tolist() == [[2.0, 5.0], [0.0, -1.0]]
+    assert np.all(np.isneginf(np.asarray(log_r)[2]))  # the slot not filled yet
+    chosen, chosen_r = replay.sampled(ops, state, 4000, ppl.get_backend().new_state(0).next_key())
+    chosen = np.asarray(chosen)[..., 0]
+    assert set(np.unique(chosen[:, 0])) == {0, 2} and set(np.unique(chosen[:, 1])) == {1, 3}
+    share = float(np.mean(chosen[:, 0] == 2))  # uniform over the two filled slots
+    assert abs(share - 0.5) < 4 * math.sqrt(0.25 / 4000), share
+    assert np.all(np.isfinite(np.asarray(chosen_r)))
