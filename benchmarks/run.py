@@ -24,6 +24,7 @@ from . import (
     importance,
     importance_memory,
     jax_gflownet,
+    jax_queries,
     jax_vae_step,
     mixture_em,
     subsample,
@@ -35,7 +36,7 @@ MODULES = {"vae_step": vae_step, "importance": importance, "causal": causal,
            "gflownet": gflownet, "mixture_em": mixture_em, "grammar": grammar,
            "discrete_vae": discrete_vae, "enumeration": enumeration, "subsample": subsample,
            "importance_memory": importance_memory, "jax_vae_step": jax_vae_step,
-           "jax_gflownet": jax_gflownet}
+           "jax_gflownet": jax_gflownet, "jax_queries": jax_queries}
 BENCHMARKS = {name: (module_name, fn) for module_name, module in MODULES.items()
               for name, fn in module.BENCHMARKS.items()}
 

@@ -33,9 +33,10 @@ class ImportanceResult:
     """Weighted particles: ``log_weights`` (shape ``[K]``) and site ``samples`` (``[K, ...]``:
     latent and deterministic sites, and observed ones that vary over particles, such as
     intervened or counterfactual values). ``trace``: the vectorised trace of a single batch
-    (None once batches are pooled). Weights are normalised as exp(log w - logsumexp(log w)):
-    the float32 denominator of ``softmax`` drifts (by 1.5% over 10^8 weights of spread 2),
-    the pairwise sums of ``logsumexp`` and ``sum`` do not."""
+    (None once batches are pooled, and for a compiled batch: on JAX a chunk size's first run
+    is eager and checked, later ones are one compiled call). Weights are normalised as
+    exp(log w - logsumexp(log w)): the float32 denominator of ``softmax`` drifts (by 1.5%
+    over 10^8 weights of spread 2), the pairwise sums of ``logsumexp`` and ``sum`` do not."""
 
     trace = None
 
@@ -165,6 +166,7 @@ class Importance(Strategy):
         self.max_memory = None if max_memory is None else count("Importance", "max_memory", max_memory)
         self.chunk_size = None if chunk_size is None else count("Importance", "chunk_size", chunk_size)
         self._ready = False
+        self._compiled = {}  # chunk size -> its compiled run (backends that compile)
 
     def _next_rng(self):
         return self.state.next_key()
@@ -230,9 +232,8 @@ class Importance(Strategy):
                 chunks = []
                 for start in range(0, K, self.chunk_size):
                     k = min(self.chunk_size, K - start)
-                    log_w_k, traces = self._vectorised(args, kwargs, k)
-                    model_tr = traces[-1][1]
-                    chunks.append((ops.broadcast_to(log_w_k, (k,)), self._samples(model_tr, k)))
+                    log_w_k, samples, model_tr = self._chunk(args, kwargs, k)
+                    chunks.append((log_w_k, samples))
                     if K > self.chunk_size:
                         release_freed_memory()
                 log_w = ops.concatenate([w for w, _ in chunks], 0) if len(chunks) > 1 else chunks[0][0]
@@ -241,6 +242,8 @@ class Importance(Strategy):
                 log_w = ops.concatenate([ops.reshape(w, (1,)) for w, _ in runs], 0)
                 model_tr = runs[-1][1][-1][1]
         if not ops.isfinite(ops.logsumexp(log_w, 0)):  # every weight zero (or one infinite)
+            if model_tr is None:  # a compiled chunk: an eager run names the site
+                model_tr = self._vectorised(args, kwargs, min(self.chunk_size, K))[1][-1][1]
             raise self.non_finite(
                 f"every one of the {K} importance weights is zero or one is infinite",
                 [("model", model_tr)], "the evidence has probability zero under every particle")
@@ -253,6 +256,34 @@ class Importance(Strategy):
         result = ImportanceResult(ops, log_w, samples)
         result.trace = model_tr if self.vectorize_particles and len(chunks) == 1 else None
         return result
+
+    def _chunk(self, args, kwargs, k):
+        """``k`` weighted particles in one vectorised run: (log weights ``[k]``, samples, the
+        model's trace, or None from a compiled run). The first run of ``k`` particles is
+        eager (checked, and it fixes which sites are samples); later ones are compiled where
+        the backend compiles."""
+        ops = self.ops
+        compiled = self._compiled.get(k)
+        if compiled is None:
+            log_w, traces = self._vectorised(args, kwargs, k)
+            model_tr = traces[-1][1]
+            samples = self._samples(model_tr, k)
+            if not self._model_enum:
+                names = frozenset(samples)
+                self._compiled[k] = self.backend.compile(
+                    lambda key, a, kw: self._compiled_chunk(key, a, kw, k, names)) or False
+            return ops.broadcast_to(log_w, (k,)), samples, model_tr
+        if compiled is False:  # an eager backend
+            log_w, traces = self._vectorised(args, kwargs, k)
+            return ops.broadcast_to(log_w, (k,)), self._samples(traces[-1][1], k), traces[-1][1]
+        log_w, samples = compiled(self._next_rng(), args, kwargs)
+        return log_w, samples, None  # a NaN weight is named by _batch's check, from an eager run
+
+    def _compiled_chunk(self, key, args, kwargs, k, names):
+        log_w, traces = self._weights(args, kwargs, particles_arg(self.vectorize_particles, k, self._plates),
+                                      rng=key)
+        samples = squeeze_particles(self.ops, traces[-1][1].values(), self._shapes, k)
+        return self.ops.broadcast_to(log_w, (k,)), {n: v for n, v in samples.items() if n in names}
 
     def _samples(self, model_tr, k):
         """Site values of a vectorised run: latent and deterministic sites, and observed ones
@@ -285,16 +316,18 @@ class Importance(Strategy):
             self.vectorize_particles = fallback_mode(self.backend)
             warn_fallback("Importance", failure, self.vectorize_particles)
 
-    def _weights(self, args, kwargs, particles):
+    def _weights(self, args, kwargs, particles, rng=None):
         """One run of proposal and model: (log weights, [(role, trace)] ending with the
         model's); ``particles`` None runs a single particle. NaN weights are named here, in
-        the run (chunk) that made them, from the proposal's trace and the model's."""
+        the run (chunk) that made them, from the proposal's trace and the model's. ``rng``:
+        the run's key, inside a compiled run (which cannot check for NaN)."""
         backend, ops = self.backend, self.ops
+        keys = backend.split_rng(rng) if rng is not None else None
         layout = self._layout if particles is not None else WeightLayout(self._plates, False)
         values, log_q, traces = None, 0.0, []
         if self.proposal is not None:
             guide_tr = backend.run(self.proposal, args, kwargs, draw=self._draw, particles=particles,
-                                   rng=self._next_rng(), params=self.params)
+                                   rng=self._next_rng() if keys is None else keys[0], params=self.params)
             values = guide_tr.replay_values()
             log_q = total_log_weight(ops, layout, guide_tr.sites.values())  # factors too
             traces.append(("proposal", guide_tr))
@@ -302,8 +335,8 @@ class Importance(Strategy):
         if self._model_enum:
             enumerate_from = -(self._plates + (2 if particles is not None else 1))
         model_tr = backend.run(self.model, args, kwargs, replay=values, draw=self._draw,
-                               particles=particles, rng=self._next_rng(), params=self.params,
-                               enumerate_from=enumerate_from)
+                               particles=particles, rng=self._next_rng() if keys is None else keys[1],
+                               params=self.params, enumerate_from=enumerate_from)
         # with the prior as proposal, log p(z) of the drawn sites cancels: weight by the
         # observed (and enumerated) sites only
         scored = [s for s in model_tr if self.proposal is not None or s.observed
@@ -319,7 +352,7 @@ class Importance(Strategy):
             if problem:
                 raise ValueError(problem)  # _vectorised names the remedy
         log_w = log_p - log_q  # the number 0 when nothing is scored (a prior, no evidence)
-        if not isinstance(log_w, float) and ops.isnan(log_w):
+        if keys is None and not isinstance(log_w, float) and ops.isnan(log_w):
             raise self.non_finite("importance weights are NaN", traces, "no single site is NaN")
         return log_w, traces
 

@@ -12,6 +12,8 @@ import numpy as np
 from numpyro.distributions.constraints import real
 from numpyro.distributions.transforms import biject_to
 
+from ppl.backends.jax_static import merge as _merge
+from ppl.backends.jax_static import split as _split
 from ppl.errors import CheckpointError
 from ppl.validation import check_param_value
 
@@ -147,36 +149,3 @@ class JaxEngine:
         self.opt_state = jax.tree_util.tree_unflatten(
             treedef, [jax.numpy.asarray(v) for v in saved["opt_state"]])
         self.state.rng = jax.numpy.asarray(saved["rng"])
-
-
-def _is_static(value):
-    """Python values without arrays (ints, bools, strings, callables, tuples of them) are
-    compiled in as constants; arrays, and containers holding them, are traced."""
-    if any(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in jax.tree_util.tree_leaves(value)):
-        return False
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
-def _split(args, kwargs):
-    """(traced part, static part) of a call's arguments: the static part is hashable, the
-    key of a compilation; each part holds None where the other has the value."""
-    flags = [_is_static(a) for a in args]
-    names = sorted(kwargs)
-    kflags = [_is_static(kwargs[k]) for k in names]
-    traced = (tuple(None if f else a for a, f in zip(args, flags)),
-              {k: kwargs[k] for k, f in zip(names, kflags) if not f})
-    static = (tuple((i, a) for i, (a, f) in enumerate(zip(args, flags)) if f),
-              tuple((k, kwargs[k]) for k, f in zip(names, kflags) if f))
-    return traced, static
-
-
-def _merge(traced, static):
-    args, kwargs = list(traced[0]), dict(traced[1])
-    for i, value in static[0]:
-        args[i] = value
-    kwargs.update(static[1])
-    return tuple(args), kwargs

@@ -270,7 +270,9 @@ class VI(Strategy):
         backend = self.backend
         layout = self._layout
         particles = self._particles(self.objective.num_particles) if layout.vectorised else None
-        rng_guide, rng_model = (None, None) if rng is None else backend.split_rng(rng)
+        # split as NumPyro's ELBOs split a particle's key, (model, guide): on JAX the same
+        # key gives the same draws as NumPyro's Trace_ELBO (tests/test_parity.py)
+        rng_model, rng_guide = (None, None) if rng is None else backend.split_rng(rng)
         guide_tr = backend.run(self.guide, args, kwargs, draw=self._draw, particles=particles,
                                params=params, rng=rng_guide)
         values = guide_tr.replay_values()

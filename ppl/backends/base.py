@@ -78,6 +78,11 @@ class Backend(Protocol):
         module holding ``values`` (torch: the module itself, whose parameters are the
         arrays; JAX: an Equinox module rebuilt from the values, so that a loss stays pure)."""
 
+    def compile(self, fn):
+        """``fn(key, args, kwargs)`` compiled once per static part of the call's arguments
+        (JAX: ``jax.jit``, arrays traced, hashable Python values static), or None where the
+        backend runs eagerly and compiling gains nothing (torch)."""
+
     # ----------------------------------------------------- a strategy's own state
     def new_state(self, rng_seed=None):
         """A strategy's own parameters and random stream (``next_key()`` hands out keys

@@ -210,6 +210,12 @@ class JaxBackend:
 
     module_params = staticmethod(module_params)
 
+    @staticmethod
+    def compile(fn):
+        from .jax_static import compiled
+
+        return compiled(fn)
+
     def handler(self, rule, fn=None):
         """A backend-neutral :class:`~ppl.site_handler.SiteHandler` as a NumPyro Messenger
         (wrapping ``fn`` when given)."""

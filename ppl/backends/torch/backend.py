@@ -73,6 +73,11 @@ class TorchBackend:
         return None, None
 
     @staticmethod
+    def compile(fn):
+        """None: torch runs eagerly (a strategy then calls its own eager path)."""
+        return None
+
+    @staticmethod
     def module_params(module):
         """(name -> parameter of a ``torch.nn.Module``, ``rebuild``): the parameters are the
         module's own leaves, so ``rebuild`` gives the module back."""
