@@ -276,7 +276,7 @@ class Importance(Strategy):
         if compiled is False:  # an eager backend
             log_w, traces = self._vectorised(args, kwargs, k)
             return ops.broadcast_to(log_w, (k,)), self._samples(traces[-1][1], k), traces[-1][1]
-        log_w, samples = compiled(self._next_rng(), args, kwargs)
+        log_w, samples = compiled(self.state, args, kwargs)
         return log_w, samples, None  # a NaN weight is named by _batch's check, from an eager run
 
     def _compiled_chunk(self, key, args, kwargs, k, names):

@@ -3,18 +3,20 @@ random bad inputs. Every call either returns finite, checked results or raises o
 project's errors naming the site, plate or argument: never a raw torch or Pyro error, never
 a NaN without an error.
 
-The grammar (torch backend): one to four sites, each Normal, LogNormal, Gamma, Beta,
-Bernoulli or Categorical; none, one or two nested ``ppl.plate``s of sizes 1-3; each site
-observed (with valid generated data) or latent; a site's parameters may read an earlier
-site's value through simple deterministic code (``u = tanh(parent)``: a shift of a
-location, ``exp(u)`` for a positive parameter, ``sigmoid(u)`` for a probability,
-``u * [0, 1, -1]`` for logits), that ``u`` optionally recorded as a ``ppl.deterministic``
-site. The guide is mean-field: Normal, LogNormal or Beta (the latent's support) with
-``ppl.param`` parameters for continuous latents; discrete latents are either enumerated in
-the guide (a learnable Bernoulli or Categorical marked ``infer={"enumerate": "parallel"}``;
-IWAE, which cannot sum them out, draws them with the score-function estimator) or
-enumerated in the model (the model site marked, no guide site). A case uses one or the
-other: VI refuses guide-side and model-side enumeration in one program (README).
+The grammar (written once: the valid-case properties run on both backends, JAX with fewer
+examples since each new program compiles; the bad inputs run on torch): one to four sites,
+each Normal, LogNormal, Gamma, Beta, Bernoulli or Categorical; none, one or two nested
+``ppl.plate``s of sizes 1-3; each site observed (with valid generated data) or latent; a
+site's parameters may read an earlier site's value through simple deterministic code (``u
+= tanh(parent)``: a shift of a location, ``exp(u)`` for a positive parameter,
+``sigmoid(u)`` for a probability, ``u * [0, 1, -1]`` for logits), that ``u`` optionally
+recorded as a ``ppl.deterministic`` site. The guide is mean-field: Normal, LogNormal or
+Beta (the latent's support) with ``ppl.param`` parameters for continuous latents; discrete
+latents are either enumerated in the guide (a learnable Bernoulli or Categorical marked
+``infer={"enumerate": "parallel"}``; IWAE, which cannot sum them out, draws them with the
+score-function estimator) or enumerated in the model (the model site marked, no guide
+site). A case uses one or the other: VI refuses guide-side and model-side enumeration in
+one program (README).
 
 Bugs these properties found are pinned by ``test_known_bug_*`` tests marked
 ``xfail(strict=True)``, each with a case strategy that always reaches the bug (so that a fix
@@ -30,13 +32,15 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
+
+import numpy as np
 
 import pyro
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from torch.distributions import constraints
 
 import ppl
 import ppl.distributions as dist
@@ -57,6 +61,7 @@ FAMILIES = CONTINUOUS + DISCRETE
 GUIDE_FAMILY = {"normal": "normal", "lognormal": "lognormal", "gamma": "lognormal", "beta": "beta",
                 "bernoulli": "bernoulli", "categorical": "categorical"}
 PLATES = ("plate_a", "plate_b")  # outer, inner
+JAX_EXAMPLES = 6
 
 
 # ------------------------------------------------------------------------ the grammar
@@ -116,22 +121,47 @@ class _Plates:
         return False
 
 
+def xp():
+    """The array functions the grammar uses, on the active backend (the models and guides
+    are written once and run on both)."""
+    if ppl.get_backend().name == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        return SimpleNamespace(tanh=jnp.tanh, exp=jnp.exp, sigmoid=jax.nn.sigmoid,
+                               full=lambda shape, v: jnp.full(shape, v, jnp.float32),
+                               asarray=lambda v: jnp.asarray(v, dtype=jnp.float32))
+    return SimpleNamespace(tanh=torch.tanh, exp=torch.exp, sigmoid=torch.sigmoid,
+                           full=lambda shape, v: torch.full(shape, float(v)),
+                           asarray=lambda v: torch.as_tensor(v).to(torch.get_default_dtype()))
+
+
+def on_active_backend(data):
+    """A case's data (torch tensors) as arrays of the active backend."""
+    if ppl.get_backend().name == "torch":
+        return data
+    import jax.numpy as jnp
+
+    return {name: jnp.asarray(value.numpy()) for name, value in data.items()}
+
+
 def squash(value):
-    return torch.tanh(torch.as_tensor(value).to(torch.get_default_dtype()))
+    return xp().tanh(xp().asarray(value))
 
 
 def prior(family, u):
+    a = xp()
     if family == "normal":
         return dist.Normal(u, 1.0)
     if family == "lognormal":
         return dist.LogNormal(0.5 * u, 0.5)
     if family == "gamma":
-        return dist.Gamma(2.0 * torch.exp(u), 2.0)
+        return dist.Gamma(2.0 * a.exp(u), 2.0)
     if family == "beta":
-        return dist.Beta(2.0 * torch.exp(u), 2.0)
+        return dist.Beta(2.0 * a.exp(u), 2.0)
     if family == "bernoulli":
-        return dist.Bernoulli(torch.sigmoid(u))
-    return dist.Categorical(logits=u.unsqueeze(-1) * torch.tensor([0.0, 1.0, -1.0]))
+        return dist.Bernoulli(a.sigmoid(u))
+    return dist.Categorical(logits=u[..., None] * a.asarray([0.0, 1.0, -1.0]))
 
 
 def make_model(case, subsample=None):
@@ -139,7 +169,7 @@ def make_model(case, subsample=None):
         u = {}
         for i, site in enumerate(case.sites):
             with _Plates(case.sizes, site.depth, subsample):
-                parent = u[site.parent] if site.parent is not None else torch.tensor(0.0)
+                parent = u[site.parent] if site.parent is not None else xp().asarray(0.0)
                 infer = {"enumerate": "parallel"} if case.model_enumerated(site) else None
                 value = ppl.sample(site.name, prior(site.family, parent), obs=data.get(site.name),
                                    infer=infer)
@@ -152,27 +182,27 @@ def make_model(case, subsample=None):
 def sample_guide_site(site, family, shape, init=None):
     """The guide's site for ``site``: ``family`` with parameters of ``shape``; ``init``, a
     (parameter name, value) pair, fills one parameter's initial value with that value."""
-    name, positive = site.name, constraints.positive
+    name, constraints, full = site.name, dist.constraints, xp().full
+    positive = constraints.positive
 
     def param(param_name, value, **kwargs):
         if init is not None and param_name == init[0]:
-            value = torch.full_like(value, init[1])
+            value = full(tuple(value.shape), init[1])
         return ppl.param(param_name, value, **kwargs)
 
     if family == "normal":
-        fn = dist.Normal(param(f"{name}_loc", torch.zeros(shape)),
-                         param(f"{name}_scale", torch.ones(shape), constraint=positive))
+        fn = dist.Normal(param(f"{name}_loc", full(shape, 0.0)),
+                         param(f"{name}_scale", full(shape, 1.0), constraint=positive))
     elif family == "lognormal":
-        fn = dist.LogNormal(param(f"{name}_loc", torch.zeros(shape)),
-                            param(f"{name}_scale", 0.5 * torch.ones(shape), constraint=positive))
+        fn = dist.LogNormal(param(f"{name}_loc", full(shape, 0.0)),
+                            param(f"{name}_scale", full(shape, 0.5), constraint=positive))
     elif family == "beta":
-        fn = dist.Beta(param(f"{name}_a", 2.0 * torch.ones(shape), constraint=positive),
-                       param(f"{name}_b", 2.0 * torch.ones(shape), constraint=positive))
+        fn = dist.Beta(param(f"{name}_a", full(shape, 2.0), constraint=positive),
+                       param(f"{name}_b", full(shape, 2.0), constraint=positive))
     elif family == "bernoulli":
-        fn = dist.Bernoulli(param(f"{name}_p", 0.5 * torch.ones(shape), constraint=constraints.unit_interval))
+        fn = dist.Bernoulli(param(f"{name}_p", full(shape, 0.5), constraint=constraints.unit_interval))
     else:
-        fn = dist.Categorical(param(f"{name}_p", torch.ones(shape + (3,)) / 3,
-                                    constraint=constraints.simplex))
+        fn = dist.Categorical(param(f"{name}_p", full(shape + (3,), 1 / 3), constraint=constraints.simplex))
     infer = {"enumerate": "parallel"} if family in DISCRETE else None
     ppl.sample(name, fn, infer=infer)
 
@@ -263,7 +293,7 @@ def fresh():
 
 
 def finite(value):
-    return bool(torch.isfinite(torch.as_tensor(value)).all())
+    return bool(np.isfinite(np.asarray(value)).all())
 
 
 def refuses_auto_plate(case):
@@ -276,11 +306,23 @@ def refuses_auto_plate(case):
 # ------------------------------------------------------------------------ valid cases
 @given(cases(), st.integers(0, 2 ** 16))
 def test_vi_runs_finite_on_valid_cases(drawn, seed):
+    vi_runs_finite(*drawn, seed)
+
+
+# JAX compiles each new program (about a second each): fewer examples there
+@settings(max_examples=JAX_EXAMPLES)
+@given(cases(), st.integers(0, 2 ** 16))
+def test_vi_runs_finite_on_valid_cases_on_jax(drawn, seed):
+    pytest.importorskip("numpyro")
+    with ppl.backend("jax"):
+        vi_runs_finite(*drawn, seed)
+
+
+def vi_runs_finite(case, _, seed):
     """ELBO and IWAE(3): three steps with finite losses, a finite IWAE bound with 20
     particles, finite posterior draws and finite parameters."""
-    case, _ = drawn
     fresh()
-    model, guide = make_model(case), make_guide(case)
+    model, guide, data = make_model(case), make_guide(case), on_active_backend(case.data)
     enumerated = {s.name: "score" for s in case.guided() if s.family in DISCRETE}
     # bug E: with every latent in a plate and a site outside it, the default
     # independent_plate="auto" refuses the model (IWAE's steps, any objective's evaluate);
@@ -290,12 +332,12 @@ def test_vi_runs_finite_on_valid_cases(drawn, seed):
         vi = VI(model, guide, objective, Adam(lr=0.05), rng_seed=seed, independent_plate=plate,
                 **options)
         for _ in range(3):
-            loss = vi.step(case.data)
+            loss = vi.step(data)
             assert math.isfinite(loss), (objective, loss)
         assert len(vi.history) == 3 and all(math.isfinite(v) for v in vi.history)
-        bound = vi.evaluate(case.data, num_particles=20)
+        bound = vi.evaluate(data, num_particles=20)
         assert math.isfinite(bound), (objective, bound)
-        draws = vi.posterior(case.data, num_samples=5)
+        draws = vi.posterior(data, num_samples=5)
         assert {s.name for s in case.guided()} <= set(draws)
         for name, value in draws.items():
             assert value.shape[0] == 5 and finite(value), (objective, name, value)
@@ -308,19 +350,30 @@ def test_vi_runs_finite_on_valid_cases(drawn, seed):
 
 @given(cases(), st.integers(0, 2 ** 16))
 def test_importance_is_finite_on_valid_cases(drawn, seed):
+    importance_is_finite(*drawn, seed)
+
+
+@settings(max_examples=JAX_EXAMPLES)
+@given(cases(), st.integers(0, 2 ** 16))
+def test_importance_is_finite_on_valid_cases_on_jax(drawn, seed):
+    pytest.importorskip("numpyro")
+    with ppl.backend("jax"):
+        importance_is_finite(*drawn, seed)
+
+
+def importance_is_finite(case, _, seed):
     """The prior, and the guide (after one VI step, its parameters passed on) as proposals:
     a finite log evidence, an effective sample size in [1, K], finite samples."""
-    case, _ = drawn
     fresh()
-    model, guide = make_model(case), make_guide(case)
+    model, guide, data = make_model(case), make_guide(case), on_active_backend(case.data)
     K = 16
     fitted = VI(model, guide, ELBO(), Adam(lr=0.05), rng_seed=seed)
-    fitted.step(case.data)
+    fitted.step(data)
     for proposal, params in ((None, None), (guide, fitted.params)):
-        result = Importance(model, proposal, num_particles=K, rng_seed=seed, params=params).run(case.data)
+        result = Importance(model, proposal, num_particles=K, rng_seed=seed, params=params).run(data)
         assert math.isfinite(result.log_evidence), result.log_evidence
         assert tuple(result.log_weights.shape) == (K,)
-        assert not torch.isnan(result.log_weights).any()
+        assert not np.isnan(np.asarray(result.log_weights)).any()
         ess = result.effective_sample_size
         # float32 weights: ESS may exceed K (or fall below 1) by rounding
         assert 1 - 1e-4 <= ess <= K * (1 + 1e-4), ess

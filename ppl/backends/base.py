@@ -80,8 +80,10 @@ class Backend(Protocol):
 
     def compile(self, fn):
         """``fn(key, args, kwargs)`` compiled once per static part of the call's arguments
-        (JAX: ``jax.jit``, arrays traced, hashable Python values static), or None where the
-        backend runs eagerly and compiling gains nothing (torch)."""
+        (JAX: ``jax.jit``, arrays traced, hashable Python values static), called as
+        ``compiled(state, args, kwargs)`` with the key split off the strategy's stream inside
+        the compiled call; or None where the backend runs eagerly and compiling gains
+        nothing (torch)."""
 
     # ----------------------------------------------------- a strategy's own state
     def new_state(self, rng_seed=None):

@@ -48,11 +48,18 @@ def merge(traced, static):
 
 def compiled(fn):
     """``fn(key, args, kwargs)`` compiled once per static part of the arguments (and per
-    shape of the traced part): call it as ``compiled(fn)(key, args, kwargs)``."""
-    jitted = jax.jit(lambda key, traced, static: fn(key, *merge(traced, static)), static_argnums=2)
+    shape of the traced part), called as ``compiled(fn)(state, args, kwargs)``: the key is
+    split off the strategy's stream ``state.rng`` inside the compiled call (as
+    ``state.next_key()`` would outside it: the same keys, without a dispatch)."""
+    def advanced(stream, traced, static):
+        stream, key = jax.random.split(stream)
+        return stream, fn(key, *merge(traced, static))
 
-    def call(key, args, kwargs):
+    jitted = jax.jit(advanced, static_argnums=2)
+
+    def call(state, args, kwargs):
         traced, static = split(args, kwargs)
-        return jitted(key, traced, static)
+        state.rng, out = jitted(state.rng, traced, static)
+        return out
 
     return call
