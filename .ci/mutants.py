@@ -50,7 +50,9 @@ MODULES = {
         "test_one_particle_has_no_standard_error")],
     "inference/exact/elimination.py": ["tests/inference/test_exact_elimination.py", "tests/causal/",
                                        "tests/inference/test_exact_plated.py"],
-    "inference/gflownet/losses.py": ["tests/inference/gflownet/"],
+    "inference/gflownet/losses.py": ["tests/inference/gflownet/test_losses.py",
+                                     "tests/inference/gflownet/test_gflownet.py",
+                                     "tests/inference/gflownet/test_gflownet_both_backends.py"],
 }
 STATUS = re.compile(r"^\s*(\S+): (killed|survived|no tests|timeout|suspicious|skipped|not checked|"
                     r"segfault|check was interrupted by user|caught by type check)\s*$")

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+import ppl
+import ppl.distributions as dist
 from models.causal import DiscreteBayesianNetwork
 
 
@@ -64,6 +66,20 @@ def chirho_naive_scm(num_particles):
         x = pyro.sample("x", pdist.Normal(0.0, 1.0))
         y = pyro.sample("y", pdist.Normal(2.0 * x, 1.0))
     return {"x": x, "y": y}
+
+
+def ours_scm2():
+    """The linear-Gaussian SCM X = U_x, Y = 2 X + U_y as we write it (plain Normals, on
+    either backend)."""
+    x = ppl.sample("x", dist.Normal(0.0, 1.0))
+    return ppl.sample("y", dist.Normal(2.0 * x, 1.0))
+
+
+def ours_scm3():
+    """... with Z = X + Y + U_z."""
+    x = ppl.sample("x", dist.Normal(0.0, 1.0))
+    y = ppl.sample("y", dist.Normal(2.0 * x, 1.0))
+    return ppl.sample("z", dist.Normal(x + y, 1.0))
 
 
 def chirho_twin(api, model, evidence, interventions):

@@ -21,7 +21,17 @@ from models.conjugate import (
     normal_normal_model,
     normal_normal_posterior,
 )
-from peers import chirho_api, chirho_scm2, chirho_scm3, chirho_twin, load_network, ours_vector, theirs_vector
+from peers import (
+    chirho_api,
+    chirho_scm2,
+    chirho_scm3,
+    chirho_twin,
+    load_network,
+    ours_scm2,
+    ours_scm3,
+    ours_vector,
+    theirs_vector,
+)
 
 
 # ------------------------------------------------------------ ELBO on the same noise
@@ -85,25 +95,10 @@ def test_exact_do_queries_are_pgmpy_s_on_both_backends(on_backend, network, do, 
 
 
 # ---------------------------------------------------- twin worlds against ChiRho
-def scm2():
-    import ppl.distributions as dist
-
-    x = ppl.sample("x", dist.Normal(0.0, 1.0))
-    return ppl.sample("y", dist.Normal(2.0 * x, 1.0))
-
-
-def scm3():
-    import ppl.distributions as dist
-
-    x = ppl.sample("x", dist.Normal(0.0, 1.0))
-    y = ppl.sample("y", dist.Normal(2.0 * x, 1.0))
-    return ppl.sample("z", dist.Normal(x + y, 1.0))
-
-
 @pytest.mark.parametrize("ours_model, chirho_model, evidence, action, target", [
-    (scm2, chirho_scm2, {"x": 1.0, "y": 3.0}, {"x": 0.0}, "y"),
-    (scm3, chirho_scm3, {"x": 1.0, "y": 3.0, "z": 4.5}, {"x": 0.0}, "z"),
-    (scm3, chirho_scm3, {"x": 1.0, "y": 3.0, "z": 4.5}, {"y": 0.0}, "z"),
+    (ours_scm2, chirho_scm2, {"x": 1.0, "y": 3.0}, {"x": 0.0}, "y"),
+    (ours_scm3, chirho_scm3, {"x": 1.0, "y": 3.0, "z": 4.5}, {"x": 0.0}, "z"),
+    (ours_scm3, chirho_scm3, {"x": 1.0, "y": 3.0, "z": 4.5}, {"y": 0.0}, "z"),
 ], ids=["x-to-y", "do-x", "do-y"])
 def test_twin_world_counterfactuals_are_chirho_s_on_both_backends(on_backend, ours_model, chirho_model,
                                                                   evidence, action, target):

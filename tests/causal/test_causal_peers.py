@@ -28,8 +28,6 @@ import numpy as np
 import pytest
 import torch
 
-import ppl
-import ppl.distributions as dist
 from inference import counterfactual, interventional
 from peers import (
     chirho_api,
@@ -38,6 +36,8 @@ from peers import (
     chirho_scm3,
     chirho_twin,
     load_network,
+    ours_scm2,
+    ours_scm3,
     ours_vector,
     theirs_vector,
 )
@@ -50,17 +50,6 @@ EXACT_TOL = 1e-6  # both sides exact; float32 tables give about 1e-7
 @pytest.fixture
 def chirho():
     return chirho_api()
-
-
-def ours_scm2():
-    x = ppl.sample("x", dist.Normal(0.0, 1.0))
-    return ppl.sample("y", dist.Normal(2.0 * x, 1.0))
-
-
-def ours_scm3():
-    x = ppl.sample("x", dist.Normal(0.0, 1.0))
-    y = ppl.sample("y", dist.Normal(2.0 * x, 1.0))
-    return ppl.sample("z", dist.Normal(x + y, 1.0))
 
 
 def test_chirho_twin_world_linear_gaussian_counterfactual(chirho):
