@@ -18,7 +18,8 @@ from .causal import (
 from .gflownet import ActionMLPPolicy, ActionSpace, GFlowNetEM
 from .importance import Importance, ImportanceResult
 from .optim import SGD, Adam, AdamW
-from .vi import ELBO, IWAE, RWS, VI, VIS, Enum, Estimator, Gumbel, Objective, Renyi, Reparam, Score
+from .vi import (ELBO, IWAE, RWS, VI, VIS, Enum, Estimator, Gumbel, Objective, Renyi, Reparam, Score,
+                 register_estimator)
 from .weights import NonFiniteError
 
 __all__ = [
@@ -53,4 +54,5 @@ __all__ = [
     "probability_of_necessity",
     "probability_of_necessity_and_sufficiency",
     "probability_of_sufficiency",
+    "register_estimator",
 ]

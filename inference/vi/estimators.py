@@ -4,17 +4,44 @@ Choose one per site with ``VI(..., estimators={"z": "score"})`` or the site's
 ``infer={"estimator": ...}``; by default a site is reparameterised when its
 distribution allows it and uses the score function otherwise.
 
+An estimator is an object that says how its site is drawn (``draw(backend, msg, step)``)
+and, by its attributes, what VI adds for it: ``scores`` (a score-function surrogate term
+for the site's log q, with the estimator's ``baseline``: None, ``"running"`` or
+``"learned"``), ``enumerates`` (its values are the whole support on a dimension of their
+own, summed by objectives linear in the log-weights) and ``relax_model_site(backend, msg,
+step)`` (how the model scores the site). VI reads only these, so an estimator of one's
+own is a subclass registered under a name:
+
     >>> resolve_estimator("score", "z")
     Score(baseline='running')
     >>> resolve_estimator("gumbel", "c")
     Gumbel(temperature=1.0, straight_through=False)
+    >>> class Detached(Estimator):  # a draw without a gradient path, and no surrogate term
+    ...     def draw(self, backend, msg, step):
+    ...         backend.draw_detached(msg)
+    >>> register_estimator("detached", Detached)
+    >>> resolve_estimator("detached", "z")
+    Detached()
+    >>> del ESTIMATORS["detached"]
 """
 
 import math
 
 
 class Estimator:
+    """The base of every estimator: ``draw`` is the subclass's; the defaults add nothing."""
+
     name = None
+    scores = False  # a score-function surrogate term for the site's log q
+    baseline = None  # for that term: None, "running" or "learned" (with ``decay``)
+    enumerates = False  # the whole support on a dimension of its own
+
+    def draw(self, backend, msg, step):
+        """Set ``msg["value"]`` (and, where the estimator changes it, ``msg["fn"]``)."""
+        raise NotImplementedError(f"{type(self).__name__}.draw")
+
+    def relax_model_site(self, backend, msg, step):
+        """Change how the model scores the site (the default: as it is)."""
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -40,6 +67,7 @@ class Score(Estimator):
     least squares) or ``None``."""
 
     name = "score"
+    scores = True
 
     def __init__(self, baseline="running", decay=0.9):
         if baseline not in ("running", "learned", None):
@@ -62,6 +90,7 @@ class Enum(Estimator):
     particle and plate dimensions."""
 
     name = "enum"
+    enumerates = True
 
     def draw(self, backend, msg, step):
         fn = msg["fn"]
@@ -118,6 +147,20 @@ class Gumbel(Estimator):
 
 
 ESTIMATORS = {"reparam": Reparam, "score": Score, "enum": Enum, "gumbel": Gumbel}
+
+
+def register_estimator(name, estimator_class):
+    """Make ``estimator_class`` (an :class:`Estimator` subclass, built without arguments)
+    available by ``name`` in ``VI(estimators=...)`` and ``infer={"estimator": name}``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"register_estimator: the name must be a non-empty string, got {name!r}")
+    if not (isinstance(estimator_class, type) and issubclass(estimator_class, Estimator)):
+        raise TypeError(f"register_estimator({name!r}): expected a subclass of Estimator, got "
+                        f"{estimator_class!r}")
+    if estimator_class.draw is Estimator.draw:
+        raise TypeError(f"register_estimator({name!r}): {estimator_class.__name__} does not define "
+                        "draw(backend, msg, step)")
+    ESTIMATORS[name] = estimator_class
 
 
 def resolve_estimator(spec, site):

@@ -36,7 +36,7 @@ from ..program import (bytes_per_particle, check_nesting_argument, checked_nesti
 from ..strategy import Strategy
 from ..weights import WeightLayout, enumerated_score, total_log_weight
 from .baselines import LearnedBaseline, RunningBaseline
-from .estimators import Enum, Estimator, Gumbel, Score, resolve_estimator
+from .estimators import Estimator, resolve_estimator
 from .fitted import FittedQueries
 from .objectives import ELBO
 from .peers import as_objective
@@ -128,18 +128,20 @@ class VI(FittedQueries, Strategy):
         self._baselines = {}
         for name, site in guide_tr.latent.items():
             self._estimators[name] = self._choose_estimator(name, site.fn, site.infer)
-            if isinstance(self._estimators[name], Enum):
+            if self._estimators[name].enumerates:
                 check_batch_in_plates(site)
         vectorised = K > 1 and bool(self.vectorize_particles)
         self._layout = WeightLayout(P, vectorised, keep if K > 1 else None, {})
         first_enum_dim = self._first_enum_dim = -(P + (1 if vectorised else 0) + 1)
         for name, est in self._estimators.items():
-            if isinstance(est, Enum):
+            if est.enumerates:
                 self._enum_dims[name] = first_enum_dim - len(self._enum_dims)
         if self._model_enum and self._enum_dims:
             check_model_enum_within_guide_enum(model_tr, self._model_enum, guide_tr, self._enum_dims)
         self._enumerate_from = (first_enum_dim - len(self._enum_dims)) if self._model_enum else None
-        self._gumbel = {n: e for n, e in self._estimators.items() if isinstance(e, Gumbel)}
+        # the estimators that change how the model scores their site
+        self._relaxed = {n: e for n, e in self._estimators.items()
+                         if type(e).relax_model_site is not Estimator.relax_model_site}
         learned = {}
         for name, est in self._baselines.items():
             like = guide_tr[name].log_prob
@@ -193,7 +195,7 @@ class VI(FittedQueries, Strategy):
             spec = "enum"
         objective = self.objective
         if objective.detached_samples:
-            if spec is not None and not isinstance(resolve_estimator(spec, name), Score):
+            if spec is not None and not resolve_estimator(spec, name).scores:
                 raise ValueError(
                     f"site {name!r}: {type(objective).__name__} samples the guide without "
                     f"reparameterisation and supplies its own proposal gradient, so estimator "
@@ -202,10 +204,10 @@ class VI(FittedQueries, Strategy):
         if spec is None:
             spec = "reparam" if fn.has_rsample else "score"
         est = resolve_estimator(spec, name)
-        if isinstance(est, Enum) and not objective.supports_enum:
+        if est.enumerates and not objective.supports_enum:
             raise ValueError(f"site {name!r}: estimator 'enum' needs an objective linear in the "
                              f"log-weights (ELBO), not {objective!r}")
-        if isinstance(est, Score) and est.baseline is not None:
+        if est.scores and est.baseline is not None:
             self._baselines[name] = est
         return est
 
@@ -218,7 +220,7 @@ class VI(FittedQueries, Strategy):
         est = self._estimators.get(name)
         if est is None:  # a site the dry run did not visit (dynamic structure)
             est = self._estimators[name] = self._choose_estimator(name, msg["fn"], msg["infer"])
-            if isinstance(est, Enum):
+            if est.enumerates:
                 if self._model_enum:  # the model's enumeration dims start where the dry run's end
                     raise UnsupportedError(
                         f"guide site {name!r}: an enumerated guide site that the first run did not "
@@ -230,7 +232,7 @@ class VI(FittedQueries, Strategy):
         est.draw(self.backend, msg, self.step_count)
 
     def _relax_model_site(self, msg):
-        est = self._gumbel.get(msg["name"])
+        est = self._relaxed.get(msg["name"])
         if est is not None:
             est.relax_model_site(self.backend, msg, self.step_count)
 
@@ -275,7 +277,7 @@ class VI(FittedQueries, Strategy):
                                params=params, rng=rng_guide)
         values = guide_tr.replay_values()
         model_tr = backend.run(self.model, args, kwargs, replay=values,
-                               adjust=self._relax_model_site if self._gumbel else None,
+                               adjust=self._relax_model_site if self._relaxed else None,
                                particles=particles, params=params, rng=rng_model,
                                enumerate_from=self._enumerate_from)
         if self._enum_dims:
@@ -347,7 +349,7 @@ class VI(FittedQueries, Strategy):
         log_p, log_q = as_arrays(ops, log_p, log_q, self.objective.num_particles if layout.vectorised else 1)
         score_log_q, downstream = {}, []
         for name, est in self._estimators.items():
-            if isinstance(est, Score) and name in guide_tr.sites:
+            if est.scores and name in guide_tr.sites:
                 site = guide_tr[name]
                 if any(ops.ndim(site.log_prob) >= -d and site.log_prob.shape[d] > 1
                        for d in self._enum_dims.values()):
