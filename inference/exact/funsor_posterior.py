@@ -59,9 +59,14 @@ class FunsorPosterior:
         values = jnp.asarray(fn(self.trace))
         spans = [name for name, dim in self._own.items()
                  if values.ndim >= -dim and values.shape[dim] > 1]
-        if any(values.ndim >= -d and values.shape[d] > 1 for d in self._plate_dims()):
-            raise UnsupportedError("an exact query of a value inside a plate", backend="jax",
-                                   hint="query a site outside plates, or use method='importance'")
+        # a latent site inside a plate has a value per element: summing the plate out while
+        # keeping the site would answer for one value shared by every element (wrong)
+        plated = [name for name in spans if any(p.dim is not None for p in self.trace[name].plates)]
+        if plated or any(values.ndim >= -d and values.shape[d] > 1 for d in self._plate_dims()):
+            what = f"latent site {plated[0]!r}, which lies in a plate" if plated else "a value inside a plate"
+            raise UnsupportedError(f"an exact query of {what}", backend="jax",
+                                   hint="the torch backend answers it per element; or query a site "
+                                   "outside plates, or use method='importance'")
         table = self._sum(spans)
         log_p = funsor.to_data(table, name_to_dim={name: self._own[name] for name in table.inputs})
         probs = jnp.exp(log_p - jnp.max(log_p))
