@@ -92,10 +92,14 @@ class FunsorPosterior:
         return dict(sorted(table.items()))
 
     def marginal(self, name):
-        """{value: probability} of latent site ``name``."""
+        """P(site = k) for a latent site's values, ``[support]`` (as on torch)."""
+        import jax.numpy as jnp
+
         if name not in self._own:
-            raise KeyError(f"no latent site {name!r}; latent sites: {sorted(self._own)}")
-        return self.distribution(lambda trace: trace[name].value)
+            raise ValueError(f"exact enumeration: {name!r} is not an enumerated latent site "
+                             f"(latent sites: {sorted(self._own)})")
+        _, probs = self._weighted(lambda trace: trace[name].value)
+        return jnp.reshape(probs, (-1,))
 
 
 def _to_funsor(site):
