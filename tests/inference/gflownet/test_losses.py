@@ -77,6 +77,15 @@ def test_subtrajectory_balance_is_its_definition(lam, with_pb):
         assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
+def test_subtrajectory_balance_weighs_by_lambda_0_9_by_default():
+    # GFlowNetEM passes its subtb_lambda (0.9 by default) explicitly; a direct caller gets
+    # the same documented default
+    flows, log_pf, log_pb, log_r = _batch(3)
+    expected = subtb_by_hand(flows, log_pf, log_pb, log_r, 0.9, LENGTHS.tolist())
+    got = subtrajectory_balance(flows, log_pf, log_r, log_pb_steps=log_pb, lengths=LENGTHS)
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("with_pb", [True, False], ids=["with_pb", "fixed_order"])
 def test_detailed_balance_is_its_definition(with_pb):
     flows, log_pf, log_pb, log_r = _batch(3)
