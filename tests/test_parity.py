@@ -124,8 +124,7 @@ def test_twin_world_counterfactuals_are_chirho_s_on_both_backends(on_backend, ou
 def test_exact_enumeration_agrees_across_backends_on_random_programs(drawn, _):
     # the property grammar's programs whose latent sites are all discrete: the same log
     # evidence on both backends (torch: the project's elimination or Pyro's plated sums;
-    # JAX: funsor's), and the same marginal of every latent site outside plates (inside a
-    # plate JAX refuses by name: see tests/causal/test_queries_both_backends.py)
+    # JAX: funsor's), and the same marginal of every latent site (per element inside plates)
     case, _ = drawn
     assume(all(site.family in DISCRETE for site in case.latent()))
     pytest.importorskip("numpyro")
@@ -133,8 +132,7 @@ def test_exact_enumeration_agrees_across_backends_on_random_programs(drawn, _):
     for name in ("torch", "jax"):
         with ppl.backend(name):
             posterior = enumerate_program(make_model(case), on_active_backend(case.data))
-            marginals = {site.name: np.asarray(posterior.marginal(site.name))
-                         for site in case.latent() if site.depth == 0}
+            marginals = {site.name: np.asarray(posterior.marginal(site.name)) for site in case.latent()}
             answers[name] = float(posterior.log_evidence), marginals
     (torch_evidence, torch_marginals), (jax_evidence, jax_marginals) = answers["torch"], answers["jax"]
     assert jax_evidence == pytest.approx(torch_evidence, rel=1e-4, abs=1e-4)

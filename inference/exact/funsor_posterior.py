@@ -19,7 +19,6 @@ import math
 
 import numpy as np
 
-from ppl.errors import UnsupportedError
 
 from .elimination import NotEnumerableError
 
@@ -34,13 +33,14 @@ class FunsorPosterior:
         self._sites = list(trace.sites.values())
         self._plates = frozenset(p.name for s in self._sites for p in s.plates if p.dim is not None)
 
-    def _sum(self, keep):
+    def _sum(self, keep, plates=()):
         """log of the joint summed over every latent site but those in ``keep`` (a funsor
-        over their names), the plates product-reduced."""
+        over their names), the plates product-reduced but those in ``plates`` (kept as
+        batch dimensions: one answer per element)."""
         import funsor
 
         factors = [_to_funsor(s) for s in self._sites]
-        eliminate = (frozenset(self._own) - frozenset(keep)) | self._plates
+        eliminate = (frozenset(self._own) - frozenset(keep)) | (self._plates - frozenset(plates))
         with funsor.interpretations.lazy:
             lazy = funsor.sum_product.sum_product(funsor.ops.logaddexp, funsor.ops.add, factors,
                                                   eliminate=eliminate, plates=self._plates)
@@ -52,39 +52,46 @@ class FunsorPosterior:
         return float(self._sum(()).data)
 
     def _weighted(self, fn):
-        """(values, normalised probabilities) on the grid of the latent sites ``fn`` reads."""
+        """(values, probabilities, the enumerated axes) on the grid of the latent sites
+        ``fn`` reads: normalised over those sites, per element of each plate that one of
+        them lies in or that the value spans (a latent site in a plate has a value per
+        element, so that plate is kept, not summed out)."""
         import funsor
         import jax.numpy as jnp
+        from jax.scipy.special import logsumexp
 
         values = jnp.asarray(fn(self.trace))
         spans = [name for name, dim in self._own.items()
                  if values.ndim >= -dim and values.shape[dim] > 1]
-        # a latent site inside a plate has a value per element: summing the plate out while
-        # keeping the site would answer for one value shared by every element (wrong)
-        plated = [name for name in spans if any(p.dim is not None for p in self.trace[name].plates)]
-        if plated or any(values.ndim >= -d and values.shape[d] > 1 for d in self._plate_dims()):
-            what = f"latent site {plated[0]!r}, which lies in a plate" if plated else "a value inside a plate"
-            raise UnsupportedError(f"an exact query of {what}", backend="jax",
-                                   hint="the torch backend answers it per element; or query a site "
-                                   "outside plates, or use method='importance'")
-        table = self._sum(spans)
-        log_p = funsor.to_data(table, name_to_dim={name: self._own[name] for name in table.inputs})
-        probs = jnp.exp(log_p - jnp.max(log_p))
-        probs = probs / jnp.sum(probs)
-        shape = jnp.broadcast_shapes(jnp.shape(probs), values.shape)
-        return jnp.broadcast_to(values, shape), jnp.broadcast_to(probs, shape)
-
-    def _plate_dims(self):
-        return {p.dim for s in self._sites for p in s.plates if p.dim is not None}
+        kept = {p.name: p.dim for name in spans for p in self.trace[name].plates
+                if p.dim is not None and p.size > 1}
+        kept.update({p.name: p.dim for s in self._sites for p in s.plates
+                     if p.dim is not None and values.ndim >= -p.dim and values.shape[p.dim] > 1})
+        table = self._sum(spans, kept)
+        dims = {name: self._own.get(name, kept.get(name)) for name in table.inputs}
+        log_p = funsor.to_data(table, name_to_dim=dims)
+        axes = tuple(self._own[name] for name in spans)
+        shape = jnp.broadcast_shapes(jnp.shape(log_p), values.shape)
+        log_p = jnp.broadcast_to(log_p, shape)
+        probs = jnp.exp(log_p - logsumexp(log_p, axis=axes, keepdims=True)) if axes else jnp.ones(shape)
+        return jnp.broadcast_to(values, shape), probs, axes, bool(kept)
 
     def expectation(self, fn):
-        """E[fn(trace)] under the posterior."""
-        values, probs = self._weighted(fn)
-        return float(np.sum(np.asarray(probs, np.float64) * np.asarray(values, np.float64)))
+        """E[fn(trace)] under the posterior: a float, or an array over the plates that fn's
+        value (or a latent site it reads) spans."""
+        values, probs, axes, per_element = self._weighted(fn)
+        weighted = np.asarray(probs, np.float64) * np.asarray(values, np.float64)
+        if not per_element:
+            return float(np.sum(weighted))
+        return np.squeeze(np.sum(weighted, axis=axes) if axes else weighted)
 
     def distribution(self, fn):
-        """{value: probability} of ``fn(trace)`` under the posterior."""
-        values, probs = self._weighted(fn)
+        """{value: probability} of ``fn(trace)`` under the posterior (per element, an array,
+        where the value spans plates)."""
+        values, probs, _, per_element = self._weighted(fn)
+        if per_element:
+            unique = np.unique(np.asarray(values))
+            return {v.item(): self.expectation(lambda trace, v=v: jnp_equal(fn(trace), v)) for v in unique}
         table = {}
         probs = np.asarray(probs, np.float64).reshape(-1)
         for value, p in zip(np.asarray(values).reshape(-1).tolist(), probs):
@@ -92,14 +99,24 @@ class FunsorPosterior:
         return dict(sorted(table.items()))
 
     def marginal(self, name):
-        """P(site = k) for a latent site's values, ``[support]`` (as on torch)."""
+        """P(site = k) for a latent site's values: ``[support]``, or ``[plate elements...,
+        support]`` for a site inside plates (as on torch)."""
         import jax.numpy as jnp
 
         if name not in self._own:
             raise ValueError(f"exact enumeration: {name!r} is not an enumerated latent site "
                              f"(latent sites: {sorted(self._own)})")
-        _, probs = self._weighted(lambda trace: trace[name].value)
-        return jnp.reshape(probs, (-1,))
+        values, probs, _, _ = self._weighted(lambda trace: trace[name].value)
+        table = jnp.moveaxis(probs, self._own[name], -1)
+        leading = tuple(size for size in table.shape[:-1] if size > 1)
+        return jnp.reshape(table, leading + table.shape[-1:])
+
+
+def jnp_equal(value, v):
+    """1.0 where ``value`` equals ``v`` (an indicator, for per-element distributions)."""
+    import jax.numpy as jnp
+
+    return (jnp.asarray(value) == v).astype(jnp.result_type(float))
 
 
 def _to_funsor(site):
