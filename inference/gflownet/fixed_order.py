@@ -144,7 +144,8 @@ class FixedOrderSampler(Sampler):
     def _explore(self, logits, log_probs, slot, key, temperature, epsilon):
         """A draw from the behaviour policy: tempered, mixed with the uniform by epsilon."""
         ops = self.ops
-        behaviour = ops.softmax(log_probs / temperature, -1)
+        # at temperature 1 the policy's own probabilities (a softmax fewer per step)
+        behaviour = ops.exp(log_probs) if temperature == 1 else ops.softmax(log_probs / temperature, -1)
         if epsilon:
             behaviour = (1 - epsilon) * behaviour + epsilon / slot.size
         try:
