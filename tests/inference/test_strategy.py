@@ -73,3 +73,21 @@ def test_the_base_names_what_a_strategy_does_not_provide():
         PriorMean(model, rng_seed="seven")
     error = strategy.non_finite("loss is nan", [], "the objective overflowed")
     assert isinstance(error, NonFiniteError) and str(error) == "loss is nan: the objective overflowed"
+
+
+def test_progress_written_to_a_log_is_ten_plain_lines(capsys):
+    # a bar written to a file redraws as a line per update (about 110 per 1,000-step fit);
+    # to a log a run writes one line per tenth: step, share and the mean loss since the last
+    from inference import VI
+
+    def guide():
+        ppl.sample("z", dist.Normal(ppl.param("loc", torch.tensor(0.0)), 1.0))
+
+    vi = VI(model, guide, rng_seed=0)
+    losses = vi.run(num_steps=1000)  # progress on by default; pytest's stderr is not a terminal
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 10, lines
+    assert lines[0].startswith("ELBO: step 100/1000 (10%), loss ")
+    assert lines[-1].startswith("ELBO: step 1000/1000 (100%), loss ")
+    last = float(lines[-1].rsplit(" ", 1)[-1])
+    assert last == pytest.approx(sum(losses[900:]) / 100, rel=1e-3)
