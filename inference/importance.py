@@ -375,6 +375,7 @@ class Importance(Strategy):
 
     def posterior(self, *args, num_samples=1000, **kwargs):
         """``num_samples`` resampled posterior draws: site name -> array ``[num_samples, ...]``."""
+        count("Importance.posterior", "num_samples", num_samples)
         result = self.run(*args, **kwargs)
         with self.entered():
             return result.resample(num_samples, self._next_rng())

@@ -263,6 +263,7 @@ class GFlowNetEM(Strategy):
     def evaluate(self, *args, num_samples=1000, per_element=False, **kwargs):
         """log p(x) by importance sampling with the sampler as proposal: summed over the data
         elements, or with ``per_element`` one estimate per element (``[N]`` array)."""
+        num_samples = count("GFlowNetEM.evaluate", "num_samples", num_samples)
         features = self._current_features(args, kwargs)
         with self.backend.no_grad():
             log_r, _, log_q = self.sampler.draw(self.sampler.policy, features, num_samples, args, kwargs,
@@ -273,6 +274,7 @@ class GFlowNetEM(Strategy):
     @entering
     def posterior(self, *args, num_samples=1000, **kwargs):
         """Draws from the sampler: site -> ``[num_samples, N, *event_shape]``."""
+        num_samples = count("GFlowNetEM.posterior", "num_samples", num_samples)
         return self.sampler.posterior(self.sampler.policy, self._current_features(args, kwargs),
                                       num_samples, self.state.next_key())
 

@@ -102,6 +102,10 @@ def identify(graph, treatment, outcome, latent=(), which="all", max_size=None):
     """
     if which not in ("all", "minimal"):
         raise ValueError(f"identify: which must be 'all' or 'minimal', got {which!r}")
+    if callable(graph) and not isinstance(graph, nx.Graph):
+        name = getattr(graph, "__name__", type(graph).__name__)
+        raise TypeError(f"identify: expected a causal graph, got the program {name!r}; pass "
+                        f"ppl.graph({name}, *args) (a networkx DiGraph of its sites)")
     g = nx.DiGraph(graph)
     _check_node(g, treatment, "treatment")
     _check_node(g, outcome, "outcome")

@@ -497,3 +497,21 @@ def test_control_flow_on_a_traced_value_under_jit_names_the_site_and_the_fix():
 
     with ppl.backend("jax"), pytest.raises(SiteError, match="after site 'z' while JAX compiles.*jnp.where"):
         VI(model, guide).step()
+
+
+# today: torch's "cannot sample n_sample <= 0 samples", ZeroDivisionError, a shape error,
+# and networkx's "Input is not a known data type for conversion"
+def test_a_draw_count_and_a_graph_are_named_when_wrong():
+    with pytest.raises(ValueError, match="Importance.posterior: num_samples must be a positive integer, "
+                                         "got 0"):
+        Importance(two_component, num_particles=10).posterior(torch.tensor([0.0, 1.0]), num_samples=0)
+    em = GFlowNetEM(two_component, hidden=8)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match=f"GFlowNetEM.evaluate: num_samples must be a positive integer, "
+                                             f"got {bad}"):
+            em.evaluate(torch.tensor([0.0, 1.0]), num_samples=bad)
+    with pytest.raises(ValueError, match="GFlowNetEM.posterior: num_samples must be a positive integer"):
+        em.posterior(torch.tensor([0.0, 1.0]), num_samples=0)
+    with pytest.raises(TypeError, match="identify: expected a causal graph, got the program 'two_component'; "
+                                        "pass ppl.graph\\(two_component"):
+        ppl.identify(two_component, "c", "x")
