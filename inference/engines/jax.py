@@ -130,6 +130,8 @@ class JaxEngine:
             return found
         if self.params is None:
             return None  # checked when the program first runs
+        if not shapes and not saved["opt_state"]:
+            return None  # saved before the first step: no parameter existed yet
         found = difference(shapes, {n: tuple(np.shape(v)) for n, v in self.params.items()}, "parameter")
         if found:
             return found
@@ -141,11 +143,15 @@ class JaxEngine:
         return None
 
     def load_state_dict(self, saved):
+        if not saved["params"] and not saved["opt_state"]:
+            # saved before the first step: only the random stream, from here on as it was
+            self.state.rng = jax.numpy.asarray(saved["rng"])
+            return
         if self.params is None:
             self._pending = saved
             return
+        self.state.rng = jax.numpy.asarray(saved["rng"])
         self.params = {n: jax.numpy.asarray(v) for n, v in saved["params"].items()}
         treedef = jax.tree_util.tree_structure(self.opt_state)
         self.opt_state = jax.tree_util.tree_unflatten(
             treedef, [jax.numpy.asarray(v) for v in saved["opt_state"]])
-        self.state.rng = jax.numpy.asarray(saved["rng"])

@@ -171,6 +171,8 @@ class TorchEngine:
                 return found
         if not self.leaves:
             return None  # nothing built yet: checked when the program first runs
+        if not shapes and saved["optimizer"] is None:
+            return None  # saved before the first step: no parameter existed yet
         current = {n: tuple(p.shape) for n, p in self.leaves.items()}
         current.update({n: tuple(p.shape) for n, p in self._owner_leaves()})
         learned_later = {n for n in shapes if n.startswith("_baseline.")}

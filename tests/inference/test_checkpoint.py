@@ -57,3 +57,23 @@ def test_resume_is_exact(tmp_path):
     again = resumed.run(X, num_steps=5, progress=False)
     assert again == continued
     assert resumed.step_count == 15 and len(resumed.history) == 15
+
+
+def _model():
+    ppl.sample("z", dist.Normal(0.0, 1.0))
+
+
+def _guide():
+    ppl.sample("z", dist.Normal(ppl.param("loc", ppl.get_backend().ops.asarray(0.5)), 1.0))
+
+
+def test_a_checkpoint_saved_before_the_first_step_loads_and_the_run_starts(on_backend, tmp_path):
+    # today (torch): "parameter 'loc' of this strategy is not in the checkpoint (it has [])"
+    # when the fresh VI first runs; a checkpoint of a strategy that had not run holds no
+    # parameter yet, and the resumed run is the original's, step for step
+    original = VI(_model, _guide, rng_seed=0)
+    original.save(tmp_path / "before")
+    resumed = VI(_model, _guide, rng_seed=5)
+    resumed.load(tmp_path / "before")
+    assert resumed.run(num_steps=3, progress=False) == original.run(num_steps=3, progress=False)
+    assert resumed.step_count == 3
