@@ -91,3 +91,22 @@ def test_progress_written_to_a_log_is_ten_plain_lines(capsys):
     assert lines[-1].startswith("ELBO: step 1000/1000 (100%), loss ")
     last = float(lines[-1].rsplit(" ", 1)[-1])
     assert last == pytest.approx(sum(losses[900:]) / 100, rel=1e-3)
+
+
+def test_a_pyro_style_read_of_a_strategy_s_parameter_says_where_it_is():
+    # today: a bare KeyError 'loc' (Pyro's tutorials read a fit with pyro.param("loc"))
+    from inference import VI
+
+    def guide():
+        ppl.sample("z", dist.Normal(ppl.param("loc", torch.tensor(0.5)), 1.0))
+
+    vi = VI(model, guide, rng_seed=0)
+    vi.run(num_steps=2, progress=False)
+    with pytest.raises(KeyError, match=r"'loc': this parameter belongs to a strategy.*vi.params\['loc'\].*"
+                                       r"with vi.param_scope\(\)"):
+        pyro.param("loc")
+    with pytest.raises(KeyError) as unknown:  # a name no strategy owns: Pyro's own error
+        pyro.param("never_made")
+    assert "strategy" not in str(unknown.value)
+    with vi.param_scope():
+        assert float(pyro.param("loc").detach()) == float(vi.params["loc"])

@@ -22,12 +22,34 @@ an exception leaves Pyro's handler stack and plate-dimension allocator as they w
 
 import contextlib
 import threading
+import weakref
 
 import pyro
 import torch
+from pyro.params.param_store import ParamStoreDict
 from pyro.poutine.runtime import _DIM_ALLOCATOR, _PYRO_STACK
 
 _LOCK = threading.RLock()
+_STATES = weakref.WeakSet()  # every strategy's state: whose parameter a global read missed
+
+
+def _read_param(store, name):
+    """Pyro's ``ParamStoreDict.__getitem__``, with a ``KeyError`` that says where a
+    strategy's parameter is when code outside the strategy reads it from Pyro's global
+    store (``pyro.param("loc")`` after ``vi.run``, as Pyro's tutorials read a fit)."""
+    try:
+        return _PYRO_GETITEM(store, name)
+    except KeyError:
+        if any(name in state.params for state in list(_STATES) if not state.active):
+            raise KeyError(
+                f"{name!r}: this parameter belongs to a strategy, which keeps its own parameters "
+                f"(not Pyro's global store): read it as vi.params[{name!r}], or run the code "
+                "inside `with vi.param_scope():` (vi being the strategy)") from None
+        raise
+
+
+_PYRO_GETITEM = ParamStoreDict.__getitem__
+ParamStoreDict.__getitem__ = _read_param
 
 
 class ProgramState:
@@ -56,6 +78,7 @@ class ProgramState:
         self.rng = None if rng_seed is None else _seeded_cpu_state(rng_seed)
         self.cuda_rng = None
         self.active = False
+        _STATES.add(self)
 
     def next_key(self):
         """Torch draws from the entered generator; there are no keys to hand out."""
