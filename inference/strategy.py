@@ -72,7 +72,9 @@ class Strategy:
         raise UnsupportedError(f"{type(self).__name__}.posterior")
 
     def run(self, *args, num_steps=1000, progress=True, **kwargs):
-        """``num_steps`` calls of :meth:`step` with a progress bar; returns their losses."""
+        """``num_steps`` calls of :meth:`step` with progress output; returns their losses
+        (a strategy whose step returns a result, as ``Importance``, overrides it to pool
+        them)."""
         return run_steps(self.step, args, kwargs, num_steps, progress, self._progress_label())
 
     def _progress_label(self):

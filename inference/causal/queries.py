@@ -171,7 +171,7 @@ def counterfactual(model, evidence, interventions, target, *args, worlds="twin",
                    method="exact", num_particles=10_000, **kwargs):
     """The distribution of ``target`` in counterfactual ``world`` (1 = the first intervened
     world) given ``evidence`` in the factual world. ``target``: a site name, or a function
-    of the trace (read worlds with :func:`ppl.causal.counterfactual.world_value`)."""
+    of the trace (read worlds with :func:`ppl.causal.world_value`, defined in ``ppl/causal/worlds.py``)."""
     _check_method(method)
     _check_world(world, worlds, interventions)
     if isinstance(target, str):

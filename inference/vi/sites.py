@@ -40,7 +40,7 @@ def independent_plate(option, model_tr, guide_tr):
 def check_sites(model_tr, guide_tr, model_enum, objective, estimator_names):
     """The guide against the model: a guide site for every latent site the model does not
     enumerate, none for an observed one, auxiliary sites only where ``objective`` can score
-    them, and ``estimators`` only for guide sites."""
+    them, and ``estimator_names`` (the sites given an estimator) only guide sites."""
     model_latent = set(model_tr.latent)
     guide_latent = set(guide_tr.latent)
     for name in model_tr.latent:

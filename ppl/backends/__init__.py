@@ -1,1 +1,2 @@
-"""Backend adapters: each module defines ``BACKEND`` with the same small protocol (see DESIGN.md)."""
+"""Backend adapters: each module defines ``BACKEND`` with the same small protocol (declared in
+``base.py``)."""

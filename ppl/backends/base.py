@@ -1,8 +1,8 @@
 """The backend protocol: what a backend gives the language and the strategies.
 
-Torch (Pyro) and JAX (NumPyro) implement it in ``ppl/backends/torch.py`` and
-``ppl/backends/jax.py``; everything else (handlers' semantics, objectives, weights,
-strategies) is written against these members. ``tests/test_backend_protocol.py`` checks
+Torch (Pyro) and JAX (NumPyro) implement it in ``ppl/backends/torch/`` (``backend.py``)
+and ``ppl/backends/jax.py``; everything else (handlers' semantics, objectives, weights,
+strategies) is written against these members. ``tests/ppl/test_backend_protocol.py`` checks
 that both backends provide every one; a feature a backend lacks raises
 :class:`ppl.errors.UnsupportedError` from the member, never a foreign library's error.
 

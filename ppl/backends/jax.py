@@ -172,7 +172,7 @@ class ProgramState:
 
 
 class JaxBackend:
-    """The backend protocol on JAX (see DESIGN.md, "Backend protocol")."""
+    """The backend protocol on JAX (declared in ``ppl/backends/base.py``)."""
 
     name = "jax"
     primitives = primitives

@@ -20,7 +20,7 @@ from .state import ProgramState, entered, restored_rng
 
 
 class TorchBackend:
-    """The backend protocol on PyTorch (see DESIGN.md, "Backend protocol")."""
+    """The backend protocol on PyTorch (declared in ``ppl/backends/base.py``)."""
 
     name = "torch"
     primitives = primitives
