@@ -262,22 +262,18 @@ class Importance(Strategy):
         model's trace, or None from a compiled run). The first run of ``k`` particles is
         eager (checked, and it fixes which sites are samples); later ones are compiled where
         the backend compiles."""
-        ops = self.ops
         compiled = self._compiled.get(k)
-        if compiled is None:
-            log_w, traces = self._vectorised(args, kwargs, k)
-            model_tr = traces[-1][1]
-            samples = self._samples(model_tr, k)
-            if not self._model_enum:
-                names = frozenset(samples)
-                self._compiled[k] = self.backend.compile(
-                    lambda key, a, kw: self._compiled_chunk(key, a, kw, k, names)) or False
-            return ops.broadcast_to(log_w, (k,)), samples, model_tr
-        if compiled is False:  # an eager backend
-            log_w, traces = self._vectorised(args, kwargs, k)
-            return ops.broadcast_to(log_w, (k,)), self._samples(traces[-1][1], k), traces[-1][1]
-        log_w, samples = compiled(self.state, args, kwargs)
-        return log_w, samples, None  # a NaN weight is named by _batch's check, from an eager run
+        if compiled:
+            log_w, samples = compiled(self.state, args, kwargs)
+            return log_w, samples, None  # a NaN weight is named by _batch's check, from an eager run
+        log_w, traces = self._vectorised(args, kwargs, k)
+        model_tr = traces[-1][1]
+        samples = self._samples(model_tr, k)
+        if compiled is None and not self._model_enum:  # False: the backend runs eagerly
+            names = frozenset(samples)
+            self._compiled[k] = self.backend.compile(
+                lambda key, a, kw: self._compiled_chunk(key, a, kw, k, names)) or False
+        return self.ops.broadcast_to(log_w, (k,)), samples, model_tr
 
     def _compiled_chunk(self, key, args, kwargs, k, names):
         log_w, traces = self._weights(args, kwargs, particles_arg(self.vectorize_particles, k, self._plates),

@@ -37,7 +37,7 @@ class Backend(Protocol):
     # gumbel_given_argmax(logits, k) (the worlds' two distributions, thin classes per backend).
     # GFlowNet-EM's samplers add: to_float(x) (the default float dtype); cumsum(x, axis);
     # take_along(x, index, axis); top_k_indices(x, k) (along axis 0, largest first);
-    # draw_index(probs, key=None) (one categorical draw per row); randint(high, shape, key=None)
+    # draw_index(probs, key=None) (one categorical draw per row)
     particle_plate: str  # the name of the plate that vectorises particles
 
     # ------------------------------------------------------- running and recording

@@ -205,11 +205,6 @@ class _Ops:
         return jax.random.categorical(key, jnp.log(probs), axis=-1)
 
     @staticmethod
-    def randint(high, shape, key=None):
-        """Integers uniform on ``[0, high)`` (``high`` may be a traced integer)."""
-        return jax.random.randint(key, tuple(shape), 0, high)
-
-    @staticmethod
     def factor_distribution(log_factor):
         from .jax_causal import Factor
 

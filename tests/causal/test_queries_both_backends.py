@@ -95,29 +95,23 @@ def test_a_global_categorical_with_plated_evidence(on_backend):
         assert marginal[k] == pytest.approx(joint[k] / sum(joint), rel=1e-4)
 
 
-def test_the_evidence_of_a_mixture_with_a_latent_per_element(on_backend):
+def mixture_per_element():
+    """A component ``c`` per element of DATA, on the active backend."""
     ops = ppl.get_backend().ops
+    with ppl.plate("data", len(DATA)):
+        c = ppl.sample("c", dist.Categorical(probs=ops.asarray(WEIGHTS)))
+        ppl.sample("x", dist.Normal(ops.asarray(MEANS)[c], 1.0), obs=ops.asarray(DATA))
 
-    def model():
-        with ppl.plate("data", len(DATA)):
-            c = ppl.sample("c", dist.Categorical(probs=ops.asarray(WEIGHTS)))
-            ppl.sample("x", dist.Normal(ops.asarray(MEANS)[c], 1.0), obs=ops.asarray(DATA))
 
+def test_the_evidence_of_a_mixture_with_a_latent_per_element(on_backend):
     exact = sum(math.log(sum(w * normal_pdf(x, m) for w, m in zip(WEIGHTS, MEANS))) for x in DATA)
-    assert float(enumerate_program(model).log_evidence) == pytest.approx(exact, rel=1e-5)
+    assert float(enumerate_program(mixture_per_element).log_evidence) == pytest.approx(exact, rel=1e-5)
 
 
 def test_a_latent_per_element_is_answered_per_element(on_backend):
     # p(c_i | x_i) differs by element; JAX's sum-product, keeping c while summing the plate
     # out, answered for one c shared by every element (0.996 here) without a word
-    ops = ppl.get_backend().ops
-
-    def model():
-        with ppl.plate("data", len(DATA)):
-            c = ppl.sample("c", dist.Categorical(probs=ops.asarray(WEIGHTS)))
-            ppl.sample("x", dist.Normal(ops.asarray(MEANS)[c], 1.0), obs=ops.asarray(DATA))
-
-    posterior = enumerate_program(model)
+    posterior = enumerate_program(mixture_per_element)
     exact = [[w * normal_pdf(x, m) for w, m in zip(WEIGHTS, MEANS)] for x in DATA]
     exact = [[p / sum(row) for p in row] for row in exact]
     table = posterior.marginal("c")  # [element, value]

@@ -219,11 +219,6 @@ class _Ops:
         return torch.multinomial(probs, 1).squeeze(-1)
 
     @staticmethod
-    def randint(high, shape, key=None):
-        """Integers uniform on ``[0, high)`` (``high`` an integer or an integer array)."""
-        return torch.randint(int(high), tuple(shape))
-
-    @staticmethod
     def factor_distribution(log_factor):
         """A distribution whose log density is ``log_factor`` whatever the value."""
         from .causal import Factor
