@@ -111,6 +111,7 @@ class DiscreteBayesianNetwork:
         values = {}
         for node, (parents, _) in self.cpds.items():
             table = tables[node]
-            probs = table[tuple(backend.ops.to_index(values[p]) for p in parents)] if parents else table
+            probs = (backend.ops.gather(table, tuple(backend.ops.to_index(values[p]) for p in parents))
+                     if parents else table)
             values[node] = ppl.sample(node, dist.Categorical(probs))
         return values

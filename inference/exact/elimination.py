@@ -6,20 +6,21 @@ dim to its size. :func:`plan` (cached :func:`make_plan`) works on scopes and siz
 :func:`contract` and :func:`marginal` multiply the planned tables and sum dims out.
 
 A toy chain ``a -> b``: factor 0 is p(a) on dim -2, factor 1 is p(b | a) on dims (-2, -1);
-the marginal of ``b`` sums dim -2 out of their product:
+the marginal of ``b`` sums dim -2 out of their product (the tables are any backend's
+arrays; ``ops`` is that backend's ops table):
 
     >>> import torch
+    >>> from ppl.backend import ops_of
     >>> tables = [torch.tensor([[0.3], [0.7]], dtype=torch.float64),
     ...           torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=torch.float64)]
     >>> steps = plan(((-2,), (-2, -1)), (-2, -1), {-2: 2, -1: 2}, frozenset({-1}), 100)
-    >>> table, total, log_scales, z = marginal(steps, lambda i, rescale: (tables[i], None))
+    >>> table, total, log_scales, z = marginal(steps, lambda i, rescale: (tables[i], None),
+    ...                                        ops_of(tables[0]))
     >>> [round(p, 2) for p in (table / total).reshape(-1).tolist()]
     [0.41, 0.59]
 """
 
 import math
-
-import torch
 
 from ppl.errors import UnsupportedError
 
@@ -117,15 +118,18 @@ def make_plan(scopes, normalised, sizes, query, max_cells):
     return tuple(needed), tuple(steps), final, max(largest, cells)
 
 
-def contract(plan, factor, rescale):
+def contract(plan, factor, rescale, ops):
     """The product of the plan's factors with the non-query dims summed out, and the logs of
     the scales divided out on the way.
 
     ``factor(i, rescale)`` gives factor ``i``'s table and the log of a scale divided out of
     it (or None); with ``rescale`` every intermediate table is divided by its maximum too.
 
+    >>> import torch
+    >>> from ppl.backend import ops_of
     >>> tables = [torch.tensor([[2.0], [6.0]], dtype=torch.float64)]
-    >>> contract(((0,), (((0,), -2, 1),), (1,), 2), lambda i, rescale: (tables[i], None), True)
+    >>> contract(((0,), (((0,), -2, 1),), (1,), 2), lambda i, rescale: (tables[i], None), True,
+    ...          ops_of(tables[0]))
     (tensor([[1.]], dtype=torch.float64), [tensor(2.0794, dtype=torch.float64)])
     """
     needed, steps, final, _ = plan
@@ -139,40 +143,43 @@ def contract(plan, factor, rescale):
         table = tables.pop(group[0])
         for g in group[1:]:
             table = table * tables.pop(g)
-        table = table.sum(dim, keepdim=True)
+        table = table.sum(dim, keepdims=True)
         if rescale:
-            top = table.amax().clamp(min=1e-300)
+            top = ops.amax(table)
+            top = ops.where(top > 0, top, 1.0)  # an all-zero table stays zero
             table = table / top
-            log_scale.append(top.log())
+            log_scale.append(ops.log(top))
         tables[out] = table
     result = None
     for i in final:
         result = tables[i] if result is None else result * tables[i]
     if result is None:
-        result = torch.ones((), dtype=torch.float64)
+        result = ops.to_wide_float(ops.asarray(1.0))
     return result, log_scale
 
 
-def marginal(plan, factor):
+def marginal(plan, factor, ops):
     """(table, its sum, logs of the scales divided out, the sum as a float) by
     :func:`contract`; again with every step rescaled when the sum underflows.
 
+    >>> import math, torch
+    >>> from ppl.backend import ops_of
     >>> def factor(i, rescale):  # 1e-200 in both cells, or 1 and the log of 1e-200
     ...     if rescale:
     ...         return torch.ones(2, 1, dtype=torch.float64), torch.tensor(-200 * math.log(10))
     ...     return torch.full((2, 1), 1e-200, dtype=torch.float64), None
     >>> steps = ((0, 1), (((0, 1), -2, 2),), (2,), 2)
-    >>> table, total, log_scales, z = marginal(steps, factor)
+    >>> table, total, log_scales, z = marginal(steps, factor, ops_of(torch.ones(1)))
     >>> z, round(float(sum(log_scales)), 2)
     (1.0, -920.34)
     """
-    table, scales = contract(plan, factor, rescale=False)
+    table, scales = contract(plan, factor, False, ops)
     total = table.sum()
     z = float(total)
     # underflow: rescale every step (no overflow: a probability table's entries are at most
     # 1, and factors of densities or plates come divided by their maximum)
     if not z > 0:
-        table, scales = contract(plan, factor, rescale=True)
+        table, scales = contract(plan, factor, True, ops)
         total = table.sum()
         z = float(total)
     return table, total, scales, z

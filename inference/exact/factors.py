@@ -1,6 +1,7 @@
 """The factor of one site of an enumerated trace (see :mod:`inference.exact`): the
-enumeration dims its density spans, read off shapes, and its density as a float64 table,
-with fast paths for Categorical sites and the checks that stand in for torch's.
+enumeration dims its density spans, read off shapes, and its density as a table in the
+backend's widest float (float64 on torch; on JAX, float32 unless x64 is enabled), with
+fast paths for torch's Categorical sites and the checks that stand in for torch's.
 
 Torch validates a Categorical's probabilities on construction, which costs more than the
 rest of a small query on a network of Categorical sites: while the program runs, that check
@@ -9,18 +10,16 @@ tables an answer uses, with evidence checked against its support (:func:`check_e
 
     >>> import torch
     >>> from torch.distributions import Categorical
-    >>> plain_categorical(Categorical)
-    True
+    >>> import ppl
     >>> probs = torch.tensor([[0.1, 0.9], [0.6, 0.4]])  # p(b | a), a on dim -2
-    >>> support_on_dim(Categorical(probs), -1)  # b enumerated on dim -1
+    >>> support_on_dim(Categorical(probs), -1, ppl.get_backend("torch").ops)  # b on dim -1
     (2, tensor([0, 1]))
 """
 
 import contextlib
+import math
 
-import pyro.distributions as pyro_dist
 import torch
-from pyro.distributions.util import scale_and_mask
 from torch.distributions import (
     Bernoulli,
     Binomial,
@@ -35,7 +34,7 @@ from torch.distributions import (
 
 _PMFS = (Bernoulli, Binomial, Categorical, Geometric, Multinomial, NegativeBinomial,
          OneHotCategorical, Poisson)  # log densities <= 0: exp() needs no rescaling
-_CATEGORICALS = {}  # type -> whether it scores and enumerates as torch's Categorical
+_ARANGES = {}  # (support size, enumeration dim) -> a JAX support laid out on that dim
 
 
 def site_scope(site, first, own_dim):
@@ -46,7 +45,7 @@ def site_scope(site, first, own_dim):
     fn = site.fn
     if at_own_atom(site):  # an observed point mass: its log density is log_density
         batch = fn.log_density.shape
-        extras = [x for x in (site.scale, site.mask) if torch.is_tensor(x)]
+        extras = [x for x in (site.scale, site.mask) if is_array(x)]
         return tuple(sorted({d for x in [batch] + [x.shape for x in extras]
                              for d in range(-len(x), first + 1) if x[d] > 1}))
     batch = fn.batch_shape
@@ -54,40 +53,61 @@ def site_scope(site, first, own_dim):
     if not site.observed and own_dim is not None:
         dims.add(own_dim)
     extras = [site.value] if site.observed else []
-    extras += [x for x in (site.scale, site.mask) if torch.is_tensor(x)]
+    extras += [x for x in (site.scale, site.mask) if is_array(x)]
     for extra in extras:
-        shape = extra.shape if torch.is_tensor(extra) else ()
+        shape = extra.shape if is_array(extra) else ()
         if extra is site.value:
             shape = shape[:len(shape) - len(site.fn.event_shape)]
         dims.update(d for d in range(-len(shape), first + 1) if shape[d] > 1)
     return tuple(sorted(dims))
 
 
-def site_factor(site, own_dim, first, rescale):
-    """(exp(log density) of ``site`` summed over plates, as float64; the log of a scale
-    divided out of it, or None). ``own_dim``: a latent site's enumeration dim."""
+def site_factor(site, own_dim, first, rescale, ops):
+    """(exp(log density) of ``site`` summed over plates, a float64 table of ``ops.tables``;
+    the log of a scale divided out of it, or None). ``own_dim``: a latent site's
+    enumeration dim; ``ops``: the backend's ops table."""
+    tables = ops.tables
     if site.observed:
-        lp = observed_log_prob(site)
+        lp = observed_log_prob(site, tables)
     else:  # the enumerated support
-        table = categorical_table(site, own_dim)
+        table = categorical_table(site, own_dim, ops)
         if table is not None:
             return table, None
-        lp = scale_and_mask(unchecked_log_prob(site.fn, site.value), site.scale, site.mask)
-    lp = sum_plates(lp, first)
-    if lp.dtype != torch.float64:
-        lp = lp.double()
+        lp = scaled_and_masked(tables.to_wide_float(unchecked_log_prob(site.fn, site.value)),
+                               site.scale, site.mask, tables)
+    lp = sum_plates(tables.to_wide_float(lp), first)
     if rescale or not isinstance(site.fn, _PMFS) or any(p.size > 1 for p in site.plates):
-        top = lp.amax().clamp(min=-1e300)
-        return (lp - top).exp(), top
-    return lp.exp(), None
+        top = tables.amax(lp)
+        top = tables.where(top > -math.inf, top, 0.0)  # a factor of zeros stays zero
+        return tables.exp(lp - top), top
+    return tables.exp(lp), None
 
 
-def observed_log_prob(site):
+def observed_log_prob(site, tables):
     """An observed site's scaled and masked log density, its evidence checked."""
     if at_own_atom(site):
-        return scale_and_mask(site.fn.log_density, site.scale, site.mask)
+        return scaled_and_masked(tables.to_wide_float(site.fn.log_density), site.scale,
+                                 site.mask, tables)
     check_evidence(site)
     return site.log_prob
+
+
+def scaled_and_masked(log_prob, scale, mask, tables):
+    """``log_prob`` (a table of ``tables``) times ``scale`` and zero where ``mask`` is false
+    (either may be None)."""
+    if mask is not None:
+        if mask is False:
+            return tables.zeros(log_prob.shape, like=log_prob)
+        if mask is not True:
+            log_prob = tables.where(tables.asarray(mask), log_prob, 0.0)
+    if not is_one(scale):
+        log_prob = log_prob * (tables.to_wide_float(scale) if is_array(scale) else scale)
+    return log_prob
+
+
+def is_array(x):
+    """An array of either backend (a scale or mask may also be a Python number)."""
+    return hasattr(x, "shape") and not isinstance(x, (int, float, bool))
 
 
 def at_own_atom(site):
@@ -101,6 +121,13 @@ def check_evidence(site):
     """Where torch's checks were off (a Categorical): the evidence must lie in the support
     and the probabilities must be non-negative (torch's log_prob would clamp them)."""
     fn, value = site.fn, site.value
+    if not isinstance(fn, torch.distributions.Distribution):
+        # NumPyro's checks warn rather than raise, and its Categorical clips an index
+        # outside the support: a discrete support is checked here
+        support = fn.support
+        if getattr(support, "is_discrete", False) and not bool(support.check(value).all()):
+            _outside_support(site)
+        return
     if isinstance(fn, Categorical) and "probs" in vars(fn) and not bool(fn.probs.amin() >= 0):
         raise ValueError(
             f"exact enumeration: site {site.name!r} ({type(fn).__name__}) gives negative or NaN "
@@ -111,9 +138,13 @@ def check_evidence(site):
     if support is constraints.real or constraints.is_dependent(support):
         return
     if not bool(support.check(value).all()):
-        raise ValueError(
-            f"exact enumeration: the value of observed site {site.name!r} lies outside the "
-            f"support of its {type(fn).__name__} distribution ({support})")
+        _outside_support(site)
+
+
+def _outside_support(site):
+    raise ValueError(
+        f"exact enumeration: the value of observed site {site.name!r} lies outside the "
+        f"support of its {type(site.fn).__name__} distribution ({site.fn.support})")
 
 
 def is_normalised(site):
@@ -127,53 +158,57 @@ def sum_plates(lp, first):
     >>> sum_plates(torch.ones(2, 1, 3), -2).shape  # dim -2 and left: enumeration dims
     torch.Size([2, 1, 1])
     """
-    ndim = lp.dim()
+    ndim = lp.ndim
     if ndim == 0:
         return lp
     plate_dims = tuple(d for d in range(max(-ndim, first + 1), 0) if lp.shape[d] > 1)
-    return lp.sum(plate_dims, keepdim=True) if plate_dims else lp
+    return lp.sum(plate_dims, keepdims=True) if plate_dims else lp
 
 
-def categorical_table(site, dim):
+def categorical_table(site, dim, ops):
     """A latent Categorical site's probabilities with its support on its own ``dim``: the
     factor its log density would give, without the log and exp round trip (and without
-    ``log_prob``'s clamping of zero probabilities to float epsilon). None when the site is
-    not a plain, unscaled Categorical."""
+    torch's ``log_prob`` clamping zero probabilities to float epsilon). None when the site
+    is not a plain, unscaled Categorical (or Bernoulli, on JAX)."""
     fn = site.fn
-    if not plain_categorical(type(fn)) or site.mask is not None or not is_one(site.scale):
+    if site.mask is not None or not is_one(site.scale):
         return None
-    probs = fn.probs
-    batch = probs.shape[:-1]
+    probs = ops.support_probs(fn)
+    if probs is None:
+        return None
+    batch, k = tuple(probs.shape[:-1]), probs.shape[-1]
     pad = -dim - 1 - len(batch)
     if pad < 0:  # parameters span dims left of the site's own (unusual): the general path
         return None
-    strides = probs.stride()  # a view: the last dim moved first, size-1 dims in between
-    table = probs.as_strided((probs.shape[-1],) + (1,) * pad + tuple(batch),
-                             (strides[-1],) + (0,) * pad + strides[:-1], probs.storage_offset())
-    return table if table.dtype == torch.float64 else table.double()
+    tables = ops.tables
+    if torch.is_tensor(probs):  # a view: the last dim moved first, size-1 dims in between
+        strides = probs.stride()
+        probs = probs.as_strided((k,) + (1,) * pad + batch, (strides[-1],) + (0,) * pad
+                                 + strides[:-1], probs.storage_offset())
+        return tables.to_wide_float(probs)
+    table = tables.moveaxis(tables.to_wide_float(probs), -1, 0)
+    return tables.reshape(table, (k,) + (1,) * pad + batch)
 
 
-def support_on_dim(fn, dim):
+def support_on_dim(fn, dim, ops):
     """(support size, the support of a distribution with finite support laid out on
     enumeration dim ``dim``, its event dims on the right)."""
-    if plain_categorical(type(fn)):  # its support is arange(K)
-        k = fn._num_events
-        return k, torch.arange(k, device=fn._param.device).view((k,) + (1,) * (-dim - 1))
+    probs = ops.support_probs(fn)
+    if probs is not None:  # its support is arange(K)
+        k = probs.shape[-1]
+        return k, _arange_on_dim(ops, k, dim, probs)
     support = fn.enumerate_support(expand=False)
     k = support.shape[0]
     return k, support.reshape((k,) + (1,) * (-dim - 1) + tuple(fn.event_shape))
 
 
-def plain_categorical(cls):
-    """Whether ``cls`` scores and enumerates as torch's Categorical (cached per type)."""
-    known = _CATEGORICALS.get(cls)
-    if known is None:
-        known = (issubclass(cls, Categorical)
-                 and cls.log_prob in (Categorical.log_prob, pyro_dist.Categorical.log_prob)
-                 and cls.enumerate_support in (Categorical.enumerate_support,
-                                               pyro_dist.Categorical.enumerate_support))
-        _CATEGORICALS[cls] = known
-    return known
+def _arange_on_dim(ops, k, dim, like):
+    if torch.is_tensor(like):
+        return torch.arange(k, device=like.device).view((k,) + (1,) * (-dim - 1))
+    found = _ARANGES.get((k, dim))  # JAX arrays are immutable: built once
+    if found is None:
+        found = _ARANGES[(k, dim)] = ops.reshape(ops.arange(k), (k,) + (1,) * (-dim - 1))
+    return found
 
 
 def is_one(scale):

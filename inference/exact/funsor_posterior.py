@@ -1,18 +1,20 @@
-"""Exact queries on JAX: every latent site enumerated by NumPyro's funsor handlers (on a
-dimension of its own, plates named), and sums taken by funsor's plated sum-product, the
-machinery of NumPyro's ``TraceEnum_ELBO`` (the torch path, :mod:`inference.exact.queries`,
-has its own variable elimination; ``ARCHITECTURE.md`` says why the two differ).
+"""Exact queries on JAX programs whose latent sites lie inside plates (the plated path; the
+project's own elimination, :mod:`inference.exact.queries`, takes every other program on both
+backends): every latent site enumerated by NumPyro's funsor handlers (on a dimension of its
+own, plates named), and sums taken by funsor's plated sum-product, the machinery of
+NumPyro's ``TraceEnum_ELBO`` (``ARCHITECTURE.md`` says why the two paths differ).
 
     >>> import ppl, ppl.distributions as dist
     >>> from inference.exact import enumerate_program
-    >>> def coin():
-    ...     bias = ppl.sample("bias", dist.Bernoulli(0.5))
-    ...     ppl.sample("flip", dist.Bernoulli(0.2 + 0.6 * bias), obs=1.0)
+    >>> def coins():
+    ...     with ppl.plate("coins", 2):
+    ...         bias = ppl.sample("bias", dist.Bernoulli(0.5))
+    ...         ppl.sample("flip", dist.Bernoulli(0.2 + 0.6 * bias), obs=1.0)
     >>> with ppl.backend("jax"):
-    ...     posterior = enumerate_program(coin)
-    ...     print(round(posterior.expectation(lambda tr: tr["bias"].value), 3),
+    ...     posterior = enumerate_program(coins)
+    ...     print(posterior.expectation(lambda tr: tr["bias"].value).round(3).tolist(),
     ...           round(float(posterior.log_evidence), 4))
-    0.8 -0.6931
+    [0.8, 0.8] -1.3863
 """
 
 import math

@@ -146,6 +146,8 @@ def plated_posterior(program, *args, max_plate_nesting=8, **kwargs):
 
     backend = backend_of(program)
 
+    marked = []
+
     def mark(site):
         fn = site["fn"]
         if site["is_observed"] or not getattr(fn, "has_enumerate_support", False):
@@ -154,12 +156,22 @@ def plated_posterior(program, *args, max_plate_nesting=8, **kwargs):
                     f"exact enumeration: latent site {site['name']!r} ({type(fn).__name__}) has "
                     "no finite support; use method='importance'")
             return {}
+        marked.append(site["name"])
         return {"enumerate": "parallel"}
 
     configured = poutine.infer_config(program, config_fn=mark)
     hide = poutine.block() if _PYRO_STACK else contextlib.nullcontext()
-    with torch.no_grad(), hide:
-        trace = backend.run(configured, args, kwargs, enumerate_from=-(max_plate_nesting + 1))
+    try:
+        with torch.no_grad(), hide:
+            trace = backend.run(configured, args, kwargs, enumerate_from=-(max_plate_nesting + 1))
+    except RuntimeError as error:
+        if "dims are supported" not in str(error):
+            raise
+        raise NotEnumerableError(
+            f"exact enumeration: {marked[-1]!r} is latent site number {len(marked)}, more than "
+            "torch's 64 tensor dimensions hold (each latent site outside ppl.markov keeps one, "
+            f"left of max_plate_nesting={max_plate_nesting}); wrap a chain in ppl.markov, or "
+            "use method='importance'") from error
     enumerated = [n for n, s in trace.latent.items() if s.infer.get("enumerate") == "parallel"]
     nesting = max((-p.dim for s in trace for p in s.plates if p.dim is not None), default=0)
     return PlatedPosterior(trace, enumerated, nesting)

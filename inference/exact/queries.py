@@ -1,4 +1,5 @@
-"""Exact inference over a program's discrete latent sites by variable elimination (torch).
+"""Exact inference over a program's discrete latent sites by variable elimination, on
+either backend (the tables are the backend's arrays, handled through its ops table).
 
 The program runs once with every latent site's support laid out on its own batch dimension,
 left of the plates (Pyro's parallel enumeration). Each site's density is then a factor over
@@ -14,7 +15,12 @@ Checks: torch validates a Categorical's probabilities on construction, which cos
 the rest of a small query on a network of Categorical sites; while the program runs that
 check is switched off for Categoricals only, and done instead on the tables an answer uses
 (negative or NaN probabilities are an error naming the site), with evidence checked against
-its support. Every other distribution keeps torch's validation.
+its support (on JAX too, where NumPyro would clip an index outside a Categorical's support).
+Every other distribution keeps its library's validation.
+
+Latent sites inside plates, batches of them and programs with more latent sites than an
+array has dimensions take the plated path instead (:mod:`inference.exact.plated` on torch,
+:mod:`inference.exact.funsor_posterior` on JAX).
 
 The planning and contraction are :mod:`inference.exact.elimination`; each site's factor and the
 checks, :mod:`inference.exact.factors`.
@@ -34,8 +40,8 @@ checks, :mod:`inference.exact.factors`.
 import contextlib
 import math
 
+import numpy as np
 import torch
-from pyro import poutine
 from pyro.poutine.runtime import _PYRO_STACK
 
 from ppl.backend import backend_of
@@ -56,7 +62,7 @@ from .factors import (
 from ..program import plate_nesting
 
 MAX_CELLS = 1 << 22  # the largest table variable elimination may build
-MAX_DIMS = 64  # torch's limit on a tensor's dimensions
+MAX_DIMS = 64  # torch's limit on a tensor's dimensions (and numpy's)
 
 
 class _Plated(NotEnumerableError):
@@ -73,8 +79,10 @@ class EnumeratedPosterior:
     The evidence's log probability is ``log_evidence``.
     """
 
-    def __init__(self, trace, enum_sizes, own_dims, nesting, max_plate_nesting, max_cells):
+    def __init__(self, trace, enum_sizes, own_dims, nesting, max_plate_nesting, max_cells, ops):
         self.trace = trace
+        self._ops = ops
+        self._tables = ops.tables  # the backend's table ops (numpy on the host for JAX)
         self.nesting = nesting
         self._sizes = enum_sizes  # enumeration dim -> support size
         self._own = own_dims  # latent site name -> its enumeration dim
@@ -92,7 +100,7 @@ class EnumeratedPosterior:
         values, weights = self._weighted(fn)
         if isinstance(values, list):
             return math.fsum(v * w for v, w in zip(values, weights))
-        return float((values.to(weights.dtype) * weights).sum())
+        return float((self._tables.astype(values, weights) * weights).sum())
 
     def distribution(self, fn):
         """{value: probability} of a discrete function of the trace."""
@@ -102,8 +110,13 @@ class EnumeratedPosterior:
             for v, w in zip(values, weights):
                 out[v] = out.get(v, 0.0) + w
             return dict(sorted(out.items()))
-        unique, inverse = torch.unique(values, return_inverse=True)
-        sums = torch.zeros(len(unique), dtype=weights.dtype).index_add_(0, inverse, weights)
+        if torch.is_tensor(values):
+            unique, inverse = torch.unique(values, return_inverse=True)
+            sums = torch.zeros(len(unique), dtype=weights.dtype,
+                               device=weights.device).index_add_(0, inverse, weights)
+        else:
+            unique, inverse = np.unique(np.asarray(values), return_inverse=True)
+            sums = np.bincount(inverse.reshape(-1), weights=np.asarray(weights, np.float64))
         return dict(zip(unique.tolist(), sums.tolist()))
 
     def marginal(self, name):
@@ -113,7 +126,7 @@ class EnumeratedPosterior:
                              f"(latent sites: {sorted(self._own)})")
         dim = self._own[name]
         table, total = self._marginal(frozenset({dim}) if self._sizes[dim] > 1 else frozenset())
-        return (table / total).reshape(-1).double()
+        return self._tables.to_wide_float((table / total).reshape(-1))
 
     def largest_table(self, fn):
         """The number of cells of the largest table that a query for ``fn`` multiplies out
@@ -135,9 +148,9 @@ class EnumeratedPosterior:
             values, weights = [values.reshape(()).item()], [1.0]
         else:
             shape = broadcast_shape(values.shape, table.shape)
-            values = values.expand(shape).reshape(-1)
-            weights = table.expand(shape).reshape(-1)
-            if values.numel() <= 512:  # a few cells: plain Python beats tensor calls
+            values = self._tables.broadcast_to(values, shape).reshape(-1)
+            weights = self._tables.broadcast_to(table, shape).reshape(-1)
+            if self._tables.numel(values) <= 512:  # a few cells: plain Python beats tensor calls
                 z = self._marginals[query][3]
                 values, weights = values.tolist(), [w / z for w in weights.tolist()]
             else:
@@ -150,21 +163,21 @@ class EnumeratedPosterior:
         """log p(evidence): the log of the sum over every configuration of the joint."""
         table, total = self._marginal(frozenset())
         scales = self._marginals[frozenset()][2]
-        return float(total.log()) + sum(float(s) for s in scales) + self._log_constant()
+        return math.log(float(total)) + sum(float(s) for s in scales) + self._log_constant()
 
     @property
     def log_weights(self):
         """The normalised log joint over every enumeration dimension (materialised: small
         programs only)."""
         table, total = self._marginal(frozenset(d for d, k in self._sizes.items() if k > 1))
-        return (table / total).log()
+        return self._tables.log(table / total)
 
     # ------------------------------------------------------------------ internals
     def _on_grid(self, values, what):
         """``values`` as a tensor and the enumeration dims it spans, or a clear error."""
-        values = torch.as_tensor(values)
+        values = self._tables.asarray(values)
         shape = values.shape
-        first, ndim = self._first, values.dim()
+        first, ndim = self._first, values.ndim
         query, fits = [], True
         for d in range(-ndim, 0):
             size = shape[d]
@@ -194,10 +207,10 @@ class EnumeratedPosterior:
             if self._log_constant() == -math.inf:
                 raise ValueError("exact enumeration: the evidence has probability zero under "
                                  "the program")
-            one = torch.ones((), dtype=torch.float64)
+            one = self._tables.to_wide_float(self._tables.asarray(1.0))
             self._marginals[query] = (one, one, [], 1.0)
             return one, one
-        table, total, scales, z = elimination.marginal(self._plan(query), self._factor)
+        table, total, scales, z = elimination.marginal(self._plan(query), self._factor, self._tables)
         if not 0 < z < math.inf or self._log_constant() == -math.inf:
             raise ValueError("exact enumeration: the evidence has probability zero under "
                              "the program")
@@ -226,7 +239,7 @@ class EnumeratedPosterior:
         """Site ``index``'s table for :func:`inference.exact.elimination.contract`, checked: its
         probabilities must be non-negative and not NaN."""
         site = self._sites[index]
-        table, top = site_factor(site, self._own.get(site.name), self._first, rescale)
+        table, top = site_factor(site, self._own.get(site.name), self._first, rescale, self._ops)
         if not float(table.min()) >= 0:  # negative or NaN (NaN fails every comparison)
             self._invalid(index)
         return table, top
@@ -246,9 +259,9 @@ class EnumeratedPosterior:
             for site, scope in zip(self._sites, self._scopes):
                 if scope or not site.observed:
                     continue
-                lp = observed_log_prob(site)
-                if torch.is_tensor(lp):
-                    lp = lp.item() if lp.numel() == 1 else float(lp.sum())
+                lp = observed_log_prob(site, self._tables)
+                if hasattr(lp, "shape"):
+                    lp = float(self._tables.to_wide_float(lp).sum())
                 if lp != lp:
                     raise ValueError(
                         f"exact enumeration: observed site {site.name!r} "
@@ -268,8 +281,6 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
     built while summing latent sites out.
     """
     backend = backend_of(program)
-    if backend.name == "jax":
-        return funsor_posterior(backend, program, args, kwargs, max_plate_nesting)
     sizes, own = {}, {}
     limit = -(max_plate_nesting + 1)
 
@@ -296,21 +307,29 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
         dim = limit - len(sizes)
         if -dim > MAX_DIMS - 3:  # room for the next site's parameter and event dims
             raise _Plated(
-                f"exact enumeration: latent site {name!r} would need tensor dimension {dim}; "
-                f"torch allows {MAX_DIMS}, so at most {MAX_DIMS + limit + 1} latent sites "
+                f"exact enumeration: latent site {name!r} would need array dimension {dim}; "
+                f"arrays have at most {MAX_DIMS}, so at most {MAX_DIMS + limit + 1} latent sites "
                 f"with max_plate_nesting={max_plate_nesting}; use method='importance'")
-        sizes[dim], msg["value"] = support_on_dim(fn, dim)
+        sizes[dim], msg["value"] = support_on_dim(fn, dim, backend.ops)
         own[name] = dim
 
-    # blocked inside other handlers, which must not see the enumerated run
-    hide = poutine.block() if _PYRO_STACK else contextlib.nullcontext()
     try:
-        with torch.no_grad(), hide, categoricals_unvalidated():
+        with backend.no_grad(), _hidden(backend), categoricals_unvalidated():
             trace = backend.run(program, args, kwargs, draw=draw)
     except _Plated:  # latent sites inside plates or along a chain: the plated path
+        if backend.name == "jax":
+            return funsor_posterior(backend, program, args, kwargs, max_plate_nesting)
         return plated_posterior(program, *args, max_plate_nesting=max_plate_nesting, **kwargs)
     nesting = plate_nesting([trace])
     if nesting > max_plate_nesting:
         raise ValueError(f"exact enumeration: the program nests {nesting} plates; pass "
                          f"max_plate_nesting={nesting}")
-    return EnumeratedPosterior(trace, sizes, own, nesting, max_plate_nesting, max_cells)
+    return EnumeratedPosterior(trace, sizes, own, nesting, max_plate_nesting, max_cells, backend.ops)
+
+
+def _hidden(backend):
+    """Block the enumerated run from the handlers around the query, which must not see it
+    (on torch, only where a handler is active: the block costs a few percent of a query)."""
+    if backend.name == "torch" and not _PYRO_STACK:
+        return contextlib.nullcontext()
+    return backend.handlers.block()

@@ -37,7 +37,13 @@ class Backend(Protocol):
     # gumbel_given_argmax(logits, k) (the worlds' two distributions, thin classes per backend).
     # GFlowNet-EM's samplers add: to_float(x) (the default float dtype); cumsum(x, axis);
     # take_along(x, index, axis); top_k_indices(x, k) (along axis 0, largest first);
-    # draw_index(probs, key=None) (one categorical draw per row)
+    # draw_index(probs, key=None) (one categorical draw per row). Exact elimination adds:
+    # support_probs(fn) (the probabilities of a plain Categorical's support, or a
+    # Bernoulli's on JAX, else None); gather(table, indices) (``table[indices]`` for a tuple
+    # of index arrays: compiled on JAX); tables (the ops table the elimination's tables use,
+    # with amax(x) and to_wide_float(x) (float64) beside exp, log, where, reshape, moveaxis,
+    # broadcast_to, numel, asarray, astype, zeros: torch's own table; numpy on the host for
+    # JAX, whose eager operations compile once per new shape: host_tables.py)
     particle_plate: str  # the name of the plate that vectorises particles
 
     # ------------------------------------------------------- running and recording

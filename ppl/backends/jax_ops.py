@@ -2,15 +2,19 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions
 from jax.scipy.special import logsumexp
+
+from .host_tables import HostTables
 
 # composite operations compiled once: eagerly each is a chain of primitives dispatched one
 # by one (about 1 ms for a logsumexp); under an outer jit they are inlined
 _logsumexp = jax.jit(logsumexp, static_argnames="axis")
 _softmax = jax.jit(jax.nn.softmax, static_argnames="axis")
 _log_softmax = jax.jit(jax.nn.log_softmax, static_argnames="axis")
+_gather = jax.jit(lambda table, indices: table[indices])
 
 
 class _Ops:
@@ -203,6 +207,27 @@ class _Ops:
     def draw_index(probs, key=None):
         """One index per row of ``probs [n, K]``, drawn with ``key``."""
         return jax.random.categorical(key, jnp.log(probs), axis=-1)
+
+    # ------------------------------------------------ what exact elimination needs
+    tables = HostTables  # exact elimination's tables: numpy on the host (see host_tables)
+
+    @staticmethod
+    def support_probs(fn):
+        """The probabilities of ``fn``'s support ``arange(K)`` on a trailing axis, for
+        NumPyro's Categorical and Bernoulli built from probabilities; else None."""
+        kind = type(fn)
+        if kind is numpyro.distributions.CategoricalProbs:
+            return fn.probs
+        if kind is numpyro.distributions.BernoulliProbs:
+            p = np.asarray(fn.probs, dtype=np.float64)
+            return np.stack([1.0 - p, p], axis=-1)
+        return None
+
+    @staticmethod
+    def gather(table, indices):
+        """``table[indices]``: a tuple of integer index arrays, broadcast together (compiled
+        once per shape: eagerly, JAX's indexing costs about 0.5 ms a call)."""
+        return _gather(table, tuple(indices))
 
     @staticmethod
     def factor_distribution(log_factor):

@@ -1,5 +1,6 @@
 """Interventional queries, effects and exact enumeration on both backends, against answers
-summed by hand (torch: the project's variable elimination; JAX: funsor's sum-product)."""
+summed by hand (the project's variable elimination on both; latent sites inside plates:
+Pyro's plated sum-product on torch, funsor's on JAX)."""
 
 import itertools
 import math
@@ -67,6 +68,50 @@ def test_exact_expectations_of_functions_of_several_sites_and_the_evidence(on_ba
     for total in (0, 1, 2):
         mass = by_hand(lambda stress, smoking, t=total, **_: float(stress + smoking == t), {"cancer": 1})[0]
         assert table.get(total, table.get(float(total), 0.0)) == pytest.approx(mass, rel=1e-5)
+
+
+def test_evidence_outside_a_categorical_s_support_is_named(on_backend):
+    # NumPyro's Categorical clips an index outside its support (it would score state 1)
+    ops = ppl.get_backend().ops
+
+    def model():
+        rain = ppl.sample("rain", dist.Categorical(probs=ops.asarray([0.8, 0.2])))
+        return ppl.sample("wet", dist.Categorical(probs=ops.asarray([[0.9, 0.1], [0.2, 0.8]])[rain]))
+
+    with pytest.raises(ValueError, match="site 'wet'.* outside the support of (its )?Categorical"):
+        interventional(model, {}, "rain", evidence={"wet": 2})
+
+
+def test_scaled_and_masked_sites_weigh_the_sums(on_backend):
+    # the evidence x = 1 counts twice (scale 2), a masked-out observation not at all:
+    # P(z = 1 | evidence) = 0.3 * 0.9^2 / (0.3 * 0.9^2 + 0.7 * 0.2^2)
+    ops = ppl.get_backend().ops
+
+    def model():
+        z = ppl.sample("z", dist.Bernoulli(0.3))
+        with ppl.scale(scale=2.0):
+            ppl.sample("x", dist.Bernoulli(0.2 + 0.7 * z), obs=ops.asarray(1.0))
+        with ppl.mask(mask=False):
+            ppl.sample("y", dist.Bernoulli(0.01 + 0.98 * z), obs=ops.asarray(0.0))
+
+    posterior = enumerate_program(model)
+    on, off = 0.3 * 0.9 ** 2, 0.7 * 0.2 ** 2
+    assert posterior.expectation(lambda tr: tr["z"].value) == pytest.approx(on / (on + off), rel=1e-6)
+    assert float(posterior.log_evidence) == pytest.approx(math.log(on + off), rel=1e-6)
+
+    # a latent site's own density scaled (its prior squared) or masked out (a flat prior)
+    def latent_weighted(scale, mask):
+        def program():
+            with ppl.scale(scale=scale), ppl.mask(mask=mask):
+                z = ppl.sample("z", dist.Bernoulli(0.3))
+            ppl.sample("x", dist.Bernoulli(0.2 + 0.7 * z), obs=ops.asarray(1.0))
+        return program
+
+    squared = enumerate_program(latent_weighted(2.0, True)).expectation(lambda tr: tr["z"].value)
+    assert squared == pytest.approx(0.09 * 0.9 / (0.09 * 0.9 + 0.49 * 0.2), rel=1e-6)
+    for mask in (False, ops.asarray(False)):
+        flat = enumerate_program(latent_weighted(1.0, mask)).expectation(lambda tr: tr["z"].value)
+        assert flat == pytest.approx(0.9 / (0.9 + 0.2), rel=1e-6)
 
 
 DATA = [0.3, 2.4, -0.7, 1.9]
@@ -153,20 +198,35 @@ def test_a_discrete_bayesian_network_answers_alike_on_both_backends(on_backend):
     assert done.mean == pytest.approx(0.8 * 0.9 + 0.2 * 0.99, rel=1e-5)
 
 
-def test_a_network_larger_than_numpyro_s_enumeration_is_named_on_jax_and_auto_samples():
-    pytest.importorskip("funsor")
+def _persistent_chain(length, first=0.9):
+    def chain():
+        x = ppl.sample("x_0", dist.Bernoulli(first))
+        for t in range(1, length):
+            x = ppl.sample(f"x_{t}", dist.Bernoulli(0.05 + 0.9 * x))
+        return x
+    return chain
+
+
+def test_a_chain_longer_than_numpyro_s_enumeration_is_exact_on_both_backends(on_backend):
+    # 20 latent sites: more than NumPyro's enumeration has dimensions for (it holds one per
+    # site: 17 beside 8 plate dims), within the project's elimination on both backends. The
+    # chain forgets its start at rate 0.9 per step: P(x_t = 1) = 0.5 + (0.9 - 0.5) 0.9^t, and
+    # P(x_0 = 1 | x_19 = 1) = 0.9 P(x_19 = 1 | x_0 = 1) / P(x_19 = 1), P(x_19 = 1 | x_0 = 1) =
+    # 0.5 + 0.5 0.9^19.
+    chain = _persistent_chain(20)
+    p_last = 0.5 + 0.4 * 0.9 ** 19
+    assert interventional(chain, {}, "x_19").mean == pytest.approx(p_last, rel=1e-5)
+    seen = interventional(chain, {}, "x_0", evidence={"x_19": 1.0})
+    assert seen.mean == pytest.approx(0.9 * (0.5 + 0.5 * 0.9 ** 19) / p_last, rel=1e-5)
+
+
+def test_more_latent_sites_than_arrays_have_dimensions_are_named_and_auto_samples(on_backend):
     from inference.exact import NotEnumerableError
 
-    def chain():
-        x = ppl.sample("x_0", dist.Bernoulli(0.5))
-        for t in range(1, 40):
-            x = ppl.sample(f"x_{t}", dist.Bernoulli(0.2 + 0.6 * x))
-        return x
-
-    with ppl.backend("jax"):
-        with pytest.raises(NotEnumerableError, match="exact enumeration on the jax backend: 'x_\\d+' is "
-                           "latent site number \\d+, more than NumPyro's enumeration has dimensions"):
-            interventional(chain, {}, "x_39")
-        sampled = interventional(chain, {}, "x_39", method="auto", num_particles=4000)
+    chain = _persistent_chain(60, first=0.5)
+    with pytest.raises(NotEnumerableError, match="'x_\\d+' is latent site number \\d+, more than "
+                       "(NumPyro's enumeration has|torch's 64 tensor) dimensions"):
+        interventional(chain, {}, "x_59")
+    sampled = interventional(chain, {}, "x_59", method="auto", num_particles=4000)
     # the chain's stationary law is Bernoulli(0.5), started there
     assert sampled.method == "importance" and abs(sampled.mean - 0.5) < 5 * sampled.stderr

@@ -218,6 +218,28 @@ class _Ops:
         """One index per row of ``probs [n, K]``, drawn from torch's global generator."""
         return torch.multinomial(probs, 1).squeeze(-1)
 
+    # ------------------------------------------------ what exact elimination needs
+    @staticmethod
+    def amax(x):
+        """The largest entry of ``x`` (a 0-d array)."""
+        return x.amax()
+
+    @staticmethod
+    def to_wide_float(x):
+        """``x`` in the widest float dtype the backend computes in (float64)."""
+        return x if x.dtype == torch.float64 else x.double()
+
+    @staticmethod
+    def support_probs(fn):
+        """The probabilities of ``fn``'s support ``arange(K)`` on a trailing axis, if it
+        scores and enumerates as torch's Categorical; else None."""
+        return fn.probs if plain_categorical(type(fn)) else None
+
+    @staticmethod
+    def gather(table, indices):
+        """``table[indices]``: a tuple of integer index arrays, broadcast together."""
+        return table[indices]
+
     @staticmethod
     def factor_distribution(log_factor):
         """A distribution whose log density is ``log_factor`` whatever the value."""
@@ -231,6 +253,28 @@ class _Ops:
         from .causal import GumbelGivenArgmax
 
         return GumbelGivenArgmax(logits, k)
+
+
+_Ops.tables = _Ops  # exact elimination's tables stay torch tensors, on their device
+
+_CATEGORICALS = {}  # type -> whether it scores and enumerates as torch's Categorical
+
+
+def plain_categorical(cls):
+    """Whether ``cls`` scores and enumerates as torch's Categorical (cached per type).
+
+    >>> plain_categorical(torch.distributions.Categorical), plain_categorical(torch.distributions.Normal)
+    (True, False)
+    """
+    known = _CATEGORICALS.get(cls)
+    if known is None:
+        Categorical = torch.distributions.Categorical
+        known = (issubclass(cls, Categorical)
+                 and cls.log_prob in (Categorical.log_prob, pyro.distributions.Categorical.log_prob)
+                 and cls.enumerate_support in (Categorical.enumerate_support,
+                                               pyro.distributions.Categorical.enumerate_support))
+        _CATEGORICALS[cls] = known
+    return known
 
 
 def device_of(fn):
