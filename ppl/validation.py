@@ -203,24 +203,99 @@ def _exceeds(a, b):
     return bool(result.any()) if hasattr(result, "any") else bool(result)
 
 
+# transforms that map each number monotonically (torch's and NumPyro's share these names);
+# the image of an interval under one is the interval between the images of its ends
+_MONOTONE = frozenset({"ExpTransform", "SigmoidTransform", "AffineTransform", "SoftplusTransform",
+                       "TanhTransform", "ComposeTransform", "_InverseTransform", "IdentityTransform"})
+
+
+def _drawn_bounds(fn):
+    """(lower, upper, discrete) of the values ``fn`` draws, or None when that cannot be
+    told: its support's interval, or for a transformed distribution the image of its base
+    distribution's interval through monotone transforms (torch reports ``Real()`` as the
+    support of every transformed distribution whose last transform is affine)."""
+    transforms, base = getattr(fn, "transforms", None), getattr(fn, "base_dist", None)
+    if base is not None and type(fn).__name__ in _WRAPPERS:
+        return _drawn_bounds(base)  # the base's values, batched
+    if base is None or transforms is None:
+        return _bounds(fn.support)
+    bounds = _drawn_bounds(base)
+    for transform in transforms:
+        if bounds is None:
+            return None
+        bounds = _image(transform, bounds)
+    return bounds
+
+
+def _image(transform, bounds):
+    """The image of the interval ``bounds`` under a monotone ``transform`` (None if it is
+    not known to be monotone)."""
+    parts = getattr(transform, "parts", None)
+    if type(transform).__name__ not in _MONOTONE or (parts is not None and not all(
+            type(p).__name__ in _MONOTONE for p in parts)):
+        return None
+    lower, upper, discrete = bounds
+    if type(transform).__module__.startswith("torch") or type(transform).__module__.startswith("pyro"):
+        import torch
+
+        ends = torch.as_tensor(lower, dtype=torch.float64), torch.as_tensor(upper, dtype=torch.float64)
+        a, b = transform(ends[0]), transform(ends[1])
+        return torch.minimum(a, b), torch.maximum(a, b), False
+    import jax.numpy as jnp
+
+    a, b = transform(jnp.asarray(lower)), transform(jnp.asarray(upper))
+    return jnp.minimum(a, b), jnp.maximum(a, b), False
+
+
+def _short(value):
+    """A value for a message: a number, or its first few entries."""
+    flat = value.reshape(-1) if hasattr(value, "reshape") else value
+    if not hasattr(flat, "tolist"):
+        return repr(flat)
+    entries = flat.tolist()
+    return repr(entries[0]) if len(entries) == 1 else repr(entries[:3])[:-1] + (", ...]" if len(entries) > 3 else "]")
+
+
 def support_problem(name, proposal, target, value, role="guide"):
     """A sentence when ``proposal`` (a guide's distribution for site ``name``) can draw
     values outside ``target``'s support (the model's), where the model has no density;
-    None when it cannot, or when the supports cannot be compared. A point mass (``Delta``)
-    is judged by its ``value``."""
+    None when it cannot. A transformed distribution is judged by the image of its base's
+    support through its transforms; a point mass (``Delta``), or a proposal whose values'
+    range cannot be told (a transform of unknown shape), by its drawn ``value``.
+
+        >>> import torch, pyro.distributions as pd
+        >>> from torch.distributions import biject_to, constraints
+        >>> bounded = pd.TransformedDistribution(pd.Normal(0.0, 1.0), biject_to(constraints.interval(0.0, 10.0)))
+        >>> support_problem("sigma", bounded, pd.Uniform(0.0, 10.0), bounded.sample()) is None
+        True
+        >>> support_problem("sigma", pd.Normal(5.0, 1.0), pd.Uniform(0.0, 10.0), torch.tensor(5.0))[:60]
+        "site 'sigma': the guide draws it from Normal, whose support "
+    """
     p_base, t_base = _base(proposal), _base(target)
     try:
-        if type(p_base).__name__ == "Delta":
+        t = _bounds(target.support)
+        p = None if type(p_base).__name__ == "Delta" else _drawn_bounds(proposal)
+        if p is None:  # judged by its draw
             inside = target.support.check(value)
             if bool(inside.all()):
                 return None
-        else:
-            p, t = _bounds(proposal.support), _bounds(target.support)
-            if p is None or t is None:
-                return None
-            wider = _exceeds(t[0], p[0]) or _exceeds(p[1], t[1]) or (t[2] and not p[2])
-            if not wider:
-                return None
+            return (f"site {name!r}: the {role} drew {_short(value)} from {type(p_base).__name__}, "
+                    f"outside the model's {type(t_base).__name__} support {target.support}, where "
+                    "the model has no density; draw it from a distribution on the model's support")
+        if t is None:
+            return None
+        wider = _exceeds(t[0], p[0]) or _exceeds(p[1], t[1]) or (t[2] and not p[2])
+        if not wider:
+            return None
+        transforms = getattr(proposal, "transforms", None)
+        if transforms is not None and type(p_base).__name__ == "TransformedDistribution":
+            inner = _base(p_base.base_dist)
+            return (f"site {name!r}: the {role} draws it from {type(inner).__name__} through "
+                    f"{', '.join(type(t).__name__ for t in transforms)}, whose values range over "
+                    f"({float(p[0].min()):.4g}, {float(p[1].max()):.4g}), which reaches outside the "
+                    f"model's {type(t_base).__name__} support {target.support}, where the model has "
+                    "no density; choose transforms whose image is the model's support (e.g. "
+                    "biject_to(the model's support))")
     except Exception:  # supports of other kinds, or bounds of shapes that do not broadcast
         return None
     return (f"site {name!r}: the {role} draws it from {type(p_base).__name__}, whose support "
