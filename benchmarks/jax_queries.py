@@ -9,7 +9,7 @@
   ChiRho's ``TwinWorldCounterfactual`` over a 10,000-particle plate (on torch, ChiRho being
   Pyro-only) and ours on torch.
 * ``jax_interventional``: exact P(target | do(node = state)) on pgmpy's networks, ours on
-  JAX (funsor's sum-product) against ours on torch (the project's own elimination).
+  JAX against ours on torch (the project's own elimination on both).
 
 Each call ends with its answer as a Python float (or the distribution's first
 probability), as the strategies compute it.
