@@ -253,7 +253,9 @@ def _short(value):
     if not hasattr(flat, "tolist"):
         return repr(flat)
     entries = flat.tolist()
-    return repr(entries[0]) if len(entries) == 1 else repr(entries[:3])[:-1] + (", ...]" if len(entries) > 3 else "]")
+    if len(entries) == 1:
+        return repr(entries[0])
+    return repr(entries[:3])[:-1] + (", ...]" if len(entries) > 3 else "]")
 
 
 def support_problem(name, proposal, target, value, role="guide"):
@@ -265,7 +267,8 @@ def support_problem(name, proposal, target, value, role="guide"):
 
         >>> import torch, pyro.distributions as pd
         >>> from torch.distributions import biject_to, constraints
-        >>> bounded = pd.TransformedDistribution(pd.Normal(0.0, 1.0), biject_to(constraints.interval(0.0, 10.0)))
+        >>> into = biject_to(constraints.interval(0.0, 10.0))  # sigmoid, then affine
+        >>> bounded = pd.TransformedDistribution(pd.Normal(0.0, 1.0), into)
         >>> support_problem("sigma", bounded, pd.Uniform(0.0, 10.0), bounded.sample()) is None
         True
         >>> support_problem("sigma", pd.Normal(5.0, 1.0), pd.Uniform(0.0, 10.0), torch.tensor(5.0))[:60]

@@ -53,7 +53,7 @@ class TorchEngine:
     def discover(self, traces, extra=None, create_optimizer=True):
         """Register leaves first seen in these traces (cheap when nothing is new); the
         optimiser is made on the first call with ``create_optimizer``."""
-        store = pyro.get_param_store()._params
+        store = dict(pyro.get_param_store().named_parameters())  # name -> unconstrained leaf
         new = {}
         for trace in traces:
             for name in trace.params:
@@ -79,14 +79,14 @@ class TorchEngine:
     def _start_from(self, name, value):
         """Set a new parameter to a given constrained value (``VI(params=...)``), in place."""
         store = pyro.get_param_store()
-        leaf = store._params[name]
+        leaf, constraint = dict(store.named_parameters())[name], store.get_state()["constraints"][name]
         value = torch.as_tensor(value, dtype=leaf.dtype, device=leaf.device)
         if value.shape != leaf.shape:
             raise ValueError(f"params: {name!r} has shape {tuple(value.shape)}, but the program's "
                              f"parameter has shape {tuple(leaf.shape)}")
-        check_param_value(name, value, store._constraints[name], "given value (params=)")
+        check_param_value(name, value, constraint, "given value (params=)")
         with torch.no_grad():
-            leaf.copy_(transform_to(store._constraints[name]).inv(value))
+            leaf.copy_(transform_to(constraint).inv(value))
 
     def _create_optimizer(self):
         pending = self._pending
@@ -111,7 +111,7 @@ class TorchEngine:
         """Constrained parameter values by name: copies, so that later training (of this
         strategy or of one started from them) does not change them."""
         store = pyro.get_param_store()
-        return {name: (store[name] if name in store._params else leaf).detach().clone()
+        return {name: (store[name] if name in store else leaf).detach().clone()
                 for name, leaf in self.leaves.items()}
 
     def constrained(self):

@@ -21,7 +21,7 @@ import math
 
 import torch
 from pyro import poutine
-from pyro.poutine.runtime import _PYRO_STACK
+from pyro.poutine.runtime import am_i_wrapped
 
 from ppl.errors import SiteError
 
@@ -160,7 +160,7 @@ def plated_posterior(program, *args, max_plate_nesting=8, **kwargs):
         return {"enumerate": "parallel"}
 
     configured = poutine.infer_config(program, config_fn=mark)
-    hide = poutine.block() if _PYRO_STACK else contextlib.nullcontext()
+    hide = poutine.block() if am_i_wrapped() else contextlib.nullcontext()
     try:
         with torch.no_grad(), hide:
             trace = backend.run(configured, args, kwargs, enumerate_from=-(max_plate_nesting + 1))

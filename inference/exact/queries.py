@@ -42,7 +42,7 @@ import math
 
 import numpy as np
 import torch
-from pyro.poutine.runtime import _PYRO_STACK
+from pyro.poutine.runtime import am_i_wrapped
 
 from ppl.backend import backend_of
 from ppl.shapes import broadcast_shape
@@ -330,6 +330,6 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
 def _hidden(backend):
     """Block the enumerated run from the handlers around the query, which must not see it
     (on torch, only where a handler is active: the block costs a few percent of a query)."""
-    if backend.name == "torch" and not _PYRO_STACK:
+    if backend.name == "torch" and not am_i_wrapped():
         return contextlib.nullcontext()
     return backend.handlers.block()

@@ -261,8 +261,8 @@ def _transformed(base, *transforms):
 
 T = torch.distributions.transforms
 BOUNDED_GUIDES = {  # Pyro's bounded-site guides: torch reports Real() as each one's support
-    "biject_to(interval(0, 10))": _transformed(lambda loc: dist.Normal(loc, 1.0),
-                                               torch.distributions.biject_to(constraints.interval(0.0, 10.0))),
+    "biject_to(interval(0, 10))": _transformed(
+        lambda loc: dist.Normal(loc, 1.0), torch.distributions.biject_to(constraints.interval(0.0, 10.0))),
     "sigmoid, then affine(0, 10)": _transformed(lambda loc: dist.Normal(loc, 1.0), T.SigmoidTransform(),
                                                 T.AffineTransform(0.0, 10.0)),
     "Beta(2, 8) scaled by 10": _transformed(lambda loc: dist.Beta(2.0 + loc.exp(), 8.0),
@@ -308,8 +308,8 @@ def test_a_transformed_guide_inside_a_bounded_site_trains_on_jax():
 
         def wide(x):
             loc = ppl.param("loc", 0.0)
-            ppl.sample("sigma", nd.TransformedDistribution(
-                nd.Normal(loc, 1.0), [nd.transforms.SigmoidTransform(), nd.transforms.AffineTransform(0.0, 20.0)]))
+            into = [nd.transforms.SigmoidTransform(), nd.transforms.AffineTransform(0.0, 20.0)]
+            ppl.sample("sigma", nd.TransformedDistribution(nd.Normal(loc, 1.0), into))
 
         x = jnp.array([0.5, 1.0, -2.0])
         losses = VI(bounded_model, guide).run(x, num_steps=5, progress=False)

@@ -13,10 +13,10 @@ import torch
 from pyro import poutine
 from pyro.ops.provenance import ProvenanceTensor, detach_provenance, get_provenance
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.subsample_messenger import _Subsample
 from torch.overrides import TorchFunctionMode
 
 from ...site_handler import RunsRule
+from .pyro_internals import SUBSAMPLE
 from .state import restored_rng
 
 
@@ -34,7 +34,7 @@ class _ProvenanceTracker(Messenger):
         self.watch = watch
 
     def _pyro_post_sample(self, msg):
-        if type(msg["fn"]) is _Subsample:
+        if type(msg["fn"]) is SUBSAMPLE:
             return
         name = msg["name"]
         control = set(self.watch.escaped)  # sites read by control flow so far
@@ -122,11 +122,11 @@ class RuleMessenger(RunsRule, Messenger):
     # Pyro's plate draws its indices at a sample site of its own (NumPyro's is a plate
     # message): a neutral handler sees the program's sample sites only
     def _pyro_sample(self, msg):
-        if type(msg["fn"]) is not _Subsample:
+        if type(msg["fn"]) is not SUBSAMPLE:
             self.rule.process_sample(msg)
 
     def _pyro_post_sample(self, msg):
-        if type(msg["fn"]) is not _Subsample:
+        if type(msg["fn"]) is not SUBSAMPLE:
             self.rule.postprocess_sample(msg)
 
 

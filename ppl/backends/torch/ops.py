@@ -92,7 +92,7 @@ class _Ops:
         log_prob takes floats)."""
         if torch.is_tensor(value):
             return value
-        integer = isinstance(fn.support, torch.distributions.constraints._IntegerInterval)
+        integer = isinstance(fn.support, torch.distributions.constraints.integer_interval)
         return torch.as_tensor(value, dtype=torch.long if integer else torch.get_default_dtype(),
                                device=device_of(fn))
 

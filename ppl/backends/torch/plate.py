@@ -22,7 +22,7 @@ class Plate(PlateMessenger):
     A site whose ``infer["block_plates"]`` names the plate stays outside it, as in
     NumPyro's plates (counterfactual worlds keep their shared noise outside the world plate).
 
-    Pyro's plate always runs a ``_Subsample`` site through the effect stack to draw its
+    Pyro's plate always runs a subsample site through the effect stack to draw its
     indices; with no subsampling those are ``arange(size)``, so this plate makes them
     lazily. Subsampled plates behave exactly as ``pyro.plate``.
     """

@@ -8,11 +8,11 @@ import pyro
 import pyro.distributions
 import torch
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.runtime import _PYRO_STACK
 
 from ...errors import NonFiniteError, PPLError, SiteError
 from ...validation import check_param_value, markov_window_problem
 from .plate import Plate
+from .pyro_internals import HANDLER_STACK, store_dicts
 from .recorder import Recorder
 
 
@@ -28,8 +28,8 @@ def _module(name, nn_module, update_module_params=True):
     """
     cached = _registered_modules.get(name)
     if cached is not None and cached[0] is nn_module and _only_recorders_listen():
-        if cached[1] in pyro.get_param_store()._params:
-            for frame in _PYRO_STACK:
+        if cached[1] in store_dicts(pyro.get_param_store()).params:
+            for frame in HANDLER_STACK:
                 if type(frame) is Recorder:
                     frame.params.update(cached[2])
             return nn_module
@@ -45,7 +45,7 @@ def _module(name, nn_module, update_module_params=True):
 
 
 def _check_module_shapes(name, nn_module):
-    store = pyro.get_param_store()._params
+    store = store_dicts(pyro.get_param_store()).params
     for param_name, p in nn_module.named_parameters():
         stored = store.get(f"{name}$$${param_name}")
         if stored is not None and stored.shape != p.shape:
@@ -57,7 +57,7 @@ def _check_module_shapes(name, nn_module):
 
 def _param(name, init_value=None, *args, **kwargs):
     if init_value is not None and not callable(init_value):
-        new = name not in pyro.get_param_store()._params
+        new = name not in store_dicts(pyro.get_param_store()).params
         if not isinstance(init_value, torch.Tensor):
             init_value = torch.as_tensor(init_value, dtype=torch.get_default_dtype())
         elif new:
@@ -104,7 +104,7 @@ class _WindowLongerThanChain(Messenger):
 
 
 def _only_recorders_listen():
-    return bool(_PYRO_STACK) and all(type(f) in _PARAM_BLIND for f in _PYRO_STACK)
+    return bool(HANDLER_STACK) and all(type(f) in _PARAM_BLIND for f in HANDLER_STACK)
 
 
 _PARAM_BLIND = (Recorder, Plate, pyro.plate)

@@ -6,12 +6,12 @@ import pyro.distributions
 import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.subsample_messenger import _Subsample
 
 from ...errors import ShapeError
 from ...shapes import broadcast_shape
 from ...trace_view import PlateInfo, Site, Trace
 from ...validation import check_distribution_backend, explain_score_failure
+from .pyro_internals import SUBSAMPLE
 
 
 class Recorder(Messenger):
@@ -36,7 +36,7 @@ class Recorder(Messenger):
         self.subsamples = {}
 
     def _pyro_sample(self, msg):
-        if type(msg["fn"]) is _Subsample:
+        if type(msg["fn"]) is SUBSAMPLE:
             if self.replay is not None and msg["name"] in self.replay:
                 msg["value"] = _checked_indices(msg, self.replay[msg["name"]])
             return
@@ -53,7 +53,7 @@ class Recorder(Messenger):
 
     def _pyro_post_sample(self, msg):
         name = msg["name"]
-        if type(msg["fn"]) is _Subsample:  # a plate's own subsample site, not a random variable
+        if type(msg["fn"]) is SUBSAMPLE:  # a plate's own subsample site, not a random variable
             if _subsampled(msg["fn"]):
                 self.subsamples[name] = msg["value"]
             return

@@ -27,7 +27,7 @@ import weakref
 import pyro
 import torch
 from pyro.params.param_store import ParamStoreDict
-from pyro.poutine.runtime import _DIM_ALLOCATOR, _PYRO_STACK
+from .pyro_internals import HANDLER_STACK, dim_allocator_stack, set_store_dicts, store_dicts
 
 _LOCK = threading.RLock()
 _STATES = weakref.WeakSet()  # every strategy's state: whose parameter a global read missed
@@ -68,11 +68,12 @@ class ProgramState:
         self.constraints = {}
         with _LOCK:  # while another strategy runs, the global store is swapped out
             store = pyro.get_param_store()
-            for name, value in store._params.items():
+            dicts = store_dicts(store)
+            for name, value in dicts.params.items():
                 if "$$$" not in name:
                     copy = value.detach().clone().requires_grad_(value.requires_grad)
                     self.params[name], self.param_to_name[copy] = copy, name
-                    self.constraints[name] = store._constraints[name]
+                    self.constraints[name] = dicts.constraints[name]
         self.inherited = frozenset(self.params)
         self.rng_seed = rng_seed
         self.rng = None if rng_seed is None else _seeded_cpu_state(rng_seed)
@@ -105,10 +106,9 @@ def entered(state):
             yield state
             return
         store = pyro.get_param_store()
-        outer = (store._params, store._param_to_name, store._constraints)
-        depth, dims = len(_PYRO_STACK), list(_DIM_ALLOCATOR._stack)
-        store._params, store._param_to_name, store._constraints = (
-            state.params, state.param_to_name, state.constraints)
+        outer = store_dicts(store)
+        depth, dims = len(HANDLER_STACK), list(dim_allocator_stack())
+        set_store_dicts(store, (state.params, state.param_to_name, state.constraints))
         outer_rng = _swap_rng_in(state) if state.rng is not None else None
         state.active = True
         try:
@@ -116,14 +116,14 @@ def entered(state):
         except BaseException:
             # a handler whose __enter__ failed half-way (a plate that allocated its dim,
             # then rejected its size) never exits: drop what the fault left behind
-            del _PYRO_STACK[depth:]
-            _DIM_ALLOCATOR._stack[:] = dims
+            del HANDLER_STACK[depth:]
+            dim_allocator_stack()[:] = dims
             raise
         finally:
             state.active = False
             if outer_rng is not None:
                 _swap_rng_out(state, outer_rng)
-            store._params, store._param_to_name, store._constraints = outer
+            set_store_dicts(store, outer)
 
 
 def _swap_rng_in(state):
