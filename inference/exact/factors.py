@@ -1,7 +1,7 @@
 """The factor of one site of an enumerated trace (see :mod:`inference.exact`): the
-enumeration dims its density spans, read off shapes, and its density as a table in the
-backend's widest float (float64 on torch; on JAX, float32 unless x64 is enabled), with
-fast paths for torch's Categorical sites and the checks that stand in for torch's.
+enumeration dims its density spans, read off shapes, and its density as a float64 table of
+the backend's ``ops.tables`` (torch tensors on torch; numpy on the host for JAX), with fast
+paths for plain Categorical sites and the checks that stand in for torch's.
 
 Torch validates a Categorical's probabilities on construction, which costs more than the
 rest of a small query on a network of Categorical sites: while the program runs, that check
