@@ -27,7 +27,8 @@ a library's message into one that names the site).
 import math
 import numbers
 
-from .errors import NonFiniteError, PPLError, SiteError
+from .errors import NonFiniteError, PPLError, ShapeError, SiteError
+from .shapes import broadcast_shape
 
 # the array types each backend's distributions score (module of the type, first part)
 _ARRAYS = {"torch": ("torch",), "jax": ("jax", "jaxlib", "numpy")}
@@ -176,6 +177,27 @@ def explain_score_failure(site, error, backend):
             problem = (f"site {site.name!r}: values of dtype {dtype} under {type(_base(site.fn)).__name__}, "
                        "whose support is integers; pass integer values")
     return None if problem is None else SiteError(problem, site=site.name)
+
+
+def value_broadcasts(site):
+    """Whether a site's value broadcasts against its distribution's batch + event shape."""
+    value_shape = tuple(getattr(site.value, "shape", ()))
+    try:
+        broadcast_shape(value_shape, tuple(site.fn.batch_shape) + tuple(site.fn.event_shape))
+    except RuntimeError:
+        return False
+    return True
+
+
+def value_shape_error(site, error):
+    """The :class:`ShapeError` for a value that does not broadcast against its site's
+    distribution (a plate of the wrong size, most often), naming the site and its plates."""
+    value_shape = tuple(getattr(site.value, "shape", ()))
+    expected = tuple(site.fn.batch_shape) + tuple(site.fn.event_shape)
+    plates = ", ".join(f"{p.name!r} (dim {p.dim}, size {p.size})" for p in site.plates) or "none"
+    return ShapeError(f"site {site.name!r}: cannot score a value of shape {value_shape} under "
+                      f"{type(_base(site.fn)).__name__} with batch + event shape {expected}; plates: "
+                      f"{plates}. ({error})", site=site.name)
 
 
 # ------------------------------------------------------------------- a proposal's support
@@ -410,7 +432,8 @@ def check_site_values(kind, values):
 
 
 __all__ = ["check_observations", "check_param_value", "check_plate", "check_site_values",
-           "explain_run_failure", "explain_score_failure", "support_problem", "value_problem"]
+           "explain_run_failure", "explain_score_failure", "support_problem", "value_broadcasts",
+           "value_problem", "value_shape_error"]
 
 
 def markov_window_problem(name, history, length):

@@ -9,7 +9,8 @@ from numpyro.primitives import Messenger
 
 from ..errors import SiteError
 from ..trace_view import PlateInfo, Site, Trace
-from ..validation import check_distribution_backend, explain_score_failure
+from ..validation import (check_distribution_backend, explain_score_failure, value_broadcasts,
+                          value_shape_error)
 
 
 class Recorder(Messenger):
@@ -107,6 +108,8 @@ def _site_log_prob(site):
     try:
         lp = site.fn.log_prob(site.value)
     except (TypeError, ValueError, IndexError) as error:
+        if not value_broadcasts(site):  # JAX's message names neither the site nor its plates
+            raise value_shape_error(site, error) from error
         named = explain_score_failure(site, error, "jax")  # the site, and what it expects
         if named is not None:
             raise named from error

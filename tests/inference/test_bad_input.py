@@ -589,3 +589,26 @@ def test_a_draw_count_and_a_graph_are_named_when_wrong():
     with pytest.raises(TypeError, match="identify: expected a causal graph, got the program 'two_component'; "
                                         "pass ppl.graph\\(two_component"):
         ppl.identify(two_component, "c", "x")
+
+
+# today (JAX): ValueError "Incompatible shapes for broadcasting: shapes=[(3,), (5,)]",
+# naming neither the site nor the plate (torch named both)
+@pytest.mark.parametrize("strategy", ["VI", "Importance"])
+def test_a_plate_smaller_than_its_data_is_named_on_both_backends(on_backend, strategy):
+    ops = ppl.get_backend().ops
+
+    def model(x):
+        loc = ppl.sample("loc", dist.Normal(0.0, 1.0))
+        with ppl.plate("data", 3):
+            ppl.sample("x", dist.Normal(loc, 1.0), obs=x)
+
+    def guide(x):
+        ppl.sample("loc", dist.Normal(ppl.param("m", ops.asarray(0.0)), 1.0))
+
+    x = ops.asarray([0.1, 0.2, 0.3, 0.4, 0.5])
+    with pytest.raises(ShapeError, match=r"site 'x': cannot score a value of shape \(5,\) under Normal with "
+                                         r"batch \+ event shape \(3,\); plates: 'data' \(dim -1, size 3\)"):
+        if strategy == "VI":
+            VI(model, guide).step(x)
+        else:
+            Importance(model, num_particles=10).run(x)

@@ -10,7 +10,8 @@ from pyro.poutine.messenger import Messenger
 from ...errors import ShapeError
 from ...shapes import broadcast_shape
 from ...trace_view import PlateInfo, Site, Trace
-from ...validation import check_distribution_backend, explain_score_failure
+from ...validation import (check_distribution_backend, explain_score_failure, value_broadcasts,
+                           value_shape_error)
 from .pyro_internals import SUBSAMPLE
 
 
@@ -90,12 +91,12 @@ def _site_log_prob(site):
     try:
         log_prob = site.fn.log_prob(site.value)
     except (ValueError, RuntimeError) as error:
-        if _broadcasts(site):
+        if value_broadcasts(site):
             named = explain_score_failure(site, error, "torch")  # the site, and what it expects
             if named is not None:
                 raise named from error
             raise
-        raise ValueError(_shape_error(site, error)) from error
+        raise value_shape_error(site, error) from error
     if site.observed and type(site.fn) in _CLAMPED and "probs" in vars(site.fn):
         log_prob = _impossible_as_minus_inf(site.fn, site.value, log_prob)
     return scale_and_mask(log_prob, site.scale, site.mask)
@@ -117,24 +118,6 @@ def _impossible_as_minus_inf(fn, value, log_prob):
         exact = probs.expand(tuple(batch) + probs.shape[-1:]).gather(-1, index).squeeze(-1)
     impossible = exact == 0
     return log_prob.masked_fill(impossible, -math.inf) if bool(impossible.any()) else log_prob
-
-
-def _broadcasts(site):
-    value_shape = tuple(getattr(site.value, "shape", ()))
-    try:
-        broadcast_shape(value_shape, tuple(site.fn.batch_shape) + tuple(site.fn.event_shape))
-    except RuntimeError:
-        return False
-    return True
-
-
-def _shape_error(site, error):
-    value_shape = tuple(getattr(site.value, "shape", ()))
-    expected = tuple(site.fn.batch_shape) + tuple(site.fn.event_shape)
-    plates = ", ".join(f"{p.name!r} (dim {p.dim}, size {p.size})" for p in site.plates) or "none"
-    return (f"site {site.name!r}: cannot score a value of shape {value_shape} under "
-            f"{type(site.fn).__name__} with batch + event shape {expected}; plates: {plates}. "
-            f"({error})")
 
 
 def _plates(msg):
