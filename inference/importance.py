@@ -140,10 +140,11 @@ class Importance(Strategy):
     ``params=vi.params`` (otherwise the proposal's ``param`` sites take their initial
     values). ``rng_seed``: an integer makes runs reproducible (a random stream of this
     strategy's own); None draws from the backend's global generator (JAX: key 0).
-    ``vectorize_particles=False`` runs the programs once per particle, for programs that do
-    not broadcast over an extra batch dimension (``x @ w``); ``"vmap"`` (JAX) maps them with
-    ``jax.vmap``; ``"auto"`` falls back to one of those if the plate fails
-    (:mod:`inference.particles`). Vectorised particles run in
+    ``vectorize_particles="auto"`` (the default) draws them on a particle plate and, for
+    programs that do not broadcast over an extra batch dimension (``x @ w``), warns once and
+    maps them with ``jax.vmap`` (JAX) or runs them one by one (torch); ``True`` insists on
+    the plate, ``False`` runs one by one, ``"vmap"`` maps (:mod:`inference.particles`).
+    Vectorised particles run in
     chunks of ``chunk_size`` (by default as many as fit in ``max_memory`` bytes, estimated
     from the first run), so that 10^7 particles on 1,000 observations never ask for one
     huge allocation; the weights are pooled exactly. A result has a ``trace`` only when
@@ -151,7 +152,7 @@ class Importance(Strategy):
     """
 
     def __init__(self, model, proposal=None, num_particles=1000, *, max_plate_nesting=None,
-                 rng_seed=None, params=None, vectorize_particles=True, max_memory=2 ** 28,
+                 rng_seed=None, params=None, vectorize_particles="auto", max_memory=2 ** 28,
                  chunk_size=None):
         num_particles = count("Importance", "num_particles", num_particles)
         check_nesting_argument("Importance", max_plate_nesting)
@@ -202,8 +203,6 @@ class Importance(Strategy):
             self.chunk_size = self.num_particles if self.max_memory is None else max(
                 1, self.max_memory // bytes_per_particle([model_tr, guide_tr]))
         self._ready = True
-        if self.vectorize_particles == "auto":
-            self._probe_vectorised(args, kwargs)
 
     def _warn_initial_params(self, guide_tr):
         """A fitted guide's parameters belong to the strategy that fitted it: say so when
@@ -221,7 +220,15 @@ class Importance(Strategy):
         with self.entered():
             if not self._ready:
                 self._setup(args, kwargs)
-            result = self._batch(args, kwargs)
+            try:
+                result = self._batch(args, kwargs)
+            except ShapeError as failure:  # "auto": the plate failed on the first chunk
+                if self.vectorize_particles != "auto" or self._vectorised_ok:
+                    raise
+                self.vectorize_particles = fallback_mode(self.backend)
+                warn_fallback("Importance", failure.__cause__ or failure, self.vectorize_particles,
+                              self.num_particles, self._plates)
+                result = self._batch(args, kwargs)
         self.step_count += 1
         return result
 
@@ -301,16 +308,6 @@ class Importance(Strategy):
             if not is_program_failure(error):
                 raise
             raise vectorisation_error("Importance", K, self._plates, error) from error
-
-    def _probe_vectorised(self, args, kwargs):
-        """``vectorize_particles="auto"``: the first chunk on the particle plate, at set-up,
-        to choose how particles run."""
-        try:
-            with self.backend.no_grad():
-                self._vectorised(args, kwargs, min(self.chunk_size, self.num_particles))
-        except ShapeError as failure:
-            self.vectorize_particles = fallback_mode(self.backend)
-            warn_fallback("Importance", failure, self.vectorize_particles)
 
     def _weights(self, args, kwargs, particles, rng=None):
         """One run of proposal and model: (log weights, [(role, trace)] ending with the

@@ -1,13 +1,15 @@
 """How a strategy runs its K particles (``vectorize_particles``), in one place for VI and
 Importance.
 
-- ``True``: at once, on a particle plate left of the program's plates (the default);
+- ``"auto"`` (the default): the plate, and where the first run with it fails (a program
+  that does not broadcast over an extra batch dimension: ``x @ w`` with ``w`` a sample,
+  NumPyro's ``AutoContinuous`` guides), ``"vmap"`` on JAX or one by one on torch, with one
+  warning that says what the fallback costs;
+- ``True``: at once, on a particle plate left of the program's plates (an error where the
+  program does not broadcast);
 - ``False``: one run per particle, as Pyro does by default;
 - ``"vmap"`` (JAX): the one-particle program mapped over K keys with ``jax.vmap``, laid
-  out as the plate would lay it out, for programs that do not broadcast over an extra
-  batch dimension (``x @ w``, NumPyro's ``AutoContinuous`` guides) at vectorised speed;
-- ``"auto"``: the plate, and where the first run with it fails, ``"vmap"`` on JAX or
-  one by one on torch, with a warning.
+  out as the plate would lay it out, at vectorised speed.
 
     >>> particles_arg(True, 8, 1), particles_arg("vmap", 8, 1), particles_arg(False, 8, 1)
     ((8, -2), (8, -2, 'vmap'), None)
@@ -53,7 +55,13 @@ def vectorisation_error(owner, num, plate_dims, error):
         f"{owner}(..., vectorize_particles=False) (one by one), 'vmap' (JAX) or 'auto'")
 
 
-def warn_fallback(owner, error, mode):
-    how = "mapped with jax.vmap" if mode == "vmap" else "one by one"
-    warnings.warn(f"{owner}: {error}; running the particles {how} from now on", UserWarning,
-                  stacklevel=user_stacklevel())
+def warn_fallback(owner, error, mode, num, plate_dims):
+    """The one warning of ``vectorize_particles="auto"`` falling back, with its cost;
+    ``error``: what the programs raised with their particles on the plate."""
+    how = ("mapped with jax.vmap from now on (about the plate's speed, after a compilation; "
+           "vectorize_particles='vmap' chooses this and silences the warning)" if mode == "vmap" else
+           f"one by one from now on: {num} runs of the programs per step where the plate took "
+           "one (vectorize_particles=False chooses this and silences the warning)")
+    warnings.warn(f"{owner}: the programs do not broadcast over {num} particles on a plate at dim "
+                  f"{-(plate_dims + 1)} (they ran with one particle: {error}); running the "
+                  f"particles {how}", UserWarning, stacklevel=user_stacklevel())

@@ -39,7 +39,9 @@
 # Pyro's global store is never written, so the three strategies below cannot disturb one
 # another. The other difference: `VI` draws its `K` particles at once on an extra batch
 # dimension (Pyro's `vectorize_particles=True`); a program that does not broadcast over
-# it (`x @ w`, `locs[assignment]`) runs with `VI(..., vectorize_particles=False)`.
+# it (`x @ w`, `locs[assignment]`) is run one particle at a time after one warning (the
+# default `vectorize_particles="auto"`), or without the warning with
+# `VI(..., vectorize_particles=False)`.
 #
 # Set `PPL_FAST=1` to run it in a few seconds (the test suite does).
 
@@ -303,7 +305,8 @@ print("MAP:", {name: np.round(value.double().numpy(), 3).tolist() for name, valu
 # Pyro's `init_to_value`. The assignments are still summed out exactly in every particle.
 # `locs[assignment]` indexes the first dimension of `locs`, which under vectorised
 # particles is the particle dimension: the program runs with
-# `vectorize_particles=False` (with the default, `VI` raises a `ShapeError` that says so).
+# `vectorize_particles=False` (the default, `"auto"`, would try the vectorised run first,
+# warn, and switch).
 #
 # A caution about the `.clone()` below. Values read inside `param_scope` are the strategy's
 # live parameters, as in Pyro (`vi.params` gives copies), and an AutoGuide makes an

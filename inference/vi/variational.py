@@ -77,17 +77,17 @@ class VI(FittedQueries, Strategy):
             untouched by other code); None draws from the backend's global generator.
         params: starting values (constrained) for ``param`` sites by name, e.g. another
             fit's ``vi.params`` to continue from it (copied; modules keep their weights).
-        vectorize_particles: draw the ``K`` particles at once on a particle plate (the
-            default); False runs the programs once per particle, as Pyro does by default,
-            for programs that do not broadcast over an extra batch dimension (``x @ w``);
-            ``"vmap"`` (JAX) maps the one-particle programs with ``jax.vmap``; ``"auto"``
-            vectorises and, if the first vectorised run fails, warns and maps (JAX) or runs
-            particles one by one (torch) from then on (:mod:`inference.particles`).
+        vectorize_particles: ``"auto"`` (the default) draws the ``K`` particles at once on a
+            particle plate and, if the first vectorised run fails (a program that does not
+            broadcast over an extra batch dimension: ``x @ w``), warns once and maps them
+            with ``jax.vmap`` (JAX) or runs them one by one (torch); True insists on the
+            plate; False runs the programs once per particle, as Pyro does by default;
+            ``"vmap"`` (JAX) maps the one-particle programs (:mod:`inference.particles`).
     """
 
     def __init__(self, model, guide, objective=None, optimizer=None, *, estimators=None,
                  independent_plate="auto", max_plate_nesting=None, rng_seed=None, params=None,
-                 vectorize_particles=True):
+                 vectorize_particles="auto"):
         super().__init__(model, rng_seed)
         self.guide = guide
         self.objective = as_objective(objective) if objective is not None else ELBO()
@@ -153,8 +153,6 @@ class VI(FittedQueries, Strategy):
         if self.vectorize_particles == "vmap":
             self._check_mappable(guide_tr)
         self._ready = True
-        if vectorised and self.vectorize_particles == "auto" and not self._vectorised_ok:
-            self._probe_vectorised(args, kwargs)
 
     def _check_mappable(self, guide_tr):
         if self._enum_dims:
@@ -165,20 +163,18 @@ class VI(FittedQueries, Strategy):
             raise UnsupportedError(f"per-element weights over subsampled plate {subsampled[0]!r} with "
                                    "particles mapped by vmap", hint="pass independent_plate=None")
 
-    def _probe_vectorised(self, args, kwargs):
-        """``vectorize_particles="auto"``: one vectorised run now, outside any compiled step,
-        to choose how particles run."""
-        try:
-            with self.backend.no_grad():
-                self._weights(args, kwargs, *self.engine.loss_inputs())
-            self._vectorised_ok = True
-        except Exception as error:  # noqa: BLE001 -- sorted by is_program_failure
-            if not is_program_failure(error) and not isinstance(error, ShapeError):
-                raise
-            self.vectorize_particles = fallback_mode(self.backend)
-            warn_fallback("VI", vectorisation_error("VI", self.objective.num_particles, self._plates, error),
-                          self.vectorize_particles)
-            self._setup(args, kwargs)
+    def _falling_back(self, failure, args, kwargs):
+        """``vectorize_particles="auto"``: after the first vectorised run failed as a program
+        that does not broadcast (raised before any update, outside or inside a compiled
+        step), switch to ``jax.vmap`` or one by one with one warning, and set up again."""
+        cause = failure.__cause__
+        if (self.vectorize_particles != "auto" or self._vectorised_ok or not isinstance(failure, ShapeError)
+                or cause is None or not is_program_failure(cause)):
+            return False
+        self.vectorize_particles = fallback_mode(self.backend)
+        warn_fallback("VI", cause, self.vectorize_particles, self.objective.num_particles, self._plates)
+        self._setup(args, kwargs)
+        return True
 
     def _check_structure(self, model_tr, guide_tr):
         """A model site first met after the set-up (stochastic structure) needs a guide site
@@ -416,8 +412,13 @@ class VI(FittedQueries, Strategy):
         with self.entered():
             if not self._ready:
                 self._setup(args, kwargs)
-            with self.backend.no_grad():
-                value = self._surrogate(args, kwargs, *self.engine.loss_inputs())[1]
+            try:
+                with self.backend.no_grad():
+                    value = self._surrogate(args, kwargs, *self.engine.loss_inputs())[1]
+            except ShapeError as failure:
+                if not self._falling_back(failure, args, kwargs):
+                    raise
+                return self.loss(*args, **kwargs)
             return -self.ops.item(value)
 
     def differentiable_loss(self, *args, **kwargs):
@@ -425,7 +426,12 @@ class VI(FittedQueries, Strategy):
         with self.entered():
             if not self._ready:
                 self._setup(args, kwargs)
-            return self._surrogate(args, kwargs)[0]
+            try:
+                return self._surrogate(args, kwargs)[0]
+            except ShapeError as failure:
+                if not self._falling_back(failure, args, kwargs):
+                    raise
+                return self.differentiable_loss(*args, **kwargs)
 
     # ------------------------------------------------------------------- verbs
     def step(self, *args, **kwargs):
@@ -437,9 +443,11 @@ class VI(FittedQueries, Strategy):
             updates = engine.updates
             try:
                 value, aux = engine.step(self._loss, self._aux, args, kwargs)
-            except BaseException:
+            except BaseException as failure:
                 if engine.updates != updates:  # interrupted after the parameters moved
                     self._record(engine.last_loss)
+                elif self._falling_back(failure, args, kwargs):
+                    return self.step(*args, **kwargs)
                 raise
             if not math.isfinite(value):
                 self._raise_non_finite(value, args, kwargs)

@@ -1,10 +1,13 @@
 """Programs that do not broadcast over a particle dimension run with
 ``vectorize_particles=False`` (particles one by one, as Pyro does by default)."""
 
+import numpy as np
 import pyro
 import pyro.infer
 import pytest
 import torch
+from pyro.infer.autoguide import AutoNormal
+from pyro.nn import PyroModule, PyroSample
 
 import ppl
 import ppl.distributions as dist
@@ -31,11 +34,45 @@ def guide(x, y):
 
 def test_vectorised_failure_names_the_remedy_or_falls_back():
     with pytest.raises(ShapeError, match="vectorize_particles=False"):
-        VI(model, guide, ELBO(8)).step(X, Y)
-    vi = VI(model, guide, ELBO(8), vectorize_particles="auto")
-    with pytest.warns(UserWarning, match="running the particles one by one"):
+        VI(model, guide, ELBO(8), vectorize_particles=True).step(X, Y)
+    vi = VI(model, guide, ELBO(8))  # "auto", the default
+    with pytest.warns(UserWarning, match="do not broadcast over 8 particles .* running the particles one "
+                                         "by one from now on: 8 runs of the programs per step"):
         vi.step(X, Y)
     assert vi.vectorize_particles is False and vi.step_count == 1
+
+
+class BayesianRegression(PyroModule):
+    """Pyro's Bayesian-regression tutorial model (``PyroModule[nn.Linear]``, so ``x @ w``),
+    with the noise known so that the evidence has a closed form."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = PyroModule[torch.nn.Linear](3, 1)
+        self.linear.weight = PyroSample(dist.Normal(0.0, 1.0).expand([1, 3]).to_event(2))
+        self.linear.bias = PyroSample(dist.Normal(0.0, 10.0).expand([1]).to_event(1))
+
+    def forward(self, x, y=None):
+        mean = self.linear(x).squeeze(-1)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("obs", dist.Normal(mean, 0.3), obs=y)
+        return mean
+
+
+# today: ShapeError "... runs with Importance(..., vectorize_particles=False) ..."
+def test_the_bayesian_regression_tutorial_s_fit_is_a_proposal_as_written():
+    pyro.set_rng_seed(0)
+    model = BayesianRegression()
+    guide = AutoNormal(model)
+    vi = VI(model, guide, optimizer=Adam(0.05))
+    vi.run(X, Y, num_steps=300, progress=False)
+    with pytest.warns(UserWarning, match="running the particles one by one") as caught:
+        result = Importance(model, guide, num_particles=500, params=vi.params).run(X, Y, progress=False)
+    assert len([w for w in caught if "broadcast" in str(w.message)]) == 1
+    # y ~ N(0, 0.3^2 I + X X^T + 10^2 1 1^T) with w and b integrated out
+    cov = 0.09 * torch.eye(len(X)) + X @ X.T + 100.0 * torch.ones(len(X), len(X))
+    exact = torch.distributions.MultivariateNormal(torch.zeros(len(X)), cov).log_prob(Y).item()
+    assert abs(result.log_evidence - exact) < 5 * result.log_evidence_stderr + 1e-3
 
 
 @pytest.mark.parametrize("objective, peer", [
@@ -109,10 +146,38 @@ def test_importance_runs_particles_one_by_one():
     vi = VI(model, guide, ELBO(4), Adam(lr=0.05), vectorize_particles=False, rng_seed=0)
     vi.run(X, Y, num_steps=300, progress=False)
     with pytest.raises(ShapeError, match="vectorize_particles=False"):  # x @ w: no particle plate
-        Importance(model, guide, num_particles=50, params=vi.params).run(X, Y)
+        Importance(model, guide, num_particles=50, params=vi.params, vectorize_particles=True).run(X, Y)
     result = Importance(model, guide, num_particles=400, params=vi.params, vectorize_particles=False,
                         rng_seed=1).run(X, Y)
     cov = X @ X.T + 0.09 * torch.eye(len(X))
     exact = float(torch.distributions.MultivariateNormal(torch.zeros(len(X)), cov).log_prob(Y))
     assert abs(result.log_evidence - exact) < 4 * result.log_evidence_stderr + 0.02
     assert result.samples["w"].shape == (400, 3)
+
+
+# today (JAX): ShapeError from the first compiled step, naming vectorize_particles=False
+def test_the_default_maps_particles_on_jax_where_the_plate_fails():
+    pytest.importorskip("numpyro")
+    import jax.numpy as jnp
+
+    x, y = jnp.asarray(X.numpy()), jnp.asarray(Y.numpy())
+    with ppl.backend("jax"):
+        def jax_model(x, y):
+            w = ppl.sample("w", dist.Normal(jnp.zeros(3), 1.0).to_event(1))
+            with ppl.plate("data", len(x)):
+                ppl.sample("y", dist.Normal(x @ w, 0.3), obs=y)
+
+        def jax_guide(x, y):
+            ppl.sample("w", dist.Normal(ppl.param("loc", jnp.zeros(3)), 0.05).to_event(1))
+
+        vi = VI(jax_model, jax_guide, IWAE(8), Adam(0.05), rng_seed=0)
+        with pytest.warns(UserWarning, match="mapped with jax.vmap from now on"):
+            vi.run(x, y, num_steps=300, progress=False)
+    assert vi.vectorize_particles == "vmap" and vi.step_count == 300
+    # w | x, y ~ N(mean, cov) with cov = (X^T X / 0.09 + I)^-1, mean = cov X^T y / 0.09; a
+    # Gaussian guide's best location is the mean (ELBO and IWAE alike, by symmetry): within
+    # a posterior standard deviation (about 0.05), which Adam's last steps wander inside
+    cov = torch.linalg.inv(X.T @ X / 0.09 + torch.eye(3))
+    mean = cov @ X.T @ Y / 0.09
+    sd = cov.diagonal().sqrt()
+    assert (torch.as_tensor(np.asarray(vi.params["loc"])) - mean).abs().le(sd).all()
