@@ -29,6 +29,7 @@ from ppl.validation import check_observations
 
 from ..arguments import count
 from ..engines import make_engine
+from ..interrupts import deferred_interrupts
 from ..optim import Adam
 from ..strategy import Strategy, entering
 from ..weights import NonFiniteError
@@ -238,16 +239,19 @@ class GFlowNetEM(Strategy):
     @entering
     def step(self, *args, **kwargs):
         """``e_steps`` sampler updates, then one M-step (unless ``m_step=None``, or the
-        adaptive schedule holds it); returns the last E-step loss."""
-        for _ in range(self.e_steps):
-            loss = self.e_step(*args, **kwargs)
-            if not math.isfinite(loss):
-                self._explain(loss, "the balance loss", self._current_features(args, kwargs), args, kwargs)
-        if self.m_step is not None and self._m_step_allowed(loss):
-            self.m_step_update(*args, **kwargs)
-            self.m_steps_taken += 1
-        self.history.append(loss)
-        self.step_count += 1
+        adaptive schedule holds it); returns the last E-step loss. An interrupt during a
+        step takes effect when it ends (:mod:`inference.interrupts`)."""
+        with deferred_interrupts():  # the updates and their bookkeeping land together
+            for _ in range(self.e_steps):
+                loss = self.e_step(*args, **kwargs)
+                if not math.isfinite(loss):
+                    features = self._current_features(args, kwargs)
+                    self._explain(loss, "the balance loss", features, args, kwargs)
+            if self.m_step is not None and self._m_step_allowed(loss):
+                self.m_step_update(*args, **kwargs)
+                self.m_steps_taken += 1
+            self.history.append(loss)
+            self.step_count += 1
         return loss
 
     def _progress_label(self):

@@ -28,6 +28,7 @@ from ppl.validation import check_observations
 from ..engines import make_engine
 from ..enumeration import (check_batch_in_plates, check_model_enum_within_guide_enum, log_joint,
                            marginal_terms, model_enumerated)
+from ..interrupts import deferred_interrupts
 from ..optim import Adam
 from ..particles import (check_mode, fallback_mode, is_program_failure, vectorisation_error,
                          warn_fallback)
@@ -441,18 +442,19 @@ class VI(FittedQueries, Strategy):
                 self._setup(args, kwargs)
             engine = self.engine
             updates = engine.updates
-            try:
-                value, aux = engine.step(self._loss, self._aux, args, kwargs)
-            except BaseException as failure:
-                if engine.updates != updates:  # interrupted after the parameters moved
-                    self._record(engine.last_loss)
-                elif self._falling_back(failure, args, kwargs):
-                    return self.step(*args, **kwargs)
-                raise
-            if not math.isfinite(value):
-                self._raise_non_finite(value, args, kwargs)
-            self._aux = aux
-            self._record(value)
+            with deferred_interrupts():  # the update and its bookkeeping land together
+                try:
+                    value, aux = engine.step(self._loss, self._aux, args, kwargs)
+                except BaseException as failure:
+                    if engine.updates != updates:  # failed after the parameters moved
+                        self._record(engine.last_loss)
+                    elif self._falling_back(failure, args, kwargs):
+                        return self.step(*args, **kwargs)
+                    raise
+                if not math.isfinite(value):
+                    self._raise_non_finite(value, args, kwargs)
+                self._aux = aux
+                self._record(value)
             return value
 
     def _record(self, value):
