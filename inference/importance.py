@@ -14,7 +14,7 @@
 import math
 import warnings
 
-from ppl.errors import ShapeError, user_stacklevel
+from ppl.errors import ResourceError, ShapeError, is_allocation_failure, user_stacklevel
 from ppl.validation import check_observations
 
 from .arguments import count
@@ -239,7 +239,12 @@ class Importance(Strategy):
                 chunks = []
                 for start in range(0, K, self.chunk_size):
                     k = min(self.chunk_size, K - start)
-                    log_w_k, samples, model_tr = self._chunk(args, kwargs, k)
+                    try:
+                        log_w_k, samples, model_tr = self._chunk(args, kwargs, k)
+                    except (RuntimeError, MemoryError) as error:
+                        if not is_allocation_failure(error):
+                            raise
+                        raise self._out_of_memory(k, error) from error
                     chunks.append((log_w_k, samples))
                     if K > self.chunk_size:
                         release_freed_memory()
@@ -263,6 +268,15 @@ class Importance(Strategy):
         result = ImportanceResult(ops, log_w, samples)
         result.trace = model_tr if self.vectorize_particles and len(chunks) == 1 else None
         return result
+
+    def _out_of_memory(self, k, error):
+        budget = ("no max_memory" if self.max_memory is None else
+                  f"max_memory={self.max_memory} bytes (a chunk size estimated from the first run)")
+        return ResourceError(
+            f"Importance: a chunk of {k} particles ran out of memory ({budget}, chunk_size="
+            f"{self.chunk_size}): {str(error).splitlines()[0][:200]}; lower max_memory (e.g. "
+            f"max_memory={max(1, (self.max_memory or 2 ** 28) // 4)}) or pass a smaller chunk_size: "
+            "the particles then run in more, smaller chunks and are pooled exactly")
 
     def _chunk(self, args, kwargs, k):
         """``k`` weighted particles in one vectorised run: (log weights ``[k]``, samples, the

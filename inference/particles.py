@@ -17,7 +17,7 @@ Importance.
 
 import warnings
 
-from ppl.errors import PPLError, ShapeError, user_stacklevel
+from ppl.errors import PPLError, ShapeError, is_allocation_failure, user_stacklevel
 
 MODES = (True, False, "auto", "vmap")
 
@@ -42,8 +42,9 @@ def fallback_mode(backend):
 
 def is_program_failure(error):
     """An error a program raises when it does not broadcast (not one of ours, which name
-    their own cause)."""
-    return isinstance(error, (RuntimeError, ValueError, TypeError)) and not isinstance(error, PPLError)
+    their own cause, nor an allocation failure, which a plate of fewer particles avoids)."""
+    return (isinstance(error, (RuntimeError, ValueError, TypeError)) and not isinstance(error, PPLError)
+            and not is_allocation_failure(error))
 
 
 def vectorisation_error(owner, num, plate_dims, error):

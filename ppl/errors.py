@@ -57,6 +57,21 @@ class NonFiniteError(PPLError, FloatingPointError):
     """A loss or log-weight is NaN or infinite; the message names the site responsible."""
 
 
+class ResourceError(PPLError, MemoryError):
+    """An allocation the computation asked for failed (memory exhausted); the message names
+    the size asked for and the argument that lowers it."""
+
+
+def is_allocation_failure(error):
+    """Whether ``error`` is an array library's out-of-memory failure (torch's allocators on
+    CPU and GPU, XLA's ``RESOURCE_EXHAUSTED``, or Python's ``MemoryError``)."""
+    if isinstance(error, MemoryError):
+        return not isinstance(error, PPLError)
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(marker in text for marker in (
+        "can't allocate memory", "out of memory", "RESOURCE_EXHAUSTED", "Out of memory"))
+
+
 class CheckpointError(PPLError, ValueError):
     """A checkpoint that cannot be written, read, or loaded into this strategy; the message
     names the first difference. A failed load changes nothing."""
@@ -78,5 +93,5 @@ def user_stacklevel():
     return level
 
 
-__all__ = ["CheckpointError", "NonFiniteError", "PPLError", "ShapeError", "SiteError",
-           "UnsupportedError"]  # user_stacklevel is a helper of the project's own warnings
+__all__ = ["CheckpointError", "NonFiniteError", "PPLError", "ResourceError", "ShapeError",
+           "SiteError", "UnsupportedError"]  # user_stacklevel is a helper of the project's own warnings
