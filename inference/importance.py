@@ -223,7 +223,9 @@ class Importance(Strategy):
             try:
                 result = self._batch(args, kwargs)
             except ShapeError as failure:  # "auto": the plate failed on the first chunk
-                if self.vectorize_particles != "auto" or self._vectorised_ok:
+                cause = failure.__cause__
+                if (self.vectorize_particles != "auto" or self._vectorised_ok or cause is None
+                        or not is_program_failure(cause)):  # one of our checks: it stands
                     raise
                 self.vectorize_particles = fallback_mode(self.backend)
                 warn_fallback("Importance", failure.__cause__ or failure, self.vectorize_particles,

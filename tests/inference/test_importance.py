@@ -277,8 +277,8 @@ def test_auto_falls_back_to_one_particle_at_a_time_for_a_program_that_does_not_b
 
     with pytest.raises(ValueError, match=r"the programs failed with their 30 particles vectorised.*"
                        r"Importance\(\.\.\., vectorize_particles=False\)"):
-        Importance(regression, num_particles=30).run(design, obs=y)
-    with pytest.warns(UserWarning, match="Importance: the programs failed with their 3000 particles"):
+        Importance(regression, num_particles=30, vectorize_particles=True).run(design, obs=y)
+    with pytest.warns(UserWarning, match="Importance: the programs do not broadcast over 3000 particles"):
         result = Importance(regression, num_particles=3000, rng_seed=0, vectorize_particles="auto").run(
             design, obs=y)
     # a program that broadcasts stays on the plate: the probe runs it as the call does
@@ -392,7 +392,11 @@ def test_a_proposal_that_moves_the_particle_dimension_is_named():
 
     # three particles on three elements: the moved dimension fits the plate, silently but for the check
     with pytest.raises(ShapeError, match="site 'mu' in the proposal: its log density has size 3 at dim -1"):
-        Importance(with_locals, proposal, num_particles=3, rng_seed=0).run(X[:3])
+        Importance(with_locals, proposal, num_particles=3, rng_seed=0, vectorize_particles=True).run(X[:3])
+    # the default runs such a proposal one particle at a time, where it sums what it means to
+    with pytest.warns(UserWarning, match="site 'mu' in the proposal: .* running the particles one by one"):
+        result = Importance(with_locals, proposal, num_particles=3, rng_seed=0).run(X[:3])
+    assert tuple(result.samples["mu"].shape) == (3,)
 
 
 def test_no_memory_budget_runs_every_particle_at_once():
