@@ -1,6 +1,6 @@
 """The verbs every strategy shares: its own state, seeding, ``run``, ``params``, checkpoints.
 
-A strategy owns a ``ProgramState`` from its backend (torch: a parameter store and, when
+A strategy owns a ``StrategyState`` from its backend (torch: a parameter store and, when
 seeded, a random stream of its own; JAX: a PRNG stream). Every public verb runs inside
 ``self.entered()``, so two strategies never share parameters, a fault leaves the
 backends' global handler stacks as they were, and strategies in two threads take turns.

@@ -3,8 +3,8 @@ step, and their checkpointed state. Chosen by backend name; engines take a loss 
 of (parameters, random key), as NumPyro's ``SVI`` does, never a strategy's internals.
 
     >>> from inference.optim import Adam
-    >>> from ppl.backends.torch import ProgramState
-    >>> type(make_engine("torch", Adam(), ProgramState())).__name__
+    >>> from ppl.backends.torch import StrategyState
+    >>> type(make_engine("torch", Adam(), StrategyState())).__name__
     'TorchEngine'
 """
 

@@ -3,7 +3,7 @@
 Leaves come from ``param`` sites (the strategy's own parameter store, which also holds
 the parameters of modules registered with ``ppl.module``) and from any
 ``torch.nn.Module`` passed as model or guide. The engine is used inside the strategy's
-``ProgramState`` (``backend.entered``), so ``pyro.get_param_store()`` is the strategy's.
+``StrategyState`` (``backend.entered``), so ``pyro.get_param_store()`` is the strategy's.
 """
 
 import math

@@ -158,7 +158,7 @@ handlers = types.SimpleNamespace(
 _LOCK = threading.RLock()
 
 
-class ProgramState:
+class StrategyState:
     """A strategy's PRNG stream: ``next_key()`` splits a fresh key off it."""
 
     def __init__(self, rng_seed=None):
@@ -191,7 +191,7 @@ class JaxBackend:
 
     def new_state(self, rng_seed=None):
         """A strategy's own random stream (parameters are values on JAX, held by engines)."""
-        return ProgramState(rng_seed)
+        return StrategyState(rng_seed)
 
     @contextlib.contextmanager
     def entered(self, state):
@@ -305,3 +305,15 @@ class JaxBackend:
 
 
 BACKEND = JaxBackend()
+
+
+def __getattr__(name):
+    """``ProgramState``, the name before 2026-12, kept for one release."""
+    if name == "ProgramState":
+        import warnings
+
+        warnings.warn("ProgramState is now StrategyState (a strategy's state: its parameter store "
+                      "and random stream); the old name goes in the next release",
+                      DeprecationWarning, stacklevel=2)
+        return StrategyState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

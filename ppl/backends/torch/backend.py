@@ -16,7 +16,7 @@ from .ops import _Ops
 from .plate import PARTICLE_PLATE, Plate
 from .primitives import distributions, primitives
 from .recorder import Recorder, to_trace
-from .state import ProgramState, entered, restored_rng
+from .state import StrategyState, entered, restored_rng
 
 
 class TorchBackend:
@@ -39,7 +39,7 @@ class TorchBackend:
         ``particles``: ``(num, dim)`` to vectorise the run over a particle plate.
         ``params``: values that ``param`` sites take instead of the store's (modules keep
         their own weights). ``rng`` is for functional backends; on torch randomness comes
-        from the generator of the entered :class:`ProgramState`. ``enumerate_from``: sites
+        from the generator of the entered :class:`StrategyState`. ``enumerate_from``: sites
         marked ``infer={"enumerate": "parallel"}`` that nothing replays are enumerated by
         Pyro's ``EnumMessenger`` on dims from this one leftwards (``pyro.markov`` recycles
         them); the recorder sits above it, so replayed values win.
@@ -95,7 +95,7 @@ class TorchBackend:
 
     def new_state(self, rng_seed=None):
         """A strategy's own parameter store and (when seeded) random stream."""
-        return ProgramState(rng_seed)
+        return StrategyState(rng_seed)
 
     entered = staticmethod(entered)
 

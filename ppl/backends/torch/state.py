@@ -2,7 +2,7 @@
 while it runs a program.
 
 Pyro keeps parameters in one global store and draws from torch's global generator, so
-two strategies in one process would train the same tensors. A :class:`ProgramState`
+two strategies in one process would train the same tensors. A :class:`StrategyState`
 holds a strategy's own store (the three dictionaries of Pyro's ``ParamStoreDict``) and,
 when seeded, its own generator state; :func:`entered` swaps them into Pyro's global
 objects for the duration of a call (a pointer swap, no copy) and swaps the caller's back
@@ -13,7 +13,7 @@ strategies running in different threads (Pyro's handler stack is one global list
 an exception leaves Pyro's handler stack and plate-dimension allocator as they were.
 
     >>> import pyro, torch
-    >>> state = ProgramState(rng_seed=0)
+    >>> state = StrategyState(rng_seed=0)
     >>> with entered(state):
     ...     _ = pyro.param("loc", torch.tensor(1.0))
     >>> "loc" in pyro.get_param_store(), sorted(state.params)
@@ -52,7 +52,7 @@ _PYRO_GETITEM = ParamStoreDict.__getitem__
 ParamStoreDict.__getitem__ = _read_param
 
 
-class ProgramState:
+class StrategyState:
     """A strategy's parameters (unconstrained tensors, their constraints) and random stream.
 
     ``rng_seed=None`` draws from torch's global generator, as Pyro does; an integer gives
@@ -152,3 +152,15 @@ def restored_rng():
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
         yield
+
+
+def __getattr__(name):
+    """``ProgramState``, the name before 2026-12, kept for one release."""
+    if name == "ProgramState":
+        import warnings
+
+        warnings.warn("ProgramState is now StrategyState (a strategy's state: its parameter store "
+                      "and random stream); the old name goes in the next release",
+                      DeprecationWarning, stacklevel=2)
+        return StrategyState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
