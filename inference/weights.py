@@ -19,7 +19,7 @@ carry independent importance weights, and returns arrays of shape ``[K]`` or
 
 from dataclasses import dataclass, field
 
-from ppl.errors import NonFiniteError, UnsupportedError  # noqa: F401  (re-exported: NonFiniteError)
+from ppl.errors import NonFiniteError, SiteError, UnsupportedError  # noqa: F401  (re-exported: NonFiniteError)
 
 
 @dataclass
@@ -67,10 +67,10 @@ class WeightLayout:
     def _refuse_outside_keep(self, site):
         names = {p.name for p in site.plates}
         outside = [name for name, _ in self.keep if name not in names]
-        raise ValueError(
+        raise SiteError(  # a model the weights do not fit, not a program that fails to broadcast
             f"site {site.name!r} lies outside plate {outside[0]!r} but its log density varies "
             f"across particles, so the weights do not factorise over {outside[0]!r}; pass "
-            "independent_plate=None to weight whole traces")
+            "independent_plate=None to weight whole traces", site=site.name)
 
     def _sum_enumerated(self, ops, lp):
         involved = [name for name, (dim, _) in self.enum.items()

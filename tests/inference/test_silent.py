@@ -298,14 +298,25 @@ def test_a_vectorised_site_outside_the_weighted_plate_that_reads_its_latents_is_
 # dimension had moved to -1, read as the plate's); the bound came back, mixing particles
 @pytest.mark.parametrize("strategy", ["vi", "vi_whole_trace", "importance"])
 def test_a_program_that_moves_the_particle_dimension_is_named(strategy):
-    if strategy == "importance":
-        run = Importance(total_of_locals, exact_local_posterior, num_particles=3).step
-    else:
+    def make(**options):
+        if strategy == "importance":
+            return Importance(total_of_locals, exact_local_posterior, num_particles=3, **options).step
         plate = None if strategy == "vi_whole_trace" else "auto"
-        run = VI(total_of_locals, exact_local_posterior, inference.IWAE(3), independent_plate=plate).loss
+        return VI(total_of_locals, exact_local_posterior, inference.IWAE(3), independent_plate=plate,
+                  **options).loss
+
     with pytest.raises(ShapeError, match="site 'total' in the model: its log density has size 3 at dim -1.*"
                                          "vectorize_particles=False"):
-        run()
+        make(vectorize_particles=True)()
+    # the default runs the particles one by one, where z.sum(-1) sums the plate it means to;
+    # per-element weights then refuse "total" by their own check (it reads every element)
+    with pytest.warns(UserWarning, match="site 'total' in the model: its log density has size 3 .* running "
+                                         "the particles one by one"):
+        if strategy == "vi":
+            with pytest.raises(ValueError, match=r"sites \['total'\] lie outside the plate of per-element"):
+                make()()
+        else:
+            make()()
 
 
 def test_enumerated_locals_beside_a_global_site_give_log_p_exactly():

@@ -219,7 +219,11 @@ def test_a_numpyro_auto_continuous_guide_on_the_particle_plate_names_the_remedy(
     with ppl.backend("jax"):
         guide = numpyro_auto.AutoDiagonalNormal(model)
         with pytest.raises(ShapeError, match="site 'mu' in the guide.*vectorize_particles=False.*'vmap'"):
-            VI(model, guide, IWAE(8)).step(jnp.asarray(X.numpy()))
+            VI(model, guide, IWAE(8), vectorize_particles=True).step(jnp.asarray(X.numpy()))
+        vi = VI(model, guide, IWAE(8))  # the default maps the particles with jax.vmap instead
+        with pytest.warns(UserWarning, match="site 'mu' in the guide.*mapped with jax.vmap from now on"):
+            assert math.isfinite(vi.step(jnp.asarray(X.numpy())))
+        assert vi.vectorize_particles == "vmap"
 
 
 def test_vmap_particles_are_jax_only():
