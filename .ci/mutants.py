@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # limit, which mutmut counts as a kill)
 MODULES = {
     "ppl/causal/noise.py": ["tests/causal/"],
-    "ppl/causal/counterfactual.py": ["tests/causal/"],
+    "ppl/causal/world_handler.py": ["tests/causal/"],
     "inference/weights.py": ["tests/inference/vi/", "tests/inference/test_importance.py",
                              "tests/inference/test_errors.py", "tests/inference/test_bad_input.py",
                              "tests/inference/test_silent.py::test_a_vectorised_site_outside_the_weighted_"

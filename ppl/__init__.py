@@ -9,9 +9,9 @@ or JAX (NumPyro).
     ['z']
 """
 
-from . import distributions, errors
+from . import causal, distributions, errors
 from .backend import backend, get_backend, set_backend
-from .causal import Identification, counterfactual, graph, identify, world, world_value
+from .causal import Identification, counterfactual_worlds, graph, identify, world, world_value
 from .handlers import block, condition, do, mask, replay, scale, seed, trace
 from .primitives import deterministic, factor, markov, module, param, plate, sample
 from .trace_view import PlateInfo, Site, Trace
@@ -24,7 +24,7 @@ __all__ = [
     "backend",
     "block",
     "condition",
-    "counterfactual",
+    "counterfactual_worlds",
     "deterministic",
     "distributions",
     "errors",
@@ -47,3 +47,10 @@ __all__ = [
     "world",
     "world_value",
 ]
+
+
+def __getattr__(name):
+    """Names kept for one release after a rename (``counterfactual``)."""
+    if name == "counterfactual":
+        return causal.__getattr__(name)  # warns, and gives counterfactual_worlds
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,7 +31,7 @@ import torch
 
 import ppl
 from ppl.backend import backend_of
-from ppl.causal.counterfactual import counterfactual as counterfactual_program
+from ppl.causal.world_handler import counterfactual_worlds as counterfactual_program
 from ppl.causal import world_value
 from ppl.errors import SiteError
 

@@ -104,7 +104,7 @@ class DoMessenger(CheckedSites):
             return
         if msg["infer"].get("evidence"):
             raise ValueError(f"do: site {name!r} is conditioned on, so intervening on it would "
-                             "discard the evidence; use ppl.counterfactual for evidence in another "
+                             "discard the evidence; use ppl.counterfactual_worlds for evidence in another "
                              "world")
         action = self.interventions[name]
         fn, ops = msg["fn"], self.backend.ops
@@ -165,7 +165,7 @@ class ConditionMessenger(CheckedSites):
             return
         if msg["infer"].get("do") in ("hard", "shift"):
             raise ValueError(f"condition: site {name!r} is intervened on, so evidence about it "
-                             "says nothing; use ppl.causal.counterfactual for evidence in another world")
+                             "says nothing; use ppl.counterfactual_worlds for evidence in another world")
         msg["value"] = fit_to_site(name, self.data[name], msg["fn"], self.backend.ops)
         msg["is_observed"] = True
         msg["infer"] = {**msg["infer"], "evidence": True}

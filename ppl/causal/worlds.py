@@ -24,7 +24,7 @@ def world_dim(trace_or_nesting):
         for plate in site.plates:
             if plate.name == WORLD_PLATE:
                 return plate.dim
-    raise ValueError("this trace has no world plate: run a ppl.causal.counterfactual program")
+    raise ValueError("this trace has no world plate: run a ppl.causal.counterfactual_worlds program")
 
 
 def world_value(trace, name, world):
@@ -62,7 +62,7 @@ class WorldValue:
 def world(index):
     """In a counterfactual's interventions, the site's value in world ``index``: nested
     counterfactuals such as the natural direct effect's ``Y(X=1, M=M(X=0))`` are
-    ``ppl.counterfactual(model, {}, [{"X": 0.0}, {"X": 1.0, "M": ppl.world(1)}],
+    ``ppl.counterfactual_worlds(model, {}, [{"X": 0.0}, {"X": 1.0, "M": ppl.world(1)}],
     worlds="multi")``. Worlds are resolved in order, so world ``index`` has its own
     interventions applied when it comes before the world that reads it."""
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:

@@ -436,13 +436,13 @@ def test_inverse_cdf_sites_scored_in_the_factual_world_only():
 
     # u_y = (2.5 - 1) / 2 = 0.75; under do(x = 3), y = 3 + 2 * 0.75. The evidence y = 2.5 lies
     # outside the counterfactual world's support [3, 5], which must not matter.
-    tr = ppl.trace(ppl.causal.counterfactual(scm, {"x": 1.0, "y": 2.5}, {"x": 3.0}))()
+    tr = ppl.trace(ppl.causal.counterfactual_worlds(scm, {"x": 1.0, "y": 2.5}, {"x": 3.0}))()
     assert [float(ppl.world_value(tr, "y", w)) for w in (0, 1)] == [2.5, 4.5]
 
 
 def test_multi_world_holds_k_plus_one_worlds():
     sets = [{"x": 0.0}, {"x": 1.0}, {"x": 2.0}]
-    program = ppl.causal.counterfactual(linear_gaussian_scm, {"x": 1.0, "y": 3.0}, sets, worlds="multi")
+    program = ppl.counterfactual_worlds(linear_gaussian_scm, {"x": 1.0, "y": 3.0}, sets, worlds="multi")
     tr = ppl.trace(program)()
     assert tr["y"].value.shape[-1] == 4  # 3 interventions + the factual world, not 2^3
     assert [float(ppl.world_value(tr, "y", w)) for w in range(4)] == [3.0, 1.0, 3.0, 5.0]
@@ -487,9 +487,9 @@ def test_counterfactual_bad_input():
         return ppl.sample("p", dist.Beta(2.0, 2.0))
 
     with pytest.raises(ValueError, match="site 'p': Beta has no noise-sharing rule"):
-        ppl.trace(ppl.causal.counterfactual(beta_model, {}, {"p": 0.5}))()
+        ppl.trace(ppl.causal.counterfactual_worlds(beta_model, {}, {"p": 0.5}))()
     with pytest.raises(ValueError, match="counterfactual: the program has no sample site 'w'"):
-        ppl.trace(ppl.causal.counterfactual(linear_gaussian_scm, {"w": 1.0}, {"x": 0.0}))()
+        ppl.trace(ppl.causal.counterfactual_worlds(linear_gaussian_scm, {"w": 1.0}, {"x": 0.0}))()
     assert math.isfinite(counterfactual(linear_gaussian_scm, {"x": 1.0, "y": 3.0, "z": 5.0},
                                         {"x": 0.0}, "y").mean)
 
@@ -521,7 +521,7 @@ def test_a_noise_rule_registered_for_a_new_family_is_used():
 
     evidence, intervention = {"a": 0.0, "x": math.e}, {"a": 1.0}
     with pytest.raises(ValueError, match="site 'x': LogNormal has no noise-sharing rule"):
-        ppl.trace(ppl.counterfactual(scm, evidence, intervention))()
+        ppl.trace(ppl.counterfactual_worlds(scm, evidence, intervention))()
 
     class LogLocationScale(noise.NoiseModel):
         """x = exp(loc + scale * eps), eps ~ Normal(0, 1)."""
@@ -539,7 +539,7 @@ def test_a_noise_rule_registered_for_a_new_family_is_used():
 
     noise.register_noise(dist.LogNormal)(LogLocationScale)
     try:
-        trace = ppl.trace(ppl.counterfactual(scm, evidence, intervention))()
+        trace = ppl.trace(ppl.counterfactual_worlds(scm, evidence, intervention))()
         # abduction: eps = log(e) - 0 = 1; in the world where a = 1, x = exp(1 + 1)
         assert float(ppl.world_value(trace, "x", 1)) == pytest.approx(math.e ** 2)
         assert float(ppl.world_value(trace, "x", 0)) == pytest.approx(math.e)

@@ -8,7 +8,7 @@
   it through the counterfactual world's transform. A plain ``Normal(2 x, 1)`` mechanism is
   not reparameterised: the counterfactual world draws fresh noise, and the "counterfactual"
   is the interventional distribution (mean 0 here instead of 1). Our
-  ``ppl.causal.counterfactual`` shares the noise of a plain ``Normal`` site by its documented
+  ``ppl.causal.counterfactual_worlds`` shares the noise of a plain ``Normal`` site by its documented
   location-scale convention, so the model needs no rewriting.
 - pgmpy: exact interventional queries P(target | do(node = state)) on its bundled discrete
   networks (asia, cancer, survey, sachs, alarm), converted to our

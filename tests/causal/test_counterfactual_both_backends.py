@@ -83,7 +83,7 @@ def test_nested_worlds_give_the_natural_effects(on_backend):
         answer = effect(fresh, "X", "M", "Y", num_particles=200)
         assert answer.mean == pytest.approx(path, abs=1e-5)
     # the worlds themselves: y_2 - y_1 = 1 (x from 0 to 1, m held at world 1's value)
-    tr = ppl.trace(ppl.counterfactual(linear_mediation, {"x": 0.5, "m": 1.0, "y": 2.0},
+    tr = ppl.trace(ppl.counterfactual_worlds(linear_mediation, {"x": 0.5, "m": 1.0, "y": 2.0},
                                       [{"x": 0.0}, {"x": 1.0, "m": ppl.world(1)}], worlds="multi"))()
     # u_m = 0.5, u_y = 0.5: world 1 has m = 0.5, y = 1; world 2 has m = 0.5, y = 2
     assert [float(wv(tr, "m", w)) for w in range(3)] == [1.0, 0.5, 0.5]
@@ -93,7 +93,7 @@ def test_nested_worlds_give_the_natural_effects(on_backend):
 def test_multi_worlds_of_a_linear_gaussian_scm(on_backend):
     """Evidence x = 1, y = 3, z = 5 fixes u = (1, 1, 1); three intervened worlds at once."""
     sets = [{"x": 0.0}, {"y": 0.0}, {"x": 2.0, "z": lambda z: z + 1.0}]
-    tr = ppl.trace(ppl.counterfactual(linear_gaussian_scm, {"x": 1.0, "y": 3.0, "z": 5.0}, sets,
+    tr = ppl.trace(ppl.counterfactual_worlds(linear_gaussian_scm, {"x": 1.0, "y": 3.0, "z": 5.0}, sets,
                                       worlds="multi"))()
     assert [float(wv(tr, "y", w)) for w in range(4)] == [3.0, 1.0, 0.0, 5.0]
     assert [float(wv(tr, "z", w)) for w in range(4)] == [5.0, 2.0, 2.0, 9.0]
@@ -102,7 +102,8 @@ def test_multi_worlds_of_a_linear_gaussian_scm(on_backend):
     def fresh():
         return linear_gaussian_scm()
 
-    tr = ppl.trace(ppl.counterfactual(fresh, {"x": 1.0, "y": 3.0, "z": 5.0}, {"x": 0.0, "y": ppl.world(0)}))()
+    interventions = {"x": 0.0, "y": ppl.world(0)}
+    tr = ppl.trace(ppl.counterfactual_worlds(fresh, {"x": 1.0, "y": 3.0, "z": 5.0}, interventions))()
     assert [float(wv(tr, "z", w)) for w in range(2)] == [5.0, 4.0]
     # every noise fixed by the evidence: an exact query without a latent site
     answer = inference.counterfactual(linear_gaussian_scm, {"x": 1.0, "y": 3.0, "z": 5.0}, {"x": 0.0}, "y")
@@ -112,7 +113,7 @@ def test_multi_worlds_of_a_linear_gaussian_scm(on_backend):
 def test_unknown_site_names_are_errors_naming_the_closest_site(on_backend):
     with pytest.raises(ValueError, match="counterfactual: the program has no sample site 'X'; "
                                          "did you mean 'x'\\?"):
-        ppl.trace(ppl.counterfactual(monotone, {"X": 1.0}, {"x": 0.0}))()
+        ppl.trace(ppl.counterfactual_worlds(monotone, {"X": 1.0}, {"x": 0.0}))()
     with pytest.raises(ValueError, match="no sample site 'yy'; did you mean 'y'\\?"):
         inference.counterfactual(monotone, {}, [{"x": 0.0}, {"yy": 1.0}], "y", worlds="multi")
 

@@ -31,7 +31,7 @@ EVIDENCE = {"x": 1.0, "y": 3.0, "z": 5.0}  # linear_gaussian_scm: u_x = u_y = u_
 def run(model, evidence, interventions, *args, **kwargs):
     """One run of the counterfactual program (no particles: the world dim is leftmost)."""
     options = {k: kwargs.pop(k) for k in ("worlds", "exact", "max_plate_nesting") if k in kwargs}
-    return ppl.trace(ppl.counterfactual(model, evidence, interventions, **options))(*args, **kwargs)
+    return ppl.trace(ppl.counterfactual_worlds(model, evidence, interventions, **options))(*args, **kwargs)
 
 
 def positive(answer):
@@ -219,7 +219,7 @@ def test_evidence_on_a_mechanism_in_one_run_is_a_zero_or_minus_infinity_factor(o
 
     ops = ppl.get_backend().ops
     for noise, u_value, factor in ((0.9, 1.0, 0.0), (0.1, 0.0, float("-inf"))):
-        tr = ppl.trace(ppl.condition(ppl.counterfactual(scm, {"Y": 2.0}, {"X": 0.0}),
+        tr = ppl.trace(ppl.condition(ppl.counterfactual_worlds(scm, {"Y": 2.0}, {"X": 0.0}),
                                      {"u__noise": noise}))()
         assert tr.deterministics["X"].tolist() == [u_value, 0.0]
         assert tr.deterministics["Y"].tolist() == [2.0, 1.0]  # world 0 keeps the evidence
@@ -241,7 +241,7 @@ def test_evidence_on_a_vector_mechanism_is_one_factor_per_plate_element(on_backe
             return ppl.sample("e", dist.Normal(v.sum(-1), 1.0))  # a sample site: the plate is found
 
     evidence = {"V": ops.asarray([[1.0, 1.0], [0.0, 1.0], [3.0, 1.0]])}
-    program = ppl.condition(ppl.counterfactual(scm, evidence, {"V": ops.asarray([7.0, 8.0])}),
+    program = ppl.condition(ppl.counterfactual_worlds(scm, evidence, {"V": ops.asarray([7.0, 8.0])}),
                             {"u__noise": 0.9})
     tr = ppl.trace(program)()
     factor = tr["V__evidence"].fn.log_prob(ops.asarray(0.0))
@@ -302,7 +302,7 @@ def test_exact_abduction_of_bernoulli_sites_with_a_latent_parent(on_backend):
     evidence = {"w": 1.0, "z": 1.0, "x": 0.0, "y": 0.0}
     answer = inference.counterfactual(scm, evidence, {"x": 1.0}, "y", method="exact")
     assert answer.mean == pytest.approx((0.09 * 0.4 / 0.9 + 0.2 * 0.8) / 0.29, abs=1e-6)
-    program = ppl.counterfactual(scm, evidence, {"x": 1.0}, exact=True)
+    program = ppl.counterfactual_worlds(scm, evidence, {"x": 1.0}, exact=True)
     posterior = enumerate_program(program)
     assert posterior.log_evidence == pytest.approx(math.log(0.3 * 0.25 * 0.58), abs=1e-6)
     # u is its own noise (drawn once, in the factual world), yet has a value per world
@@ -408,17 +408,17 @@ def test_bad_input_is_named(on_backend):
             run(model, evidence, interventions, 3, shift=0.0) if model is plated_scm else \
                 run(model, evidence, interventions)
     with pytest.raises(SiteError, match="counterfactual evidence: site 'y' is given NaN"):
-        ppl.counterfactual(linear_gaussian_scm, {"y": float("nan")}, {"x": 0.0})
+        ppl.counterfactual_worlds(linear_gaussian_scm, {"y": float("nan")}, {"x": 0.0})
     with pytest.raises(SiteError, match="counterfactual interventions: site 'x' is given NaN"):
-        ppl.counterfactual(linear_gaussian_scm, {}, [{"y": 0.0}, {"x": float("nan")}], worlds="multi")
+        ppl.counterfactual_worlds(linear_gaussian_scm, {}, [{"y": 0.0}, {"x": float("nan")}], worlds="multi")
     twin, multi = "one dict of interventions", "a list of intervention dicts"
-    with pytest.raises(ValueError, match=rf"^counterfactual\(worlds='twin'\) takes {twin}$"):
-        ppl.counterfactual(linear_gaussian_scm, {}, [{"x": 0.0}])
+    with pytest.raises(ValueError, match=rf"^counterfactual_worlds\(worlds='twin'\) takes {twin}$"):
+        ppl.counterfactual_worlds(linear_gaussian_scm, {}, [{"x": 0.0}])
     for sets in ([], [{"x": 0.0}, 1.0]):
-        with pytest.raises(ValueError, match=rf"^counterfactual\(worlds='multi'\) takes {multi}$"):
-            ppl.counterfactual(linear_gaussian_scm, {}, sets, worlds="multi")
+        with pytest.raises(ValueError, match=rf"^counterfactual_worlds\(worlds='multi'\) takes {multi}$"):
+            ppl.counterfactual_worlds(linear_gaussian_scm, {}, sets, worlds="multi")
     with pytest.raises(ValueError, match="worlds must be 'twin' or 'multi', got 'triple'"):
-        ppl.counterfactual(linear_gaussian_scm, {}, {"x": 0.0}, worlds="triple")
+        ppl.counterfactual_worlds(linear_gaussian_scm, {}, {"x": 0.0}, worlds="triple")
     # a value along the world dim is not one value per world (it used to mix the worlds:
     # evidence y = (3, 5) gave y = 3 in both worlds); a batch left of the worlds is fine
     with pytest.raises(SiteError, match=r"^site 'y': a value of shape \(2,\) does not fit the site's batch "
@@ -439,7 +439,7 @@ def test_bad_input_is_named(on_backend):
     with pytest.raises(ValueError, match="^site 'x': Beta has no noise-sharing rule"):
         run(lambda: ppl.sample("x", dist.Bernoulli(0.5)), {}, {"x": dist.Beta(2.0, 2.0)}, exact=True)
     # one dict is one intervened world under worlds="multi" too
-    assert ppl.counterfactual(linear_gaussian_scm, {}, {"x": 0.0}, worlds="multi").num_worlds == 2
+    assert ppl.counterfactual_worlds(linear_gaussian_scm, {}, {"x": 0.0}, worlds="multi").num_worlds == 2
     with pytest.raises(SiteError, match="^site 'M' is deterministic .* not a distribution$") as error:
         run(mediation_default_event_dim, {}, {"M": dist.Normal(0.0, 1.0)})
     assert error.value.site == "M"

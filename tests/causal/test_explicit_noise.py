@@ -77,9 +77,9 @@ def test_evidence_and_interventions_on_mechanisms():
     # m = 1[u_m >= 2] = 0 and Y = 1[u_y + m >= 2] = 0
     assert answer.mean == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(SiteError, match="world 1 reads world\\(5\\)"):
-        ppl.trace(ppl.counterfactual(mediation, {}, {"X": 1.0, "M": ppl.world(5)}))()
+        ppl.trace(ppl.counterfactual_worlds(mediation, {}, {"X": 1.0, "M": ppl.world(5)}))()
     with pytest.raises(SiteError, match="site 'M' is deterministic"):
-        ppl.trace(ppl.counterfactual(mediation, {}, {"M": dist.Normal(0.0, 1.0)}))()
+        ppl.trace(ppl.counterfactual_worlds(mediation, {}, {"M": dist.Normal(0.0, 1.0)}))()
 
 
 def test_categorical_counterfactual_is_consistent_with_its_evidence():

@@ -292,7 +292,7 @@ def test_noise_takes_the_dtype_of_a_float64_model():
         ppl.sample("e", dist.Exponential(z + 1))
         ppl.sample("c", dist.Categorical(logits=torch.stack([z, 1 - z, z * 0], -1)))
 
-    trace = ppl.trace(ppl.counterfactual(model, {}, {"z": torch.tensor(1.0, dtype=torch.float64)}))()
+    trace = ppl.trace(ppl.counterfactual_worlds(model, {}, {"z": torch.tensor(1.0, dtype=torch.float64)}))()
     for name in ("z", "n", "u", "e", "c"):
         assert trace.sites[f"{name}__noise"].value.dtype == torch.float64, name
     # drawn from float64 uniforms: 2^24 float32 uniforms would repeat some 1,200 of 2 x 10^5

@@ -78,7 +78,7 @@ def test_counterfactual_noise_on_cuda():
         ppl.sample("e", dist.Exponential(x + 1))
         return ppl.sample("c", dist.Categorical(table[x.long()]))
 
-    trace = ppl.trace(ppl.counterfactual(model, {}, {"x": torch.tensor(0.0, device=device)}))()
+    trace = ppl.trace(ppl.counterfactual_worlds(model, {}, {"x": torch.tensor(0.0, device=device)}))()
     for name in ("x", "n", "e", "c"):
         assert trace.sites[f"{name}__noise"].value.device.type == "cuda", name
     answer = inference.counterfactual(model, {"x": torch.tensor(1.0, device=device),

@@ -1,6 +1,6 @@
 """Counterfactual worlds in one program, with each site's exogenous noise shared.
 
-``counterfactual(model, evidence, interventions)`` returns a program that runs the model
+``counterfactual_worlds(model, evidence, interventions)`` returns a program that runs the model
 once, vectorised over a plate of worlds: world 0 is the factual world (where the
 evidence holds), worlds 1..k are the intervened ones (``worlds="twin"``: one dict of
 interventions, k = 1; ``worlds="multi"``: a list of k dicts, k + 1 worlds in all, never
@@ -28,7 +28,7 @@ backend's array ops; the world plate is the backend's plate):
     ...     return ppl.sample("y", ppl.distributions.Normal(2 * x, 1.0))
     >>> for name in ("torch", "jax"):
     ...     with ppl.backend(name):
-    ...         tr = ppl.trace(counterfactual(scm, {"x": 1.0, "y": 3.0}, {"x": 0.0}))()
+    ...         tr = ppl.trace(counterfactual_worlds(scm, {"x": 1.0, "y": 3.0}, {"x": 0.0}))()
     ...         print(name, [float(ppl.world_value(tr, "y", w)) for w in (0, 1)])  # u_y = 3 - 2 = 1
     torch [3.0, 1.0]
     jax [3.0, 1.0]
@@ -312,7 +312,7 @@ def _family(base):
     return name
 
 
-def counterfactual(model, evidence, interventions, worlds="twin", exact=False,
+def counterfactual_worlds(model, evidence, interventions, worlds="twin", exact=False,
                    max_plate_nesting=None):
     """The program of the factual world (with ``evidence``) and intervened world(s).
 
@@ -324,12 +324,12 @@ def counterfactual(model, evidence, interventions, worlds="twin", exact=False,
     """
     if worlds == "twin":
         if not isinstance(interventions, dict):
-            raise ValueError("counterfactual(worlds='twin') takes one dict of interventions")
+            raise ValueError("counterfactual_worlds(worlds='twin') takes one dict of interventions")
         sets = [interventions]
     elif worlds == "multi":
         sets = [interventions] if isinstance(interventions, dict) else list(interventions)
         if not sets or not all(isinstance(s, dict) for s in sets):
-            raise ValueError("counterfactual(worlds='multi') takes a list of intervention dicts")
+            raise ValueError("counterfactual_worlds(worlds='multi') takes a list of intervention dicts")
     else:
         raise ValueError(f"counterfactual: worlds must be 'twin' or 'multi', got {worlds!r}")
     check_site_values("counterfactual evidence", evidence)
