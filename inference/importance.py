@@ -131,13 +131,26 @@ def _merge(ops, results):
     return ImportanceResult(ops, log_weights, samples)
 
 
+def _renamed_params(param_values, params):
+    """``params=``, the name before 2026-12 (an input named like ``vi.params``, a result),
+    kept for one release."""
+    if params is None:
+        return param_values
+    if param_values is not None:
+        raise TypeError("Importance: pass param_values= only (params= is its old name)")
+    warnings.warn("Importance(params=...) is now Importance(param_values=...): values for the "
+                  "programs' param sites, e.g. a fit's vi.params; the old name goes in the next "
+                  "release", DeprecationWarning, stacklevel=3)
+    return params
+
+
 class Importance(Strategy):
     """Importance sampling from ``proposal`` (the prior when None, else a guide).
 
     ``num_particles`` are drawn at once on a particle plate; ``run(num_steps=n)`` pools n
     such batches. Weights are over whole traces, so the samples are joint posterior draws.
     A guide's parameters belong to the strategy that fitted it: pass them as
-    ``params=vi.params`` (otherwise the proposal's ``param`` sites take their initial
+    ``param_values=vi.params`` (otherwise the proposal's ``param`` sites take their initial
     values). ``rng_seed``: an integer makes runs reproducible (a random stream of this
     strategy's own); None draws from the backend's global generator (JAX: key 0).
     ``vectorize_particles="auto"`` (the default) draws them on a particle plate and, for
@@ -152,15 +165,15 @@ class Importance(Strategy):
     """
 
     def __init__(self, model, proposal=None, num_particles=1000, *, max_plate_nesting=None,
-                 rng_seed=None, params=None, vectorize_particles="auto", max_memory=2 ** 28,
-                 chunk_size=None):
+                 rng_seed=None, param_values=None, vectorize_particles="auto", max_memory=2 ** 28,
+                 chunk_size=None, params=None):
         num_particles = count("Importance", "num_particles", num_particles)
         check_nesting_argument("Importance", max_plate_nesting)
         super().__init__(model, rng_seed)
         self.proposal = proposal
         self.num_particles = int(num_particles)
         self.max_plate_nesting = max_plate_nesting
-        self.params = params
+        self.param_values = _renamed_params(param_values, params)
         self.vectorize_particles = check_mode("Importance", vectorize_particles)
         self._vectorised_ok = False
         # None: no limit, and a chunk size found from the memory budget
@@ -179,7 +192,7 @@ class Importance(Strategy):
     def _setup(self, args, kwargs):
         self._model_enum = frozenset()
         guide_tr, model_tr = dry_run(self.backend, self.model, self.proposal, args, kwargs,
-                                     self._draw, rng=self._next_rng(), params=self.params,
+                                     self._draw, rng=self._next_rng(), params=self.param_values,
                                      role="proposal")
         self._model_enum = frozenset(model_enumerated(model_tr, guide_tr))
         if guide_tr is not None:
@@ -207,12 +220,12 @@ class Importance(Strategy):
     def _warn_initial_params(self, guide_tr):
         """A fitted guide's parameters belong to the strategy that fitted it: say so when
         the proposal runs with initial values (a valid but untrained proposal)."""
-        given = set(self.params or {}) | set(self.state.inherited)
+        given = set(self.param_values or {}) | set(self.state.inherited)
         initial = sorted(n for n in guide_tr.params if n not in given and "$$$" not in n)
         if initial:
             warnings.warn(f"Importance: the proposal's parameters {initial} take their initial "
                           "values; to use a fitted guide pass its parameters, e.g. "
-                          "Importance(model, guide, params=vi.params)", UserWarning,
+                          "Importance(model, guide, param_values=vi.params)", UserWarning,
                           stacklevel=user_stacklevel())
 
     def step(self, *args, **kwargs):
@@ -335,8 +348,9 @@ class Importance(Strategy):
         layout = self._layout if particles is not None else WeightLayout(self._plates, False)
         values, log_q, traces = None, 0.0, []
         if self.proposal is not None:
+            rng = self._next_rng() if keys is None else keys[0]
             guide_tr = backend.run(self.proposal, args, kwargs, draw=self._draw, particles=particles,
-                                   rng=self._next_rng() if keys is None else keys[0], params=self.params)
+                                   rng=rng, params=self.param_values)
             values = guide_tr.replay_values()
             log_q = total_log_weight(ops, layout, guide_tr.sites.values())  # factors too
             traces.append(("proposal", guide_tr))
@@ -345,7 +359,7 @@ class Importance(Strategy):
             enumerate_from = -(self._plates + (2 if particles is not None else 1))
         model_tr = backend.run(self.model, args, kwargs, replay=values, draw=self._draw,
                                particles=particles, rng=self._next_rng() if keys is None else keys[1],
-                               params=self.params, enumerate_from=enumerate_from)
+                               params=self.param_values, enumerate_from=enumerate_from)
         # with the prior as proposal, log p(z) of the drawn sites cancels: weight by the
         # observed (and enumerated) sites only
         scored = [s for s in model_tr if self.proposal is not None or s.observed

@@ -73,7 +73,8 @@ def test_importance_with_the_exact_posterior_gives_the_exact_evidence(on_backend
     loc, scale = normal_normal_posterior(x)
     ops = ppl.get_backend().ops
     result = Importance(normal_normal_model, normal_normal_guide, num_particles=200, rng_seed=0,
-                        params={"loc": ops.asarray(loc), "scale": ops.asarray(scale)}).run(x, progress=False)
+                        param_values={"loc": ops.asarray(loc), "scale": ops.asarray(scale)}
+                        ).run(x, progress=False)
     assert result.log_evidence == pytest.approx(normal_normal_log_evidence(x), abs=2e-5)
     weights = np.asarray(result.log_weights)
     assert np.ptp(weights) < 1e-4  # every particle's weight is the evidence

@@ -370,7 +370,7 @@ def importance_is_finite(case, _, seed):
     fitted = VI(model, guide, ELBO(), Adam(lr=0.05), rng_seed=seed)
     fitted.step(data)
     for proposal, params in ((None, None), (guide, fitted.params)):
-        result = Importance(model, proposal, num_particles=K, rng_seed=seed, params=params).run(data)
+        result = Importance(model, proposal, num_particles=K, rng_seed=seed, param_values=params).run(data)
         assert math.isfinite(result.log_evidence), result.log_evidence
         assert tuple(result.log_weights.shape) == (K,)
         assert not np.isnan(np.asarray(result.log_weights)).any()

@@ -32,7 +32,7 @@
 # vi.params                      # the fit: constrained values by name
 # with vi.param_scope():         # run any Pyro code with this fit's parameters
 #     guide.median()
-# Importance(model, guide, params=vi.params)   # the fitted guide as a proposal
+# Importance(model, guide, param_values=vi.params)   # the fitted guide as a proposal
 # VI(model, guide, IWAE(8), params=vi.params)   # continue from this fit
 # ```
 #
@@ -192,7 +192,7 @@ for name, vi, seconds in [("VI Trace_ELBO, batch 20", vi_elbo1, seconds_elbo1),
                  float(fitted["mu_loc"]), float(fitted["mu_scale"]), bound, float("nan"),
                  float("nan"), f"{seconds:.1f}"))
     start = time.perf_counter()
-    result = Importance(model, guide, num_particles=num_is, params=fitted, rng_seed=1).run(data1, N1)
+    result = Importance(model, guide, num_particles=num_is, param_values=fitted, rng_seed=1).run(data1, N1)
     z_is = result.mean("z").double()
     rows.append(("  Importance, its guide", float(np.corrcoef(z_is, z_exact)[0, 1]),
                  float((z_is - z_exact).abs().max()), result.mean("mu"), result.variance("mu") ** 0.5,
@@ -335,7 +335,7 @@ with vi_iwae2.param_scope():
 # %%
 num_is2 = 200 if FAST else 2000
 start = time.perf_counter()
-result2 = Importance(model, iwae_guide, num_particles=num_is2, params=vi_iwae2.params,
+result2 = Importance(model, iwae_guide, num_particles=num_is2, param_values=vi_iwae2.params,
                      vectorize_particles=False, rng_seed=1).run(data)
 is2 = (result2.log_evidence, result2.log_evidence_stderr, result2.effective_sample_size)
 seconds_is2 = time.perf_counter() - start
@@ -455,7 +455,7 @@ for name, (vi3, guide3, mean, sd, seconds) in fits3.items():
     bound = vi3.evaluate(x, y, num_particles=1000)
     rows.append((name, *mean.tolist(), bound, float("nan"), float("nan"), f"{seconds:.1f}"))
     start = time.perf_counter()
-    result3 = Importance(model, guide3, num_particles=num_is3, params=vi3.params,
+    result3 = Importance(model, guide3, num_particles=num_is3, param_values=vi3.params,
                          vectorize_particles=False, rng_seed=1).run(x, y)
     log_z, ess = result3.log_evidence, result3.effective_sample_size
     is_mean = torch.cat([torch.tensor([result3.mean("b")]), result3.mean("w")])

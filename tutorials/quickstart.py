@@ -91,7 +91,8 @@ prior_is = Importance(model, num_particles=num_particles).run(features, labels)
 rows.append(("prior (IS only)", float("nan"), prior_is.log_evidence, prior_is.log_evidence_stderr,
              prior_is.effective_sample_size, 0.0))
 for name, (vi, guide, history, seconds) in fits.items():
-    result = Importance(model, guide, num_particles=num_particles, params=vi.params).run(features, labels)
+    result = Importance(model, guide, num_particles=num_particles, param_values=vi.params)
+    result = result.run(features, labels)
     bound = vi.evaluate(features, labels, num_particles=1000)
     rows.append((name, bound, result.log_evidence, result.log_evidence_stderr,
                  result.effective_sample_size, seconds))
@@ -109,7 +110,7 @@ for name, bound, log_z, se, ess, seconds in rows:
 # %%
 elbo_vi, elbo_guide = fits["ELBO"][:2]
 reference = Importance(model, elbo_guide, num_particles=num_particles,
-                       params=elbo_vi.params).run(features, labels)
+                       param_values=elbo_vi.params).run(features, labels)
 resampled = reference.resample(4000)["w"]
 fig, axes = plt.subplots(1, D, figsize=(4 * D, 3))
 for d, ax in enumerate(axes):

@@ -116,7 +116,7 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
 
         return Estimate(posterior.expectation(fn), 0.0,
                         distribution if discrete is not False else None, "exact")
-    result = Importance(program, guide, num_particles=num_particles, params=params).run(*args, **kwargs)
+    result = Importance(program, guide, num_particles=num_particles, param_values=params).run(*args, **kwargs)
     values = _host(fn(result.trace)).reshape(-1)
     if values.size == 1:  # the same in every particle (e.g. fixed by the evidence)
         values = np.broadcast_to(values, (num_particles,))

@@ -477,7 +477,7 @@ class VI(FittedQueries, Strategy):
     @property
     def params(self):
         """The trained parameters (constrained values) by name, on either backend. They
-        belong to this VI; pass them on with ``Importance(..., params=vi.params)``."""
+        belong to this VI; pass them on with ``Importance(..., param_values=vi.params)``."""
         with self.entered():
             return self.engine.trained_params()
 

@@ -30,7 +30,7 @@ def test_vi_and_importance_on_cuda():
         vi.run(x, num_steps=300, progress=False)
         assert vi.params["loc"].device.type == "cuda"
         assert abs(float(vi.params["loc"]) - float(x.sum()) / 6) < 0.2
-    result = Importance(model, guide, num_particles=10000, params=vi.params).run(x)
+    result = Importance(model, guide, num_particles=10000, param_values=vi.params).run(x)
     assert result.log_weights.device.type == "cuda"
     n = len(x)
     exact = torch.distributions.MultivariateNormal(

@@ -234,12 +234,12 @@ def test_an_untrained_proposal_warns_at_the_user_s_call_and_a_fitted_one_does_no
     message = str(caught[0].message)
     assert message == ("Importance: the proposal's parameters ['guide_loc'] take their initial values; "
                        "to use a fitted guide pass its parameters, e.g. Importance(model, guide, "
-                       "params=vi.params)")
+                       "param_values=vi.params)")
     assert caught[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fitted = {"guide_loc": torch.tensor(1.0)}
-        Importance(model, guide, num_particles=10, rng_seed=0, params=fitted).step(X)
+        Importance(model, guide, num_particles=10, rng_seed=0, param_values=fitted).step(X)
 
 
 # ------------------------------------------------------------------ refusals and fallbacks
@@ -318,7 +318,7 @@ def test_the_exact_posterior_as_proposal_weights_every_particle_alike():
 
     K = 500
     result = Importance(scaled_model, posterior_guide, num_particles=K, rng_seed=0,
-                        params={"loc": torch.tensor(mean)}).run(X, obs_scale=0.3)
+                        param_values={"loc": torch.tensor(mean)}).run(X, obs_scale=0.3)
     assert result.effective_sample_size > K * (1 - 1e-3)
 
 
@@ -342,7 +342,8 @@ def test_the_model_s_parameters_are_the_given_ones():
         with ppl.plate("data", len(x)):
             ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
 
-    result = Importance(centred, num_particles=20_000, rng_seed=0, params={"m": torch.tensor(2.0)}).run(X)
+    result = Importance(centred, num_particles=20_000, rng_seed=0,
+                        param_values={"m": torch.tensor(2.0)}).run(X)
     exact = _scaled_log_evidence(1.0, prior_loc=2.0)
     assert abs(result.log_evidence - exact) < 5 * result.log_evidence_stderr
 

@@ -322,7 +322,7 @@ def test_jax_importance_with_a_fitted_guide_as_proposal():
         vi = VI(normal_normal_model, normal_normal_guide, ELBO(4), Adam(0.05))
         vi.run(data, num_steps=500, progress=False)
         fitted = Importance(normal_normal_model, normal_normal_guide, num_particles=4000,
-                            params=vi.params).run(data)
+                            param_values=vi.params).run(data)
         initial = Importance(normal_normal_model, normal_normal_guide, num_particles=4000).run(data)
     # the fitted guide is close to the exact posterior, the prior-initialised one is not
     assert fitted.effective_sample_size > 0.75 * 4000 > initial.effective_sample_size

@@ -30,3 +30,24 @@ def test_the_counterfactual_program_transform_is_counterfactual_worlds(module):
     import ppl.causal.world_handler as the_module
 
     assert the_module.counterfactual_worlds is loaded.counterfactual_worlds
+
+
+def test_importance_takes_param_values_and_the_old_name_warns():
+    # Importance(params=...) was an input named like vi.params, a result
+    import torch
+
+    import ppl
+    import ppl.distributions as dist
+    from inference import Importance
+
+    def model():
+        ppl.sample("x", dist.Normal(ppl.param("loc", torch.tensor(0.0)), 1.0), obs=torch.tensor(2.0))
+
+    given = {"loc": torch.tensor(2.0)}  # log N(2; 2, 1), with no latent site to average over
+    exact = dist.Normal(2.0, 1.0).log_prob(torch.tensor(2.0)).item()
+    assert Importance(model, num_particles=2, param_values=given).run().log_evidence == pytest.approx(exact)
+    with pytest.warns(DeprecationWarning, match=r"Importance\(params=...\) is now Importance\(param_values=...\)"):
+        old = Importance(model, num_particles=2, params=given)
+    assert old.run().log_evidence == pytest.approx(exact)
+    with pytest.raises(TypeError, match="pass param_values= only"):
+        Importance(model, param_values=given, params=given)

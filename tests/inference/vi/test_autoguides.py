@@ -79,7 +79,7 @@ def test_autoguides_fit_and_propose(name, objective):
     vi.run(X, num_steps=600, progress=False)
     exact = log_evidence(X)
     bound = vi.evaluate(X, num_particles=K)
-    result = Importance(model, guide, num_particles=K, params=vi.params, rng_seed=1).run(X)
+    result = Importance(model, guide, num_particles=K, param_values=vi.params, rng_seed=1).run(X)
     check_bound(bound, result, exact)
     assert abs(result.log_evidence - exact) < 4 * result.log_evidence_stderr + 0.01
     assert result.effective_sample_size > 1000  # a fitted proposal, not the initial one
@@ -92,7 +92,7 @@ def test_autoguides_with_the_other_objectives(name, objective):
     vi = VI(model, guide, objective, Adam(lr=0.05), rng_seed=0)
     vi.run(X, num_steps=400, progress=False)
     bound = vi.evaluate(X, num_particles=K)
-    result = Importance(model, guide, num_particles=K, params=vi.params, rng_seed=1).run(X)
+    result = Importance(model, guide, num_particles=K, param_values=vi.params, rng_seed=1).run(X)
     check_bound(bound, result, log_evidence(X))
 
 
@@ -184,7 +184,7 @@ def test_numpyro_autoguides_on_jax(name, particles):
         vi = VI(model, guide, IWAE(8), Adam(lr=0.05), rng_seed=0, vectorize_particles=particles)
         vi.run(x, num_steps=300, progress=False)
         bound = vi.evaluate(x, num_particles=K_JAX)
-        result = Importance(model, guide, num_particles=K_JAX, params=vi.params, rng_seed=1,
+        result = Importance(model, guide, num_particles=K_JAX, param_values=vi.params, rng_seed=1,
                             vectorize_particles=particles).run(x)
     fallbacks = [w for w in caught if "mapped with jax.vmap" in str(w.message)]
     assert len(fallbacks) == (2 if particles == "auto" else 0)  # VI's and Importance's
@@ -207,7 +207,7 @@ def test_a_numpyro_autoguide_with_the_other_objectives(objective):
         vi = VI(model, guide, objective, Adam(lr=0.05), rng_seed=0)
         vi.run(x, num_steps=400, progress=False)
         bound = vi.evaluate(x, num_particles=K_JAX)
-        result = Importance(model, guide, num_particles=K_JAX, params=vi.params, rng_seed=1).run(x)
+        result = Importance(model, guide, num_particles=K_JAX, param_values=vi.params, rng_seed=1).run(x)
     check_bound(bound, result, log_evidence(X))
 
 

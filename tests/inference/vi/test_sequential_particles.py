@@ -67,7 +67,7 @@ def test_the_bayesian_regression_tutorial_s_fit_is_a_proposal_as_written():
     vi = VI(model, guide, optimizer=Adam(0.05))
     vi.run(X, Y, num_steps=300, progress=False)
     with pytest.warns(UserWarning, match="running the particles one by one") as caught:
-        result = Importance(model, guide, num_particles=500, params=vi.params).run(X, Y, progress=False)
+        result = Importance(model, guide, num_particles=500, param_values=vi.params).run(X, Y, progress=False)
     assert len([w for w in caught if "broadcast" in str(w.message)]) == 1
     # y ~ N(0, 0.3^2 I + X X^T + 10^2 1 1^T) with w and b integrated out
     cov = 0.09 * torch.eye(len(X)) + X @ X.T + 100.0 * torch.ones(len(X), len(X))
@@ -146,8 +146,8 @@ def test_importance_runs_particles_one_by_one():
     vi = VI(model, guide, ELBO(4), Adam(lr=0.05), vectorize_particles=False, rng_seed=0)
     vi.run(X, Y, num_steps=300, progress=False)
     with pytest.raises(ShapeError, match="vectorize_particles=False"):  # x @ w: no particle plate
-        Importance(model, guide, num_particles=50, params=vi.params, vectorize_particles=True).run(X, Y)
-    result = Importance(model, guide, num_particles=400, params=vi.params, vectorize_particles=False,
+        Importance(model, guide, num_particles=50, param_values=vi.params, vectorize_particles=True).run(X, Y)
+    result = Importance(model, guide, num_particles=400, param_values=vi.params, vectorize_particles=False,
                         rng_seed=1).run(X, Y)
     cov = X @ X.T + 0.09 * torch.eye(len(X))
     exact = float(torch.distributions.MultivariateNormal(torch.zeros(len(X)), cov).log_prob(Y))
