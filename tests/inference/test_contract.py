@@ -55,7 +55,7 @@ def _fit(x, steps=200, **kw):
 # "except ValueError" still catches it): two assertions, since issubclass(X, (A, B)) is "or"
 BUILT_IN = {"PPLError": Exception, "SiteError": ValueError, "ShapeError": ValueError,
             "UnsupportedError": NotImplementedError, "NonFiniteError": FloatingPointError,
-            "CheckpointError": ValueError}
+            "CheckpointError": ValueError, "ResourceError": MemoryError}
 
 
 def test_error_classes():
