@@ -26,7 +26,7 @@ from ..enumeration import discrete_posterior
 from ..particles import particles_arg
 from ..program import release_freed_memory, squeeze_particles
 from ..weights import WeightLayout, total_log_weight
-from .runs import as_arrays, check_outside_equal
+from .log_weights import as_arrays, check_outside_equal
 
 
 class FittedQueries:

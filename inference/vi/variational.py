@@ -41,7 +41,7 @@ from .estimators import Estimator, resolve_estimator
 from .fitted import FittedQueries
 from .objectives import ELBO
 from .peers import as_objective
-from .runs import Run, as_arrays, stacked
+from .log_weights import Run, as_arrays, stacked
 from .sites import check_sites, independent_plate
 
 
