@@ -14,8 +14,8 @@ from ppl.trace_view import Trace
 from ..weights import same_in_every_particle
 
 
-class Run(NamedTuple):
-    """One run of guide and model: log p and log q per particle (and element), the
+class LogWeights(NamedTuple):
+    """One run of guide and model as log-weights: log p and log q per particle (and element), the
     score-function sites' log q, the score terms of sites drawn downstream of enumerated
     ones (or None), and the traces."""
 
@@ -39,7 +39,7 @@ def stacked(ops, runs):
     enum_score = None
     if any(r.enum_score is not None for r in runs):
         enum_score = concatenate([0.0 * r.log_q if r.enum_score is None else r.enum_score for r in runs])
-    return Run(concatenate([r.log_p for r in runs]), concatenate([r.log_q for r in runs]), score_log_q,
+    return LogWeights(concatenate([r.log_p for r in runs]), concatenate([r.log_q for r in runs]), score_log_q,
                enum_score, runs[-1].guide_tr, runs[-1].model_tr)
 
 

@@ -41,7 +41,7 @@ from .estimators import Estimator, resolve_estimator
 from .fitted import FittedQueries
 from .objectives import ELBO
 from .peers import as_objective
-from .log_weights import Run, as_arrays, stacked
+from .log_weights import LogWeights, as_arrays, stacked
 from .sites import check_sites, independent_plate
 
 
@@ -327,7 +327,7 @@ class VI(FittedQueries, Strategy):
         return out
 
     def _weights(self, args, kwargs, params, rng):
-        """One run of guide and model: its :class:`Run`."""
+        """One run of guide and model: its :class:`~inference.vi.log_weights.LogWeights`."""
         ops = self.ops
         layout = self._layout
         guide_tr, model_tr = self._traces(args, kwargs, params, rng)
@@ -357,7 +357,7 @@ class VI(FittedQueries, Strategy):
         if downstream:
             model_costs = list(model_tr.sites.values()) if costs is None else costs
             enum_score = enumerated_score(ops, layout, downstream, model_costs, guide_tr.sites.values())
-        return Run(log_p, log_q, score_log_q, enum_score, guide_tr, model_tr, outside)
+        return LogWeights(log_p, log_q, score_log_q, enum_score, guide_tr, model_tr, outside)
 
     def _model_costs(self, layout, model_tr):
         """The model's log-density terms as sites: with model enumeration, the sums over
