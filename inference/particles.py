@@ -47,11 +47,17 @@ def is_program_failure(error):
             and not is_allocation_failure(error))
 
 
+def _where(error):
+    """Where a program failed: after the last site its run recorded (set by the backends)."""
+    site = getattr(error, "ppl_last_site", None)
+    return f"after site {site!r}, " if site else ""
+
+
 def vectorisation_error(owner, num, plate_dims, error):
     """The error for programs that failed with their particles on a plate."""
     return ShapeError(
         f"the programs failed with their {num} particles vectorised on a plate at dim "
-        f"{-(plate_dims + 1)} (they ran with one particle): {error}. A program that does not "
+        f"{-(plate_dims + 1)} (they ran with one particle): {_where(error)}{error}. A program that does not "
         "broadcast over an extra batch dimension (for example x @ w with w a sample) runs with "
         f"{owner}(..., vectorize_particles=False) (one by one), 'vmap' (JAX) or 'auto'")
 
@@ -64,5 +70,5 @@ def warn_fallback(owner, error, mode, num, plate_dims):
            f"one by one from now on: {num} runs of the programs per step where the plate took "
            "one (vectorize_particles=False chooses this and silences the warning)")
     warnings.warn(f"{owner}: the programs do not broadcast over {num} particles on a plate at dim "
-                  f"{-(plate_dims + 1)} (they ran with one particle: {error}); running the "
+                  f"{-(plate_dims + 1)} (they ran with one particle; {_where(error)}{error}); running the "
                   f"particles {how}", UserWarning, stacklevel=user_stacklevel())

@@ -248,6 +248,7 @@ class JaxBackend:
                     named = _torch_in_program(error, recorder) or _traced_control_flow(error, recorder)
                 if named is not None:
                     raise named from error
+                error.ppl_last_site = next(reversed(recorder.sites), None)  # where it failed
                 raise
         return to_trace(recorder, value)
 

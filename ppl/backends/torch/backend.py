@@ -66,6 +66,7 @@ class TorchBackend:
                     named = first_bad_observation(to_trace(recorder))
                 if named is not None:
                     raise named from error
+                error.ppl_last_site = next(reversed(recorder.sites), None)  # where it failed
                 raise
         return to_trace(recorder, value)
 
