@@ -9,12 +9,13 @@ or JAX (NumPyro).
     ['z']
 """
 
-from . import causal, distributions, errors
+from . import distributions, errors
 from .backend import backend, get_backend, set_backend
 from .causal import Identification, counterfactual_worlds, graph, identify, world, world_value
 from .handlers import block, condition, do, mask, replay, scale, seed, trace
 from .primitives import deterministic, factor, markov, module, param, plate, sample
 from .trace_view import PlateInfo, Site, Trace
+from .renames import COUNTERFACTUAL_WORLDS, old_names
 
 __all__ = [
     "Identification",
@@ -49,8 +50,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    """Names kept for one release after a rename (``counterfactual``)."""
-    if name == "counterfactual":
-        return causal.__getattr__(name)  # warns, and gives counterfactual_worlds
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = old_names(__name__, {"counterfactual": (COUNTERFACTUAL_WORLDS, counterfactual_worlds)})

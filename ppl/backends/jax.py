@@ -22,6 +22,7 @@ from ..backend import activated
 from ..errors import SiteError, UnsupportedError
 from ..site_handler import RunsRule
 from ..validation import (check_distribution_backend, check_plate, explain_run_failure)
+from ..renames import STRATEGY_STATE, old_names
 
 PARTICLE_PLATE = "_particles"
 
@@ -308,13 +309,4 @@ class JaxBackend:
 BACKEND = JaxBackend()
 
 
-def __getattr__(name):
-    """``ProgramState``, the name before 2026-12, kept for one release."""
-    if name == "ProgramState":
-        import warnings
-
-        warnings.warn("ProgramState is now StrategyState (a strategy's state: its parameter store "
-                      "and random stream); the old name goes in the next release",
-                      DeprecationWarning, stacklevel=2)
-        return StrategyState
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = old_names(__name__, {"ProgramState": (STRATEGY_STATE, StrategyState)})

@@ -18,18 +18,10 @@ from .worlds import world, world_value
 from .graph import graph
 from .identify import Identification, identify
 from .noise import NoiseModel, register_noise
+from ..renames import COUNTERFACTUAL_WORLDS, old_names
 
 __all__ = ["Identification", "NoiseModel", "counterfactual_worlds", "graph", "identify", "register_noise",
            "world", "world_value"]
 
 
-def __getattr__(name):
-    """``counterfactual``, the name before 2026-12, kept for one release."""
-    if name == "counterfactual":
-        import warnings
-
-        warnings.warn("ppl.counterfactual is now ppl.counterfactual_worlds (it returns a program over "
-                      "worlds; inference.counterfactual answers a query); the old name goes in the "
-                      "next release", DeprecationWarning, stacklevel=2)
-        return counterfactual_worlds
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = old_names(__name__, {"counterfactual": (COUNTERFACTUAL_WORLDS, counterfactual_worlds)})

@@ -15,18 +15,10 @@ from .plate import PARTICLE_PLATE, Plate
 from .primitives import distributions, primitives
 from .recorder import Recorder, to_trace
 from .state import StrategyState, entered, restored_rng
+from ...renames import STRATEGY_STATE, old_names
 
 __all__ = ["BACKEND", "PARTICLE_PLATE", "Plate", "StrategyState", "Recorder", "TorchBackend",
            "distributions", "entered", "handlers", "primitives", "restored_rng", "to_trace"]
 
 
-def __getattr__(name):
-    """``ProgramState``, the name before 2026-12, kept for one release."""
-    if name == "ProgramState":
-        import warnings
-
-        warnings.warn("ProgramState is now StrategyState (a strategy's state: its parameter store "
-                      "and random stream); the old name goes in the next release",
-                      DeprecationWarning, stacklevel=2)
-        return StrategyState
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = old_names(__name__, {"ProgramState": (STRATEGY_STATE, StrategyState)})

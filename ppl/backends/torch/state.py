@@ -28,6 +28,7 @@ import pyro
 import torch
 from pyro.params.param_store import ParamStoreDict
 from .pyro_internals import HANDLER_STACK, dim_allocator_stack, set_store_dicts, store_dicts
+from ...renames import STRATEGY_STATE, old_names
 
 _LOCK = threading.RLock()
 _STATES = weakref.WeakSet()  # every strategy's state: whose parameter a global read missed
@@ -154,13 +155,4 @@ def restored_rng():
         yield
 
 
-def __getattr__(name):
-    """``ProgramState``, the name before 2026-12, kept for one release."""
-    if name == "ProgramState":
-        import warnings
-
-        warnings.warn("ProgramState is now StrategyState (a strategy's state: its parameter store "
-                      "and random stream); the old name goes in the next release",
-                      DeprecationWarning, stacklevel=2)
-        return StrategyState
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = old_names(__name__, {"ProgramState": (STRATEGY_STATE, StrategyState)})
