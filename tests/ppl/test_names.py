@@ -46,7 +46,8 @@ def test_importance_takes_param_values_and_the_old_name_warns():
     given = {"loc": torch.tensor(2.0)}  # log N(2; 2, 1), with no latent site to average over
     exact = dist.Normal(2.0, 1.0).log_prob(torch.tensor(2.0)).item()
     assert Importance(model, num_particles=2, param_values=given).run().log_evidence == pytest.approx(exact)
-    with pytest.warns(DeprecationWarning, match=r"Importance\(params=...\) is now Importance\(param_values=...\)"):
+    renamed = r"Importance\(params=...\) is now Importance\(param_values=...\)"
+    with pytest.warns(DeprecationWarning, match=renamed):
         old = Importance(model, num_particles=2, params=given)
     assert old.run().log_evidence == pytest.approx(exact)
     with pytest.raises(TypeError, match="pass param_values= only"):

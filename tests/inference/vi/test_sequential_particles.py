@@ -66,8 +66,8 @@ def test_the_bayesian_regression_tutorial_s_fit_is_a_proposal_as_written():
     guide = AutoNormal(model)
     vi = VI(model, guide, optimizer=Adam(0.05))
     vi.run(X, Y, num_steps=300, progress=False)
-    with pytest.warns(UserWarning, match="after site 'linear.bias', .* running the particles one by one from now on: "
-                                         "500 runs of the programs per step") as caught:
+    with pytest.warns(UserWarning, match="after site 'linear.bias', .* running the particles one by one "
+                                         "from now on: 500 runs of the programs per step") as caught:
         result = Importance(model, guide, num_particles=500, param_values=vi.params).run(X, Y, progress=False)
     assert len([w for w in caught if "broadcast" in str(w.message)]) == 1
     # y ~ N(0, 0.3^2 I + X X^T + 10^2 1 1^T) with w and b integrated out
