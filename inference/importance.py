@@ -22,8 +22,7 @@ from .enumeration import log_joint, model_enumerated
 from .program import (bytes_per_particle, check_nesting_argument, checked_nesting, dry_run,
                       release_freed_memory, squeeze_particles, value_shapes, warn_auxiliary,
                       log_density_shapes, particle_broadcast_problem)
-from .particles import (check_mode, fallback_mode, is_program_failure, particles_arg, vectorisation_error,
-                        warn_fallback)
+from .particles import check_mode, fell_back, is_program_failure, particles_arg, vectorisation_error
 from .strategy import Strategy
 from .trainer import run_steps
 from .weights import WeightLayout, total_log_weight
@@ -236,13 +235,8 @@ class Importance(Strategy):
             try:
                 result = self._batch(args, kwargs)
             except ShapeError as failure:  # "auto": the plate failed on the first chunk
-                cause = failure.__cause__
-                if (self.vectorize_particles != "auto" or self._vectorised_ok or cause is None
-                        or not is_program_failure(cause)):  # one of our checks: it stands
+                if not fell_back("Importance", self, failure, self.num_particles):
                     raise
-                self.vectorize_particles = fallback_mode(self.backend)
-                warn_fallback("Importance", failure.__cause__ or failure, self.vectorize_particles,
-                              self.num_particles, self._plates)
                 result = self._batch(args, kwargs)
         self.step_count += 1
         return result

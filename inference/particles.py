@@ -62,6 +62,20 @@ def vectorisation_error(owner, num, plate_dims, error):
         f"{owner}(..., vectorize_particles=False) (one by one), 'vmap' (JAX) or 'auto'")
 
 
+def fell_back(owner, strategy, failure, num):
+    """``vectorize_particles="auto"``: after the first vectorised run of ``strategy`` (a VI
+    or an Importance) failed as a program that does not broadcast (a :func:`vectorisation_error`
+    whose cause is a program's failure, not one of our named checks), switch it to
+    ``jax.vmap`` or one by one with one warning; whether it did."""
+    cause = failure.__cause__
+    if (strategy.vectorize_particles != "auto" or strategy._vectorised_ok
+            or not isinstance(failure, ShapeError) or cause is None or not is_program_failure(cause)):
+        return False
+    strategy.vectorize_particles = fallback_mode(strategy.backend)
+    warn_fallback(owner, cause, strategy.vectorize_particles, num, strategy._plates)
+    return True
+
+
 def warn_fallback(owner, error, mode, num, plate_dims):
     """The one warning of ``vectorize_particles="auto"`` falling back, with its cost;
     ``error``: what the programs raised with their particles on the plate."""

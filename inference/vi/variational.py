@@ -30,8 +30,7 @@ from ..enumeration import (check_batch_in_plates, check_model_enum_within_guide_
                            marginal_terms, model_enumerated)
 from ..interrupts import deferred_interrupts
 from ..optim import Adam
-from ..particles import (check_mode, fallback_mode, is_program_failure, vectorisation_error,
-                         warn_fallback)
+from ..particles import check_mode, fell_back, is_program_failure, vectorisation_error
 from ..program import (bytes_per_particle, check_nesting_argument, checked_nesting, dry_run,
                        log_density_shapes, particle_broadcast_problem, point_masses, value_shapes)
 from ..strategy import Strategy
@@ -168,12 +167,8 @@ class VI(FittedQueries, Strategy):
         """``vectorize_particles="auto"``: after the first vectorised run failed as a program
         that does not broadcast (raised before any update, outside or inside a compiled
         step), switch to ``jax.vmap`` or one by one with one warning, and set up again."""
-        cause = failure.__cause__
-        if (self.vectorize_particles != "auto" or self._vectorised_ok or not isinstance(failure, ShapeError)
-                or cause is None or not is_program_failure(cause)):
+        if not fell_back("VI", self, failure, self.objective.num_particles):
             return False
-        self.vectorize_particles = fallback_mode(self.backend)
-        warn_fallback("VI", cause, self.vectorize_particles, self.objective.num_particles, self._plates)
         self._setup(args, kwargs)
         return True
 
