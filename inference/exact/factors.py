@@ -3,10 +3,12 @@ enumeration dims its density spans, read off shapes, and its density as a float6
 the backend's ``ops.tables`` (torch tensors on torch; numpy on the host for JAX), with fast
 paths for plain Categorical sites and the checks that stand in for torch's.
 
-Torch validates a Categorical's probabilities on construction, which costs more than the
-rest of a small query on a network of Categorical sites: while the program runs, that check
-is off for Categoricals only (:func:`categoricals_unvalidated`), and done instead on the
-tables an answer uses, with evidence checked against its support (:func:`check_evidence`).
+Both backends check a Categorical's probabilities on construction, which costs more than
+the rest of a small query on a network of Categorical sites: while the program runs, that
+check is off for Categoricals (and NumPyro's Bernoulli; the backend's
+``ops.unchecked_categoricals``), and done instead on the tables an answer uses
+(:func:`check_probabilities`), with evidence checked against its support
+(:func:`check_evidence`).
 
     >>> import torch
     >>> from torch.distributions import Categorical
@@ -16,7 +18,6 @@ tables an answer uses, with evidence checked against its support (:func:`check_e
     (2, tensor([0, 1]))
 """
 
-import contextlib
 import math
 
 import torch
@@ -68,11 +69,12 @@ def site_factor(site, own_dim, first, rescale, ops):
     enumeration dim; ``ops``: the backend's ops table."""
     tables = ops.tables
     if site.observed:
-        lp = observed_log_prob(site, tables)
+        lp = observed_log_prob(site, ops)
     else:  # the enumerated support
         table = categorical_table(site, own_dim, ops)
         if table is not None:
             return table, None
+        check_probabilities(site, ops)
         lp = scaled_and_masked(tables.to_wide_float(unchecked_log_prob(site.fn, site.value)),
                                site.scale, site.mask, tables)
     lp = sum_plates(tables.to_wide_float(lp), first)
@@ -83,12 +85,15 @@ def site_factor(site, own_dim, first, rescale, ops):
     return tables.exp(lp), None
 
 
-def observed_log_prob(site, tables):
-    """An observed site's scaled and masked log density, its evidence checked."""
+def observed_log_prob(site, ops):
+    """An observed site's scaled and masked log density, its evidence and probabilities
+    checked."""
     if at_own_atom(site):
+        tables = ops.tables
         return scaled_and_masked(tables.to_wide_float(site.fn.log_density), site.scale,
                                  site.mask, tables)
     check_evidence(site)
+    check_probabilities(site, ops)
     return site.log_prob
 
 
@@ -118,8 +123,8 @@ def at_own_atom(site):
 
 
 def check_evidence(site):
-    """Where torch's checks were off (a Categorical): the evidence must lie in the support
-    and the probabilities must be non-negative (torch's log_prob would clamp them)."""
+    """Where torch's checks were off (a Categorical), and on JAX: the evidence must lie in
+    the support."""
     fn, value = site.fn, site.value
     if not isinstance(fn, torch.distributions.Distribution):
         # NumPyro's checks warn rather than raise, and its Categorical clips an index
@@ -128,10 +133,6 @@ def check_evidence(site):
         if getattr(support, "is_discrete", False) and not bool(support.check(value).all()):
             _outside_support(site)
         return
-    if isinstance(fn, Categorical) and "probs" in vars(fn) and not bool(fn.probs.amin() >= 0):
-        raise ValueError(
-            f"exact enumeration: site {site.name!r} ({type(fn).__name__}) gives negative or NaN "
-            "probabilities; check its distribution's parameters")
     if getattr(fn, "_validate_args", False):
         return  # torch checks the value in log_prob
     support = fn.support
@@ -139,6 +140,27 @@ def check_evidence(site):
         return
     if not bool(support.check(value).all()):
         _outside_support(site)
+
+
+def check_probabilities(site, ops, table=None, axis=-1):
+    """A Categorical's (or, on JAX, a Bernoulli's) probabilities, built unchecked: they must
+    be non-negative (torch's would clamp negative ones in ``log_prob``) and, where the
+    backend's Categorical takes them as given (NumPyro's), sum to 1 to NumPyro's tolerance
+    (1e-6), along the support's ``axis`` of ``table`` (read from the site when None)."""
+    if table is None:
+        table = ops.support_probs(site.fn)
+        if table is None:
+            return
+        table = ops.tables.to_wide_float(table)
+    if not bool((table >= 0).all()):  # NaN fails every comparison
+        problem = "negative or NaN probabilities"
+    elif not ops.normalises_probs and not bool((abs(table.sum(axis) - 1) < 1e-6).all()):
+        problem = ("probabilities that do not sum to 1 (NumPyro's Categorical does not "
+                   "normalise them)")
+    else:
+        return
+    raise ValueError(f"exact enumeration: site {site.name!r} ({type(site.fn).__name__}) gives "
+                     f"{problem}; check its distribution's parameters")
 
 
 def _outside_support(site):
@@ -187,6 +209,8 @@ def categorical_table(site, dim, ops):
                                  + strides[:-1], probs.storage_offset())
         return tables.to_wide_float(probs)
     table = tables.moveaxis(tables.to_wide_float(probs), -1, 0)
+    if not ops.normalises_probs:  # (torch's table is checked as a factor: non-negative)
+        check_probabilities(site, ops, table, axis=0)
     return tables.reshape(table, (k,) + (1,) * pad + batch)
 
 
@@ -213,21 +237,6 @@ def _arange_on_dim(ops, k, dim, like):
 
 def is_one(scale):
     return scale is None or isinstance(scale, (int, float)) and scale == 1
-
-
-@contextlib.contextmanager
-def categoricals_unvalidated():
-    """Categoricals built inside skip torch's argument check (see the module docstring)."""
-    own = "_validate_args" in vars(Categorical)
-    saved = Categorical._validate_args
-    Categorical._validate_args = False
-    try:
-        yield
-    finally:
-        if own:
-            Categorical._validate_args = saved
-        else:
-            del Categorical._validate_args
 
 
 def unchecked_log_prob(fn, value):

@@ -52,7 +52,6 @@ from .elimination import NotEnumerableError
 from .funsor_posterior import funsor_posterior
 from .plated import plated_posterior
 from .factors import (
-    categoricals_unvalidated,
     is_normalised,
     observed_log_prob,
     site_factor,
@@ -259,7 +258,7 @@ class EnumeratedPosterior:
             for site, scope in zip(self._sites, self._scopes):
                 if scope or not site.observed:
                     continue
-                lp = observed_log_prob(site, self._tables)
+                lp = observed_log_prob(site, self._ops)
                 if hasattr(lp, "shape"):
                     lp = float(self._tables.to_wide_float(lp).sum())
                 if lp != lp:
@@ -314,8 +313,8 @@ def enumerate_program(program, *args, max_cells=MAX_CELLS, max_plate_nesting=8, 
         own[name] = dim
 
     try:
-        with backend.no_grad(), _hidden(backend), categoricals_unvalidated():
-            trace = backend.run(program, args, kwargs, draw=draw)
+        with backend.no_grad(), _hidden(backend), backend.ops.unchecked_categoricals():
+            trace = backend.run(program, args, kwargs, draw=draw, rng=False)
     except _Plated:  # latent sites inside plates or along a chain: the plated path
         if backend.name == "jax":
             return funsor_posterior(backend, program, args, kwargs, max_plate_nesting)

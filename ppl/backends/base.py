@@ -39,7 +39,10 @@ class Backend(Protocol):
     # take_along(x, index, axis); top_k_indices(x, k) (along axis 0, largest first);
     # draw_index(probs, key=None) (one categorical draw per row). Exact elimination adds:
     # support_probs(fn) (the probabilities of a plain Categorical's support, or a
-    # Bernoulli's on JAX, else None); gather(table, indices) (``table[indices]`` for a tuple
+    # Bernoulli's on JAX, else None); unchecked_categoricals() (a context in which those
+    # distributions skip their argument check: the elimination checks their tables);
+    # normalises_probs (whether a Categorical divides its probabilities by their sum:
+    # torch's does, NumPyro's does not); gather(table, indices) (``table[indices]`` for a tuple
     # of index arrays: compiled on JAX); tables (the ops table the elimination's tables use,
     # with amax(x) and to_wide_float(x) (float64) beside exp, log, where, reshape, moveaxis,
     # broadcast_to, numel, asarray, astype, zeros: torch's own table; numpy on the host for
@@ -61,7 +64,8 @@ class Backend(Protocol):
         """Run ``fn`` under a ``Recorder`` (values replayed, latent draws chosen by ``draw``,
         vectorised over ``particles=(num, dim)`` (a plate) or ``(num, dim, "vmap")`` (the
         one-particle program mapped, where the backend can), ``param`` sites fixed to ``params``,
-        seeded by ``rng`` where keys are explicit, sites marked for parallel enumeration
+        seeded by ``rng`` where keys are explicit (``rng=False``: ``draw`` or ``replay`` sets
+        every latent value, so no site needs a key), sites marked for parallel enumeration
         enumerated on dims from ``enumerate_from`` leftwards) and return its Trace."""
 
     def draw_reparam(self, msg):

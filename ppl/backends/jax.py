@@ -129,6 +129,23 @@ def _replay(fn=None, values=None):
     return nh.replay(fn, trace=entries)
 
 
+class _Unkeyed(nh.seed):
+    """A ``seed`` that splits no key for sample sites: the run's ``draw`` or ``replay`` sets
+    every latent value (exact enumeration), so NumPyro's split per site, which runs before
+    the Recorder's ``draw`` in the handler order, would go unused. A site left unset fails
+    NumPyro's key check rather than drawing at random. Plates' subsamples and ``prng_key``
+    still get keys from the backend's stream."""
+
+    def __init__(self):
+        super().__init__(rng_seed=None)
+
+    def process_message(self, msg):
+        if msg["type"] in ("plate", "prng_key", "control_flow") and msg["value"] is None:
+            if self.rng_key is None:
+                self.rng_key = BACKEND._fresh_key()
+            super().process_message(msg)
+
+
 class _Uncondition(Messenger):
     """Observed sites drawn from their distributions instead (Pyro's ``poutine.uncondition``)."""
 
@@ -228,14 +245,15 @@ class JaxBackend:
     def run(self, fn, args=(), kwargs=None, replay=None, draw=None, adjust=None, particles=None,
             params=None, rng=None, enumerate_from=None):
         """Run ``fn`` under a :class:`Recorder`, seeded with ``rng`` and with ``params`` substituted."""
-        key = self._fresh_key() if rng is None else rng
+        key = self._fresh_key() if rng is None else rng  # rng=False: see _Unkeyed
         if particles is not None and particles[2:] == ("vmap",):
             from .jax_particles import run_mapped
 
             return run_mapped(self, fn, args, kwargs, replay, draw, adjust, particles, params, key)
         recorder = Recorder(replay, draw, adjust)
+        seed = _Unkeyed() if rng is False else nh.seed(rng_seed=key)
         enum = contextlib.nullcontext() if enumerate_from is None else jax_enum.enumerating(enumerate_from)
-        with activated(self.name), enum, recorder, nh.seed(rng_seed=key), nh.substitute(data=params or {}):
+        with activated(self.name), enum, recorder, seed, nh.substitute(data=params or {}):
             try:
                 if particles is None:
                     value = fn(*args, **(kwargs or {}))

@@ -7,6 +7,7 @@ import numpyro
 import numpyro.distributions
 from jax.scipy.special import logsumexp
 
+from .checks_off import checks_off
 from .host_tables import HostTables
 
 # composite operations compiled once: eagerly each is a chain of primitives dispatched one
@@ -122,6 +123,8 @@ class _Ops:
 
     @staticmethod
     def to_index(x):
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.integer):
+            return x  # already indices: an eager cast is a dispatched operation
         return jnp.asarray(x).astype(jnp.result_type(int))
 
     @staticmethod
@@ -222,6 +225,15 @@ class _Ops:
             p = np.asarray(fn.probs, dtype=np.float64)
             return np.stack([1.0 - p, p], axis=-1)
         return None
+
+    normalises_probs = False  # NumPyro's Categorical takes its probabilities as they are
+
+    @staticmethod
+    def unchecked_categoricals():
+        """NumPyro's Categorical and Bernoulli (from probabilities) built inside skip their
+        argument check (see ``checks_off``)."""
+        return checks_off(numpyro.distributions.CategoricalProbs,
+                          numpyro.distributions.BernoulliProbs)
 
     @staticmethod
     def gather(table, indices):

@@ -82,6 +82,40 @@ def test_evidence_outside_a_categorical_s_support_is_named(on_backend):
         interventional(model, {}, "rain", evidence={"wet": 2})
 
 
+BAD_PROBS = {"negative": [[0.5, 0.5], [1.2, -0.2]], "unnormalised": [[0.5, 0.5], [0.3, 0.3]]}
+
+
+@pytest.mark.parametrize("problem", sorted(BAD_PROBS))
+@pytest.mark.parametrize("where", ["latent", "latent, scaled", "observed", "bernoulli"])
+def test_probabilities_checked_on_the_tables_are_named(on_backend, problem, where):
+    """Exact queries build each Categorical unchecked and check the tables they use. NumPyro's
+    Categorical does not normalise its probabilities, so on JAX unnormalised ones would give
+    silently wrong answers; torch's normalises them, so there only negative ones are wrong."""
+    ops = ppl.get_backend().ops
+    table = ops.asarray(BAD_PROBS[problem])
+
+    def model():
+        a = ppl.sample("a", dist.Bernoulli(0.5))
+        index = ops.to_index(a)
+        if where == "bernoulli":
+            return ppl.sample("k", dist.Bernoulli(probs=table[index, 0] * 1.5 - 0.3))
+        if where == "observed":
+            return ppl.sample("k", dist.Categorical(probs=table[index]), obs=ops.asarray(0))
+        with ppl.scale(scale=2.0 if where == "latent, scaled" else 1.0):
+            return ppl.sample("k", dist.Categorical(probs=table[index]))
+
+    valid = problem == "unnormalised" and ppl.get_backend().name == "torch"  # torch normalises
+    valid = valid or (where == "bernoulli" and problem == "unnormalised")  # p = 0.45: fine
+    target = "a" if where == "observed" else "k"
+    if valid:
+        interventional(model, {}, target)
+        return
+    # torch's Bernoulli keeps its own check (its message does not name the site)
+    named = "site 'k' .*(negative or NaN|do not sum to 1)|Expected parameter probs .* Bernoulli"
+    with pytest.raises(ValueError, match=named):
+        interventional(model, {}, target)
+
+
 def test_scaled_and_masked_sites_weigh_the_sums(on_backend):
     # the evidence x = 1 counts twice (scale 2), a masked-out observation not at all:
     # P(z = 1 | evidence) = 0.3 * 0.9^2 / (0.3 * 0.9^2 + 0.7 * 0.2^2)

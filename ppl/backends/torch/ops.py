@@ -1,12 +1,11 @@
 """The array-ops table on torch tensors."""
 
-
-
 import pyro
 import pyro.distributions
 import torch
-from .recorder import _is_one
 
+from ..checks_off import checks_off
+from .recorder import _is_one
 
 
 class _Ops:
@@ -234,6 +233,13 @@ class _Ops:
         """The probabilities of ``fn``'s support ``arange(K)`` on a trailing axis, if it
         scores and enumerates as torch's Categorical; else None."""
         return fn.probs if plain_categorical(type(fn)) else None
+
+    normalises_probs = True  # torch's Categorical divides its probabilities by their sum
+
+    @staticmethod
+    def unchecked_categoricals():
+        """Categoricals built inside skip torch's argument check (see ``checks_off``)."""
+        return checks_off(torch.distributions.Categorical)
 
     @staticmethod
     def gather(table, indices):
