@@ -31,6 +31,7 @@ from .pyro_internals import HANDLER_STACK, dim_allocator_stack, set_store_dicts,
 from ...renames import STRATEGY_STATE, old_names
 
 _LOCK = threading.RLock()
+_CPU = torch.default_generator  # torch.get_rng_state() and set_rng_state() call into it
 _STATES = weakref.WeakSet()  # every strategy's state: whose parameter a global read missed
 
 
@@ -99,37 +100,49 @@ def _seeded_cpu_state(seed):
     return generator.get_state()
 
 
-@contextlib.contextmanager
-def entered(state):
-    """Make ``state`` the param store and random stream that Pyro programs see."""
-    with _LOCK:
-        if state.active:  # re-entered (one verb calling another): already in place
-            yield state
-            return
+class entered:
+    """Make ``state`` the param store and random stream that Pyro programs see, for the
+    block (a class rather than a generator: it runs on every call of every verb)."""
+
+    __slots__ = ("state", "nested", "outer", "depth", "dims", "outer_rng")
+
+    def __init__(self, state):
+        self.state = state
+
+    def __enter__(self):
+        _LOCK.acquire()
+        state = self.state
+        self.nested = state.active  # re-entered (one verb calling another): already in place
+        if self.nested:
+            return state
         store = pyro.get_param_store()
-        outer = store_dicts(store)
-        depth, dims = len(HANDLER_STACK), list(dim_allocator_stack())
+        self.outer = store_dicts(store)
+        self.depth, self.dims = len(HANDLER_STACK), list(dim_allocator_stack())
         set_store_dicts(store, (state.params, state.param_to_name, state.constraints))
-        outer_rng = _swap_rng_in(state) if state.rng is not None else None
+        self.outer_rng = _swap_rng_in(state) if state.rng is not None else None
         state.active = True
+        return state
+
+    def __exit__(self, exc_type, exc, tb):
         try:
-            yield state
-        except BaseException:
-            # a handler whose __enter__ failed half-way (a plate that allocated its dim,
-            # then rejected its size) never exits: drop what the fault left behind
-            del HANDLER_STACK[depth:]
-            dim_allocator_stack()[:] = dims
-            raise
+            if self.nested:
+                return
+            if exc_type is not None:
+                # a handler whose __enter__ failed half-way (a plate that allocated its dim,
+                # then rejected its size) never exits: drop what the fault left behind
+                del HANDLER_STACK[self.depth:]
+                dim_allocator_stack()[:] = self.dims
+            self.state.active = False
+            if self.outer_rng is not None:
+                _swap_rng_out(self.state, self.outer_rng)
+            set_store_dicts(pyro.get_param_store(), self.outer)
         finally:
-            state.active = False
-            if outer_rng is not None:
-                _swap_rng_out(state, outer_rng)
-            set_store_dicts(store, outer)
+            _LOCK.release()
 
 
 def _swap_rng_in(state):
-    outer = (torch.get_rng_state(), None)
-    torch.set_rng_state(state.rng)
+    outer = (_CPU.get_state(), None)
+    _CPU.set_state(state.rng)
     if torch.cuda.is_initialized():
         outer = (outer[0], torch.cuda.get_rng_state_all())
         if state.cuda_rng is None:
@@ -140,8 +153,8 @@ def _swap_rng_in(state):
 
 
 def _swap_rng_out(state, outer):
-    state.rng = torch.get_rng_state()
-    torch.set_rng_state(outer[0])
+    state.rng = _CPU.get_state()
+    _CPU.set_state(outer[0])
     if outer[1] is not None:
         state.cuda_rng = torch.cuda.get_rng_state_all()
         torch.cuda.set_rng_state_all(outer[1])
