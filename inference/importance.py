@@ -262,7 +262,8 @@ class Importance(Strategy):
                 runs = [self._weights(args, kwargs, None) for _ in range(K)]
                 log_w = ops.concatenate([ops.reshape(w, (1,)) for w, _ in runs], 0)
                 model_tr = runs[-1][1][-1][1]
-        if not ops.isfinite(ops.logsumexp(log_w, 0)):  # every weight zero (or one infinite)
+        log_total = ops.item(ops.logsumexp(log_w, 0))  # kept for the result: an exp per weight
+        if not math.isfinite(log_total):  # every weight zero (or one infinite)
             if model_tr is None:  # a compiled chunk: an eager run names the site
                 model_tr = self._vectorised(args, kwargs, min(self.chunk_size, K))[1][-1][1]
             raise self.non_finite(
@@ -275,6 +276,7 @@ class Importance(Strategy):
             names = [n for n in model_tr.latent if n not in self._model_enum] + list(model_tr.deterministics)
             samples = {n: ops.stack([traces[-1][1].values()[n] for _, traces in runs]) for n in names}
         result = ImportanceResult(ops, log_w, samples)
+        result._log_total = log_total
         result.trace = model_tr if self.vectorize_particles and len(chunks) == 1 else None
         return result
 
