@@ -83,12 +83,22 @@ class VI(FittedQueries, Strategy):
             with ``jax.vmap`` (JAX) or runs them one by one (torch); True insists on the
             plate; False runs the programs once per particle, as Pyro does by default;
             ``"vmap"`` (JAX) maps the one-particle programs (:mod:`inference.particles`).
+        compile: True runs each step's loss (both programs, the objective and its backward)
+            through ``torch.compile`` on torch, once per argument shape and program
+            structure; the first step pays the compilation (seconds), later steps skip
+            Python's per-operation cost, and the draws are the eager step's for the same
+            seed. Where compiling fails it warns and runs eagerly. On JAX every step is
+            compiled (``jax.jit``) whatever this says.
     """
 
     def __init__(self, model, guide, objective=None, optimizer=None, *, estimators=None,
                  independent_plate="auto", max_plate_nesting=None, rng_seed=None, params=None,
-                 vectorize_particles="auto"):
+                 vectorize_particles="auto", compile=False):
         super().__init__(model, rng_seed)
+        if not isinstance(compile, bool):
+            raise TypeError(f"VI: compile must be True or False, not {compile!r}")
+        self.compile = compile
+        self._compiled_loss = None
         self.guide = guide
         self.objective = as_objective(objective) if objective is not None else ELBO()
         self.estimator_config = {name: resolve_estimator(spec, name)
@@ -439,7 +449,7 @@ class VI(FittedQueries, Strategy):
             updates = engine.updates
             with deferred_interrupts():  # the update and its bookkeeping land together
                 try:
-                    value, aux = engine.step(self._loss, self._aux, args, kwargs)
+                    value, aux = engine.step(self._step_loss(), self._aux, args, kwargs)
                 except BaseException as failure:
                     if engine.updates != updates:  # failed after the parameters moved
                         self._record(engine.last_loss)
@@ -451,6 +461,14 @@ class VI(FittedQueries, Strategy):
                 self._aux = aux
                 self._record(value)
             return value
+
+    def _step_loss(self):
+        """The loss a step differentiates: compiled once, on the first step, with ``compile``."""
+        if not self.compile:
+            return self._loss
+        if self._compiled_loss is None:
+            self._compiled_loss = self.backend.compiled_loss(self._loss)
+        return self._compiled_loss
 
     def _record(self, value):
         self.step_count += 1

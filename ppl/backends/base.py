@@ -95,6 +95,11 @@ class Backend(Protocol):
         the compiled call; or None where the backend runs eagerly and compiling gains
         nothing (torch)."""
 
+    def compiled_loss(self, fn):
+        """A strategy's loss ``fn`` compiled, for ``compile=True`` (torch: ``torch.compile``
+        per shape, eager again where compiling fails; JAX: ``fn`` itself, as its engine
+        compiles whole steps with ``jax.jit`` anyway)."""
+
     # ----------------------------------------------------- a strategy's own state
     def new_state(self, rng_seed=None):
         """A strategy's own parameters and random stream (``next_key()`` hands out keys

@@ -234,6 +234,11 @@ class JaxBackend:
 
         return compiled(fn)
 
+    @staticmethod
+    def compiled_loss(fn):
+        """``fn`` itself: the engine compiles whole training steps with ``jax.jit``."""
+        return fn
+
     def handler(self, rule, fn=None):
         """A backend-neutral :class:`~ppl.site_handler.SiteHandler` as a NumPyro Messenger
         (wrapping ``fn`` when given)."""

@@ -101,3 +101,17 @@ def test_the_peers_whose_privates_are_read_have_an_upper_bound_the_installed_ver
             upper = [s for s in Requirement(name + spec).specifier if s.operator == "<"]
             assert upper, f"{name}{spec} has no upper bound"
             assert version(name) in Requirement(name + spec).specifier, (name, spec, version(name))
+
+
+def test_pyro_s_message_is_a_typed_dict_that_builds_plain_dicts():
+    # compile=True makes these modules' ``Message`` plain ``dict`` (Dynamo cannot trace a
+    # TypedDict with optional keys): safe only while calling it builds a plain dict
+    import importlib
+
+    from ppl.backends.torch.pyro_internals import _MESSAGE_MODULES
+    from pyro.poutine.runtime import Message
+
+    for name in _MESSAGE_MODULES:
+        assert importlib.import_module(name).Message in (Message, dict), name
+    message = Message(type="sample", name="x", value=None)
+    assert type(message) is dict and message == {"type": "sample", "name": "x", "value": None}

@@ -79,6 +79,13 @@ class TorchBackend:
         return None
 
     @staticmethod
+    def compiled_loss(fn):
+        """``fn`` through ``torch.compile`` (``compile=True``; see ``compiled_loss.py``)."""
+        from .compiled_loss import CompiledLoss
+
+        return CompiledLoss(fn)
+
+    @staticmethod
     def module_params(module):
         """(name -> parameter of a ``torch.nn.Module``, ``rebuild``): the parameters are the
         module's own leaves, so ``rebuild`` gives the module back."""
