@@ -71,31 +71,59 @@ def test_a_compiled_step_reproduces_the_eager_step_without_graph_breaks():
 
 @torch_compile
 def test_a_program_error_is_raised_as_eagerly_not_taken_for_a_compiler_failure():
-    runs = {"count": 0}
-
-    def model(x):
-        runs["count"] += 1
-        if runs["count"] == 2:  # the first step's loss (the set-up's dry run was the first)
+    def model(x, broken):
+        if broken:  # a Python argument: one compiled graph per value
             raise ValueError("the program's own error")
         loc = ppl.param("loc", torch.tensor(0.0))
         ppl.sample("x", dist.Normal(loc, 1.0), obs=x)
 
-    def guide(x):
+    def guide(x, broken):
         pass
 
     vi = VI(model, guide, compile=True)
+    vi.step(torch.tensor(1.0), False)
     with pytest.raises(ValueError, match="the program's own error"):
-        vi.step(torch.tensor(1.0))
-    vi.step(torch.tensor(1.0))
-    vi.step(torch.tensor(1.0))
+        vi.step(torch.tensor(1.0), True)
+    vi.step(torch.tensor(1.0), False)
     assert vi._compiled_loss.failure is None and vi.step_count == 2
+
+
+@torch_compile
+def test_compiling_that_would_not_pay_falls_back_to_eager_with_a_warning():
+    """A graph break at the program's Python control flow on a tensor (each break pays
+    Python again), and a program whose structure changes every step (recompiling each
+    time, as Pyro's enumeration does): both run eagerly after one warning, with the eager
+    losses."""
+    def branching(x):
+        loc = ppl.param("loc", torch.tensor(0.0))
+        if loc > 0:  # a tensor turned into a Python bool
+            loc = loc * 2
+        ppl.sample("x", dist.Normal(loc, 1.0), obs=x)
+
+    steps = {"count": 0}
+
+    def changing(x):
+        steps["count"] += 1
+        loc = ppl.param("loc", torch.tensor(0.0))
+        ppl.sample(f"x_{steps['count']}", dist.Normal(loc, 1.0), obs=x)  # a new site each step
+
+    def guide(x):
+        pass
+
+    for model, why in ((branching, "break into several compiled graphs .*Data-dependent branching"),
+                       (changing, "compiled again")):
+        vi = VI(model, guide, compile=True, rng_seed=0)
+        with pytest.warns(RuntimeWarning, match=f"compile=True: .*{why}.*running eagerly"):
+            for _ in range(4):
+                vi.step(torch.tensor(1.0))
+        assert vi._compiled_loss.failure is not None
 
 
 @torch_compile
 def test_a_compiler_failure_warns_and_runs_eagerly(monkeypatch):
     import ppl.backends.torch.compiled_loss as compiled_loss
 
-    def failing_compiler(fn, **options):
+    def failing_compiler(fn, **options):  # as Inductor fails without a C++ compiler
         def call(*args, **kwargs):
             raise torch._dynamo.exc.InternalTorchDynamoError("no C++ compiler found")
         return call
