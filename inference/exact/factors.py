@@ -227,12 +227,20 @@ def support_on_dim(fn, dim, ops):
 
 
 def _arange_on_dim(ops, k, dim, like):
-    if torch.is_tensor(like):
-        return torch.arange(k, device=like.device).view((k,) + (1,) * (-dim - 1))
-    found = _ARANGES.get((k, dim))  # JAX arrays are immutable: built once
-    if found is None:
-        found = _ARANGES[(k, dim)] = ops.reshape(ops.arange(k), (k,) + (1,) * (-dim - 1))
-    return found
+    """``arange(k)`` on enumeration dim ``dim``, built once per (k, dim, device): JAX arrays
+    are immutable; a torch tensor is reused only while its version counter says that nothing
+    (a program changing its site's value in place) wrote into it."""
+    if not torch.is_tensor(like):
+        found = _ARANGES.get((k, dim))
+        if found is None:
+            found = _ARANGES[(k, dim)] = ops.reshape(ops.arange(k), (k,) + (1,) * (-dim - 1))
+        return found
+    key = (k, dim, like.device)
+    found = _ARANGES.get(key)
+    if found is None or found[0]._version != found[1]:
+        support = torch.arange(k, device=like.device).view((k,) + (1,) * (-dim - 1))
+        found = _ARANGES[key] = (support, support._version)
+    return found[0]
 
 
 def is_one(scale):

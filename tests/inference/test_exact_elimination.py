@@ -147,3 +147,21 @@ def test_an_unnormalised_latent_site_that_nothing_reads_is_summed_not_dropped():
 
     posterior = enumerate_program(model)
     assert float(posterior.log_evidence) == pytest.approx(math.log(0.58 * 0.6), rel=1e-6)
+
+
+def test_a_program_writing_into_its_enumerated_value_does_not_change_later_queries():
+    """Exact queries reuse each support tensor (arange(k) on its dim) across queries; a
+    program that writes into its site's value in place must not leave a later query, of
+    another program, enumerating the changed values."""
+    from inference import interventional
+
+    def writes_in_place():
+        a = ppl.sample("a", dist.Categorical(torch.ones(3) / 3))
+        a.clamp_(max=1)  # the support it was given, changed for every later reader
+
+    def clean():
+        a = ppl.sample("a", dist.Categorical(torch.tensor([0.2, 0.3, 0.5])))
+        return a
+
+    interventional(writes_in_place, {}, "a")
+    assert interventional(clean, {}, "a").mean == pytest.approx(0.3 + 2 * 0.5, abs=1e-6)
