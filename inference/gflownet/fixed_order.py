@@ -137,7 +137,7 @@ class FixedOrderSampler(Sampler):
             else:
                 action = self._explore(logits, log_probs, slot, keys[t], temperature, epsilon)
             steps.append(ops.take_last(log_probs, action[:, None])[:, 0])
-            state = state + ops.astype(ops.one_hot(action + slot.offset, state.shape[-1]), state)
+            state = ops.marked(state, action + slot.offset)  # each slot's columns start at 0
             values.append(action)
         return values, ops.stack(steps, -1), ops.stack(log_flows, -1) if flows else None
 

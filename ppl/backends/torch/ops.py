@@ -150,7 +150,14 @@ class _Ops:
     @staticmethod
     def take_last(x, index):
         """``x``'s entries at ``index`` along the last axis (the leading axes broadcast)."""
+        if index.shape[:-1] == x.shape[:-1]:
+            return x.gather(-1, index.long())  # no broadcast: one kernel, not take_along_dim's
         return torch.take_along_dim(x, index, -1)
+
+    @staticmethod
+    def marked(state, columns):
+        """``state [n, width]`` with 1 at column ``columns[i]`` of each row i (a new array)."""
+        return state.scatter(-1, columns.long()[:, None], 1.0)
 
     @staticmethod
     def one_hot(index, size):
