@@ -9,6 +9,9 @@ for the same seed, to float rounding (fusion reorders sums). If compiling fails 
 compiler, an operation Inductor lacks) or would not pay (a graph break at the program's
 Python control flow, a structure that changes every step), a warning says why and the
 strategy runs eagerly from then on; an error of the program itself is raised as eagerly.
+Compiled calls skip the distributions' argument checks (Dynamo cannot trace torch's, which
+would break the graph at every distribution): the strategy's set-up checked them in an
+eager run, and a loss that is not finite is traced eagerly to the site responsible.
 
     >>> loss = CompiledLoss(lambda x: (x ** 2).sum())
     >>> float(loss(torch.ones(3))), loss.failure is None, loss.compile_seconds > 0
@@ -18,6 +21,7 @@ strategy runs eagerly from then on; an error of the program itself is raised as 
 import time
 import warnings
 
+import pyro
 import torch
 import torch._dynamo
 
@@ -69,7 +73,8 @@ class CompiledLoss:
 
     def _call(self, args, kwargs):
         try:
-            return self._compiled(*args, **kwargs)
+            with pyro.validation_enabled(False):  # see the module's docstring
+                return self._compiled(*args, **kwargs)
         except torch._dynamo.exc.TorchDynamoException as error:
             # Dynamo stops while tracing, before running anything: the eager run raises the
             # program's own error (Dynamo reports one as "Observed exception"), or succeeds
