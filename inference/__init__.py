@@ -17,6 +17,7 @@ from .causal import (
 )
 from .gflownet import ActionMLPPolicy, ActionSpace, GFlowNetEM
 from .importance import Importance, ImportanceResult
+from .mcmc import MCMC, MCMCResult
 from .optim import SGD, Adam, AdamW
 from .vi import (ELBO, IWAE, RWS, VI, VIS, Enum, Estimator, Gumbel, Objective, Renyi, Reparam, Score,
                  register_estimator)
@@ -40,6 +41,8 @@ __all__ = [
     "Gumbel",
     "Importance",
     "ImportanceResult",
+    "MCMC",
+    "MCMCResult",
     "NonFiniteError",
     "Objective",
     "Renyi",

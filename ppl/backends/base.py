@@ -96,6 +96,14 @@ class Backend(Protocol):
         the compiled call; or None where the backend runs eagerly and compiling gains
         nothing (torch)."""
 
+    def mcmc_chains(self, model, args, kwargs, kernel, num_warmup, num_samples, num_chains,
+                    options, progress, deterministic, key=None):
+        """Markov chains on the backend's own ``"nuts"`` or ``"hmc"`` kernel (Pyro's; NumPyro's):
+        (site name -> numpy draws ``[chains, draws, ...]``, deterministic sites included;
+        extra fields: ``diverging`` ``[chains, draws]``, ``step_size`` ``[chains]``, and
+        what else the kernel reports); ``deterministic``: the deterministic sites' names and
+        shapes in one run (torch recomputes them from each draw)."""
+
     def compiled_loss(self, fn):
         """A strategy's loss ``fn`` compiled, for ``compile=True`` (torch: ``torch.compile``
         per shape, eager again where compiling fails; JAX: ``fn`` itself, as its engine

@@ -68,12 +68,17 @@ def _plate(name, size, subsample_size=None, dim=None, **kwargs):
     return numpyro.plate(name, size, subsample_size=subsample_size, dim=dim, **kwargs)
 
 
+_KEYED = (nh.seed, nh.substitute)  # a substitute (NumPyro's MCMC potential) supplies values
+
+
 def _sample(name, fn, obs=None, infer=None, rng_key=None, **kwargs):
     """NumPyro's sample; a draw outside any ``seed`` handler (a program called directly, as
-    on torch) takes a key from the backend's stream instead of failing NumPyro's key check."""
+    on torch) takes a key from the backend's stream instead of failing NumPyro's key check.
+    Under ``substitute`` it does not: the values come from there (and inside a compiled
+    sampler a key from the stream would leak the trace)."""
     if not isinstance(fn, numpyro.distributions.Distribution):  # NumPyro's own check is a TypeError
         check_distribution_backend(name, fn, "jax")
-    if rng_key is None and obs is None and not any(isinstance(h, nh.seed) for h in _PYRO_STACK):
+    if rng_key is None and obs is None and not any(isinstance(h, _KEYED) for h in _PYRO_STACK):
         rng_key = BACKEND._fresh_key()
     return numpyro.sample(name, fn, obs=obs, infer=infer, rng_key=rng_key, **kwargs)
 
@@ -233,6 +238,15 @@ class JaxBackend:
         from .jax_static import compiled
 
         return compiled(fn)
+
+    @staticmethod
+    def mcmc_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains, options,
+                    progress, deterministic, key=None):
+        """NumPyro's NUTS or HMC, chains vectorised (``jax_mcmc.py``)."""
+        from .jax_mcmc import run_chains
+
+        return run_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains,
+                          options, progress, deterministic, key)
 
     @staticmethod
     def compiled_loss(fn):

@@ -79,6 +79,16 @@ class TorchBackend:
         return None
 
     @staticmethod
+    def mcmc_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains, options,
+                    progress, deterministic, key=None):
+        """Pyro's NUTS or HMC, chain after chain (``mcmc.py``); ``key`` unused: Pyro draws
+        from torch's generator, the strategy's while it is entered."""
+        from .mcmc import run_chains
+
+        return run_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains,
+                          options, progress, deterministic)
+
+    @staticmethod
     def compiled_loss(fn):
         """``fn`` through ``torch.compile`` (``compile=True``; see ``compiled_loss.py``)."""
         from .compiled_loss import CompiledLoss

@@ -1,0 +1,160 @@
+"""Markov chain Monte Carlo over a program's latent sites, on the backend's own kernels:
+Pyro's ``NUTS``/``HMC`` on torch (``jit_compile`` by default), NumPyro's on JAX (chains
+vectorised). The same program as every other strategy; discrete latent sites are summed
+out where marked ``infer={"enumerate": "parallel"}`` (both kernels enumerate them) and
+refused by name otherwise.
+
+    >>> import torch, ppl, ppl.distributions as dist
+    >>> from inference import MCMC
+    >>> def model(x):
+    ...     mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    ...     with ppl.plate("data", len(x)):
+    ...         ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
+    >>> x = torch.tensor([0.9, 1.3, 1.1, 0.7])  # posterior N(4/5, 1/5)
+    >>> result = MCMC(model, num_warmup=200, num_samples=400, rng_seed=0).run(x, progress=False)
+    >>> abs(result.mean("mu") - 0.8) < 4 * result.stderr("mu")
+    True
+"""
+
+import warnings
+
+import numpy as np
+
+from ppl.errors import SiteError
+
+from .diagnostics import summary
+from .program import plate_nesting
+from .strategy import Strategy, entering
+
+_KERNELS = ("nuts", "hmc")
+
+
+class MCMCResult:
+    """Draws of a run: ``by_chain`` (site -> ``[chains, draws, ...]``, numpy), ``samples``
+    (the chains pooled: ``[chains * draws, ...]``), ``diverging`` (``[chains, draws]``),
+    ``step_size`` (per chain, after warm-up) and the kernel's other fields in ``extra``."""
+
+    def __init__(self, by_chain, extra):
+        self.by_chain = by_chain
+        self.samples = {n: v.reshape((-1,) + v.shape[2:]) for n, v in by_chain.items()}
+        self.diverging = extra.pop("diverging")
+        self.step_size = extra.pop("step_size")
+        self.extra = extra
+        self._summary = None
+
+    @property
+    def num_divergences(self):
+        return int(self.diverging.sum())
+
+    def summary(self):
+        """site -> {mean, sd, r_hat, ess_bulk, ess_tail} (rank-normalised split R-hat, bulk
+        and tail effective sample sizes: :mod:`inference.diagnostics`)."""
+        if self._summary is None:
+            self._summary = summary(self.by_chain)
+        return self._summary
+
+    def mean(self, name):
+        return self.summary()[name]["mean"]
+
+    def stderr(self, name):
+        """Monte Carlo standard error of :meth:`mean`: sd / sqrt(bulk ESS)."""
+        stats = self.summary()[name]
+        error = np.asarray(stats["sd"]) / np.sqrt(stats["ess_bulk"])
+        return float(error) if error.ndim == 0 else error
+
+
+class MCMC(Strategy):
+    """Draw from the posterior of ``model``'s latent sites with NUTS (default) or HMC.
+
+    Arguments:
+        model: a program written with ``ppl`` (or the backend's own) primitives.
+        kernel: ``"nuts"`` or ``"hmc"``.
+        num_warmup, num_samples: adaptation steps and kept draws per chain.
+        num_chains: independent chains (torch: one after another; JAX: vectorised).
+        rng_seed: an integer gives the strategy a random stream of its own.
+        max_plate_nesting: plate dimensions, for enumerated discrete sites (found by a dry
+            run if omitted).
+        jit_compile: torch only: Pyro's TorchScript-compiled potential (the default).
+        target_accept_prob: the step size's adaptation target.
+    """
+
+    def __init__(self, model, kernel="nuts", num_warmup=1000, num_samples=1000, num_chains=1, *,
+                 rng_seed=None, max_plate_nesting=None, jit_compile=True, target_accept_prob=0.8):
+        super().__init__(model, rng_seed)
+        if kernel not in _KERNELS:
+            raise ValueError(f"MCMC: kernel must be one of {_KERNELS}, not {kernel!r}")
+        for name, value, least in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1),
+                                   ("num_chains", num_chains, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"MCMC: {name} must be an integer >= {least}, got {value!r}")
+        if not 0 < target_accept_prob < 1:
+            raise ValueError(f"MCMC: target_accept_prob must lie in (0, 1), got {target_accept_prob!r}")
+        self.kernel = kernel
+        self.num_warmup, self.num_samples, self.num_chains = num_warmup, num_samples, num_chains
+        self.max_plate_nesting = max_plate_nesting
+        self.options = {"target_accept_prob": target_accept_prob}
+        if self.backend.name == "torch":
+            self.options.update(jit_compile=jit_compile, ignore_jit_warnings=True)
+        self.result = None
+
+    @entering
+    def run(self, *args, progress=True, **kwargs):
+        """Run the chains on ``args``; returns an :class:`MCMCResult` (also kept as
+        ``self.result``). Divergent transitions are counted in the result and warned of."""
+        deterministic, nesting = self._check(args, kwargs)
+        options = dict(self.options)
+        if nesting is not None:
+            options["max_plate_nesting"] = nesting
+        by_chain, extra = self.backend.mcmc_chains(
+            self.model, args, kwargs, self.kernel, self.num_warmup, self.num_samples,
+            self.num_chains, options, progress, deterministic, self.state.next_key())
+        self.result = MCMCResult(by_chain, extra)
+        self.step_count += 1
+        if self.result.num_divergences:
+            total = self.num_chains * self.num_samples
+            warnings.warn(f"MCMC: {self.result.num_divergences} of {total} transitions diverged "
+                          "(the sampler met curvature its step size cannot follow, so the draws "
+                          "may miss part of the posterior); raise target_accept_prob or "
+                          "reparameterise the model", RuntimeWarning, stacklevel=3)
+        return self.result
+
+    def _check(self, args, kwargs):
+        """A dry run: a discrete latent site not marked for enumeration is an error naming
+        it; returns the deterministic sites' shapes by name and the plate nesting the kernel's
+        enumeration needs (None: nothing enumerated, or as given)."""
+        with self.backend.preserved_rng(), self.backend.no_grad():
+            trace = self.backend.run(self.model, args, kwargs)
+        enumerated = False
+        for name, site in trace.latent.items():
+            if not getattr(site.fn.support, "is_discrete", False):
+                continue
+            enumerated = True
+            if site.infer.get("enumerate") != "parallel":
+                raise SiteError(
+                    f"MCMC: latent site {name!r} ({type(site.fn).__name__}) is discrete; "
+                    f"{self.kernel.upper()} moves continuous sites only: mark it "
+                    "infer={'enumerate': 'parallel'} to sum it out, or use Importance or VI",
+                    site=name)
+        nesting = self.max_plate_nesting
+        if nesting is None and enumerated:
+            nesting = plate_nesting([trace])
+        shapes = {n: tuple(getattr(v, "shape", ())) for n, v in trace.deterministics.items()}
+        return shapes, nesting
+
+    def posterior(self, *args, num_samples=None, **kwargs):
+        """The last run's draws, the chains pooled (site -> ``[draws, ...]``); with
+        ``num_samples``, that many spread evenly over them."""
+        if self.result is None:
+            raise RuntimeError("MCMC.posterior: call run(...) first")
+        samples = self.result.samples
+        if num_samples is None:
+            return dict(samples)
+        total = next(iter(samples.values())).shape[0]
+        index = np.linspace(0, total - 1, num_samples).round().astype(int)
+        return {n: v[index] for n, v in samples.items()}
+
+    def _progress_label(self):
+        return f"MCMC({self.kernel})"
+
+
+__all__ = ["MCMC", "MCMCResult"]

@@ -1,0 +1,118 @@
+"""MCMC on both backends against closed-form posteriors, its diagnostics against known
+autocorrelations, and its bad inputs; tolerances from each estimate's standard error."""
+
+import math
+
+import numpy as np
+import pytest
+
+import ppl
+import ppl.distributions as dist
+from inference import MCMC
+from inference.diagnostics import ess_bulk, ess_tail, r_hat, split_chains
+from inference.diagnostics import _ess as ess_of_chains
+
+X = [0.9, 1.3, 1.1, 0.7, 2.1, -0.2]
+POSTERIOR_MEAN, POSTERIOR_SD = sum(X) / (1 + len(X)), math.sqrt(1 / (1 + len(X)))
+
+
+def normal_normal(x):
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    ppl.deterministic("twice", 2 * mu)
+    with ppl.plate("data", len(X)):
+        ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+
+def test_nuts_draws_the_conjugate_posterior_with_deterministic_sites(on_backend):
+    x = ppl.get_backend().ops.asarray(X)
+    result = MCMC(normal_normal, num_warmup=300, num_samples=500, num_chains=2,
+                  rng_seed=1).run(x, progress=False)
+    stats = result.summary()["mu"]
+    assert result.by_chain["mu"].shape == (2, 500)
+    assert abs(stats["mean"] - POSTERIOR_MEAN) < 4 * result.stderr("mu")
+    # the sd's standard error is about sd / sqrt(2 ESS)
+    assert abs(stats["sd"] - POSTERIOR_SD) < 4 * POSTERIOR_SD / math.sqrt(2 * stats["ess_bulk"])
+    assert stats["r_hat"] < 1.05 and stats["ess_bulk"] > 100
+    np.testing.assert_allclose(result.samples["twice"], 2 * result.samples["mu"], rtol=1e-5)
+    assert result.diverging.shape == (2, 500) and result.step_size.shape == (2,)
+
+
+def test_a_discrete_site_marked_for_enumeration_is_summed_out(on_backend):
+    # c ~ Bernoulli(0.3), mu ~ N(0, 1), x | mu, c ~ N(mu + 2c, 1), x = 1.5 seen:
+    # x | c ~ N(2c, 2), E[mu | x, c] = (x - 2c) / 2
+    x = 1.5
+
+    def model():
+        c = ppl.sample("c", dist.Bernoulli(0.3), infer={"enumerate": "parallel"})
+        mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+        ppl.sample("x", dist.Normal(mu + 2 * c, 1.0), obs=ppl.get_backend().ops.asarray(x))
+
+    def normal(v, mean):
+        return math.exp(-(v - mean) ** 2 / 4)  # N(v; mean, 2) up to a constant
+
+    p1 = 0.3 * normal(x, 2) / (0.3 * normal(x, 2) + 0.7 * normal(x, 0))
+    exact = (1 - p1) * x / 2 + p1 * (x - 2) / 2
+    result = MCMC(model, num_warmup=300, num_samples=600, rng_seed=0).run(progress=False)
+    assert abs(result.mean("mu") - exact) < 4 * result.stderr("mu")
+
+
+def test_divergences_are_counted_and_warned_of(on_backend):
+    def funnel():  # Neal's funnel, centred: the neck defeats one step size
+        log_scale = ppl.sample("log_scale", dist.Normal(0.0, 3.0))
+        ppl.sample("z", dist.Normal(0.0, ppl.get_backend().ops.exp(log_scale / 2)))
+
+    with pytest.warns(RuntimeWarning, match=r"MCMC: \d+ of 400 transitions diverged"):
+        result = MCMC(funnel, num_warmup=100, num_samples=400, rng_seed=0).run(progress=False)
+    assert result.num_divergences == int(result.diverging.sum()) > 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"kernel": "gibbs"}, "kernel must be one of"),
+    ({"num_samples": 0}, "num_samples must be an integer >= 1"),
+    ({"num_chains": 0}, "num_chains must be an integer >= 1"),
+    ({"num_warmup": -1}, "num_warmup must be an integer >= 0"),
+    ({"num_samples": 10.5}, "num_samples must be an integer"),
+    ({"target_accept_prob": 1.5}, "target_accept_prob must lie in"),
+])
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MCMC(normal_normal, **kwargs)
+
+
+def test_a_discrete_site_not_marked_for_enumeration_is_named(on_backend):
+    def model():
+        c = ppl.sample("c", dist.Bernoulli(0.3))
+        ppl.sample("x", dist.Normal(c * 1.0, 1.0), obs=ppl.get_backend().ops.asarray(0.5))
+
+    with pytest.raises(ppl.errors.SiteError, match="site 'c' .*discrete.*enumerate"):
+        MCMC(model).run(progress=False)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9])
+def test_the_effective_sample_size_of_an_ar1_chain_is_its_known_value(rho):
+    """An AR(1) chain x_t = rho x_(t-1) + e_t has ESS = N (1 - rho) / (1 + rho)."""
+    rng = np.random.default_rng(0)
+    chains, n = 4, 20000
+    draws = np.zeros((chains, n))
+    noise = rng.normal(size=(chains, n))
+    for t in range(1, n):
+        draws[:, t] = rho * draws[:, t - 1] + noise[:, t]
+    tau = (1 + rho) / (1 - rho)  # the integrated autocorrelation time
+    expected = chains * n / tau
+    # Bartlett: the estimate of tau summed to lag K has relative sd about
+    # sqrt(2 (2K + 1) / N); Geyer's truncation stops near K = 3 tau here
+    tolerance = 4 * math.sqrt(2 * (6 * tau + 1) / (chains * n))
+    assert ess_of_chains(split_chains(draws)) == pytest.approx(expected, rel=tolerance)
+    assert ess_bulk(draws) == pytest.approx(expected, rel=tolerance)  # Gaussian: ranks change little
+    assert expected * (1 - tolerance) < ess_tail(draws) <= chains * n * (1 + tolerance)
+    assert r_hat(draws) < 1.01
+
+
+def test_r_hat_sees_chains_that_disagree_or_drift():
+    rng = np.random.default_rng(1)
+    iid = rng.normal(size=(4, 2000))
+    assert r_hat(iid) < 1.01
+    assert r_hat(iid + np.array([0.0, 0.0, 0.0, 2.0])[:, None]) > 1.1  # one chain elsewhere
+    assert r_hat(iid + np.linspace(0, 2, 2000)) > 1.1  # every chain drifting: the split halves disagree
+    wider = iid * np.array([1.0, 1.0, 1.0, 4.0])[:, None]  # one wider chain: the folded tails see it
+    assert r_hat(wider) > 1.05
