@@ -68,17 +68,26 @@ def _plate(name, size, subsample_size=None, dim=None, **kwargs):
     return numpyro.plate(name, size, subsample_size=subsample_size, dim=dim, **kwargs)
 
 
-_KEYED = (nh.seed, nh.substitute)  # a substitute (NumPyro's MCMC potential) supplies values
+def _keyed_or_supplied(name):
+    """Whether a handler gives site ``name`` a key (``seed``) or its value (``substitute``
+    with that name, or with a function: NumPyro's MCMC potential substitutes every site)."""
+    for handler in _PYRO_STACK:
+        if isinstance(handler, nh.seed):
+            return True
+        if isinstance(handler, nh.substitute) and (
+                handler.substitute_fn is not None or name in (handler.data or {})):
+            return True
+    return False
 
 
 def _sample(name, fn, obs=None, infer=None, rng_key=None, **kwargs):
     """NumPyro's sample; a draw outside any ``seed`` handler (a program called directly, as
     on torch) takes a key from the backend's stream instead of failing NumPyro's key check.
-    Under ``substitute`` it does not: the values come from there (and inside a compiled
-    sampler a key from the stream would leak the trace)."""
+    Where a ``substitute`` gives the value it does not (inside a compiled sampler a key
+    from the stream would leak the trace)."""
     if not isinstance(fn, numpyro.distributions.Distribution):  # NumPyro's own check is a TypeError
         check_distribution_backend(name, fn, "jax")
-    if rng_key is None and obs is None and not any(isinstance(h, _KEYED) for h in _PYRO_STACK):
+    if rng_key is None and obs is None and not _keyed_or_supplied(name):
         rng_key = BACKEND._fresh_key()
     return numpyro.sample(name, fn, obs=obs, infer=infer, rng_key=rng_key, **kwargs)
 
