@@ -2,7 +2,6 @@
 vectorised in one compiled sampler (``chain_method="vectorized"``: one CPU device here),
 deterministic sites included, with the divergences, step sizes and trajectory lengths."""
 
-
 import numpy as np
 from numpyro.infer import HMC, MCMC, NUTS
 
@@ -10,7 +9,7 @@ KERNELS = {"nuts": NUTS, "hmc": HMC}
 
 
 def run_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains, options,
-               progress, deterministic, key):
+               progress, deterministic, key):  # NumPyro keeps deterministic sites itself
     """(name -> draws ``[chains, draws, ...]`` as numpy, extra fields: ``diverging``
     ``[chains, draws]``, ``step_size`` ``[chains]``, ``num_steps`` ``[chains, draws]``)."""
     options = {k: v for k, v in options.items()  # NumPyro finds the nesting itself
@@ -25,6 +24,3 @@ def run_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains,
              "step_size": np.asarray(fields["adapt_state.step_size"])[:, -1],
              "num_steps": np.asarray(fields["num_steps"])}
     return samples, extra
-
-
-

@@ -14,7 +14,7 @@ def run_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains,
     """(name -> draws ``[chains, draws, ...]`` as numpy, extra fields: ``diverging``
     ``[chains, draws]``, ``step_size`` ``[chains]``, ``acceptance_rate`` ``[chains]``)."""
     chains, diverging, step_sizes, acceptance = [], [], [], []
-    for chain in range(num_chains):
+    for _ in range(num_chains):
         sampler = KERNELS[kernel](model, **options)
         mcmc = MCMC(sampler, num_samples=num_samples, warmup_steps=num_warmup,
                     disable_progbar=not progress)
