@@ -26,6 +26,7 @@ from . import (
     jax_gflownet,
     jax_queries,
     jax_vae_step,
+    mcmc,
     mixture_em,
     state_swap,
     subsample,
@@ -37,7 +38,7 @@ MODULES = {"vae_step": vae_step, "importance": importance, "causal": causal,
            "gflownet": gflownet, "mixture_em": mixture_em, "grammar": grammar,
            "discrete_vae": discrete_vae, "enumeration": enumeration, "subsample": subsample,
            "importance_memory": importance_memory, "jax_vae_step": jax_vae_step,
-           "jax_gflownet": jax_gflownet, "jax_queries": jax_queries, "state_swap": state_swap}
+           "jax_gflownet": jax_gflownet, "jax_queries": jax_queries, "state_swap": state_swap, "mcmc": mcmc}
 BENCHMARKS = {name: (module_name, fn) for module_name, module in MODULES.items()
               for name, fn in module.BENCHMARKS.items()}
 
