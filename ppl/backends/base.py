@@ -37,7 +37,8 @@ class Backend(Protocol):
     # gumbel_given_argmax(logits, k) (the worlds' two distributions, thin classes per backend).
     # GFlowNet-EM's samplers add: to_float(x) (the default float dtype); cumsum(x, axis);
     # take_along(x, index, axis); top_k_indices(x, k) (along axis 0, largest first);
-    # marked(state, columns) (a 1 written at one column per row, functionally);
+    # marked(state, columns) (a 1 written at one column per row, functionally); to_numpy(x)
+    # (a host numpy array: MCMC's ArviZ export);
     # draw_index(probs, key=None) (one categorical draw per row). Exact elimination adds:
     # support_probs(fn) (the probabilities of a plain Categorical's support, or a
     # Bernoulli's on JAX, else None); unchecked_categoricals() (a context in which those

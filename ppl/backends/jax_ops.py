@@ -157,6 +157,11 @@ class _Ops:
         return jnp.asarray(index)[..., None] == jnp.arange(size)
 
     @staticmethod
+    def to_numpy(x):
+        """``x`` as a numpy array on the host."""
+        return np.asarray(x)
+
+    @staticmethod
     def marked(state, columns):
         """``state [n, width]`` with 1 at column ``columns[i]`` of each row i (a new array)."""
         return state.at[jnp.arange(state.shape[0]), columns].set(1.0)

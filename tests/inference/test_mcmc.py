@@ -2,6 +2,7 @@
 autocorrelations, and its bad inputs; tolerances from each estimate's standard error."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -116,3 +117,21 @@ def test_r_hat_sees_chains_that_disagree_or_drift():
     assert r_hat(iid + np.linspace(0, 2, 2000)) > 1.1  # every chain drifting: the split halves disagree
     wider = iid * np.array([1.0, 1.0, 1.0, 4.0])[:, None]  # one wider chain: the folded tails see it
     assert r_hat(wider) > 1.05
+
+
+def test_to_arviz_gives_draws_statistics_and_the_pointwise_log_likelihood(on_backend):
+    az = pytest.importorskip("arviz")
+    x = ppl.get_backend().ops.asarray(X)
+    mcmc = MCMC(normal_normal, num_warmup=100, num_samples=50, num_chains=2, rng_seed=0)
+    result = mcmc.run(x, progress=False)
+    data = mcmc.to_arviz()
+    assert data.posterior["mu"].shape == (2, 50) and data.sample_stats["diverging"].shape == (2, 50)
+    np.testing.assert_allclose(data.observed_data["x"], X, rtol=1e-6)
+    # each draw's log-likelihood: log N(x_i; mu, 1), element by element
+    mu = result.by_chain["mu"][1, 7]
+    expected = -0.5 * (np.asarray(X) - mu) ** 2 - 0.5 * math.log(2 * math.pi)
+    np.testing.assert_allclose(data.log_likelihood["x"].values[1, 7], expected, rtol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few draws: ArviZ warns about its Pareto k
+        assert np.isfinite(az.loo(data).elpd_loo)
+    assert set(az.summary(data, var_names=["mu"]).columns) >= {"mean", "r_hat", "ess_bulk"}

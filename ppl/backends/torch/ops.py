@@ -1,5 +1,6 @@
 """The array-ops table on torch tensors."""
 
+import numpy as np
 import pyro
 import pyro.distributions
 import torch
@@ -153,6 +154,11 @@ class _Ops:
         if index.shape[:-1] == x.shape[:-1]:
             return x.gather(-1, index.long())  # no broadcast: one kernel, not take_along_dim's
         return torch.take_along_dim(x, index, -1)
+
+    @staticmethod
+    def to_numpy(x):
+        """``x`` as a numpy array on the host."""
+        return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
     @staticmethod
     def marked(state, columns):
