@@ -93,10 +93,10 @@ class MCMC(Strategy):
         self.kernel = kernel
         self.num_warmup, self.num_samples, self.num_chains = num_warmup, num_samples, num_chains
         self.max_plate_nesting = max_plate_nesting
-        self.options = {"target_accept_prob": target_accept_prob}
-        if self.backend.name == "torch":
-            self.options.update(jit_compile=jit_compile, ignore_jit_warnings=True)
+        self.options = {"target_accept_prob": target_accept_prob, "jit_compile": jit_compile,
+                        "ignore_jit_warnings": True}  # (JAX's kernels always compile)
         self.result = None
+        self._last_call = None  # the last run's (args, kwargs), for to_arviz
 
     @entering
     def run(self, *args, progress=True, **kwargs):
