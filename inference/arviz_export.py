@@ -40,3 +40,32 @@ def inference_data(posterior, sample_stats, log_likelihood=None, observed=None):
                             n: np.asarray(v) for n, v in log_likelihood.items()},
                         observed_data=None if not observed else {
                             n: np.asarray(v) for n, v in observed.items()})
+
+
+def replayed_log_likelihood(strategy, args, kwargs, by_chain):
+    """(observed site -> its data, observed site -> log density per element ``[chain, draw,
+    ...]``): each draw of ``by_chain`` replayed through the strategy's model. None for the
+    second where a latent site has no draws (summed out by enumeration, or not in a guide's
+    draws): a replay would draw it at random, so it is left out with a warning naming it."""
+    backend, ops, model = strategy.backend, strategy.ops, strategy.model
+    with backend.preserved_rng(), backend.no_grad():
+        trace = backend.run(model, args, kwargs)
+    observed = {n: ops.to_numpy(s.value) for n, s in trace.sites.items() if s.observed}
+    missing = sorted(n for n in trace.latent if n not in by_chain)
+    if missing:
+        warnings.warn(f"{type(strategy).__name__}.to_arviz: latent sites {missing} have no draws "
+                      "(summed out by enumeration, or not in the guide's draws), so the pointwise "
+                      "log-likelihood (for arviz.loo) is left out", RuntimeWarning, stacklevel=4)
+        return observed, None
+    chains, draws = next(iter(by_chain.values())).shape[:2]
+    log_lik = {n: [] for n in observed}
+    with backend.preserved_rng(), backend.no_grad():
+        for c in range(chains):
+            for d in range(draws):
+                values = {n: ops.asarray(by_chain[n][c, d]) for n in trace.latent}
+                replayed = backend.run(model, args, kwargs, replay=values)
+                for n in observed:
+                    log_lik[n].append(ops.to_numpy(replayed[n].log_prob))
+    return observed, {n: np.stack(v).reshape((chains, draws) + v[0].shape)
+                      for n, v in log_lik.items()}
+

@@ -22,7 +22,7 @@ import numpy as np
 
 from ppl.errors import SiteError
 
-from .arviz_export import inference_data
+from .arviz_export import inference_data, replayed_log_likelihood
 from .diagnostics import summary
 from .program import plate_nesting
 from .strategy import Strategy, entering
@@ -157,32 +157,8 @@ class MCMC(Strategy):
         stats = {"diverging": result.diverging,
                  "step_size": np.broadcast_to(result.step_size[:, None], (chains, draws))}
         stats.update({k: v for k, v in result.extra.items() if np.ndim(v) == 2})
-        observed, log_lik = self._pointwise_log_likelihood(args, kwargs)
+        observed, log_lik = replayed_log_likelihood(self, args, kwargs, result.by_chain)
         return inference_data(result.by_chain, stats, log_lik, observed)
-
-    def _pointwise_log_likelihood(self, args, kwargs):
-        backend, ops, result = self.backend, self.ops, self.result
-        with backend.preserved_rng(), backend.no_grad():
-            trace = backend.run(self.model, args, kwargs)
-        observed = {n: np.asarray(ops.to_numpy(s.value)) for n, s in trace.sites.items() if s.observed}
-        summed = sorted(n for n in trace.latent if n not in result.by_chain)
-        if summed:
-            warnings.warn(f"MCMC.to_arviz: sites {summed} are summed out by enumeration, so the "
-                          "pointwise log-likelihood (for arviz.loo) is left out", RuntimeWarning,
-                          stacklevel=3)
-            return observed, None
-        chains, draws = result.diverging.shape
-        log_lik = {n: [] for n in observed}
-        latent = list(trace.latent)
-        with backend.preserved_rng(), backend.no_grad():
-            for c in range(chains):
-                for d in range(draws):
-                    values = {n: ops.asarray(result.by_chain[n][c, d]) for n in latent}
-                    replayed = backend.run(self.model, args, kwargs, replay=values)
-                    for n in observed:
-                        log_lik[n].append(np.asarray(ops.to_numpy(replayed[n].log_prob)))
-        return observed, {n: np.stack(v).reshape((chains, draws) + v[0].shape)
-                          for n, v in log_lik.items()}
 
     def posterior(self, *args, num_samples=None, **kwargs):
         """The last run's draws, the chains pooled (site -> ``[draws, ...]``); with

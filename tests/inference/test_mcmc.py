@@ -150,3 +150,30 @@ def test_the_diagnostics_agree_with_arviz_s_on_the_same_draws():
     assert r_hat(draws) == pytest.approx(float(az.rhat(draws)), rel=1e-6)
     assert ess_bulk(draws) == pytest.approx(float(az.ess(draws, method="bulk")), rel=1e-5)
     assert ess_tail(draws) == pytest.approx(float(az.ess(draws, method="tail")), rel=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["VI", "Importance"])
+def test_every_strategy_with_draws_exports_them_to_arviz(on_backend, strategy):
+    az = pytest.importorskip("arviz")
+    from inference import VI, Adam, Importance
+
+    ops = ppl.get_backend().ops
+    x = ops.asarray(X)
+
+    def guide(x):
+        loc = ppl.param("loc", ops.asarray(0.0))
+        ppl.sample("mu", dist.Normal(loc, 0.4))
+
+    if strategy == "VI":
+        fitted = VI(normal_normal, guide, optimizer=Adam(0.05), rng_seed=0)
+        fitted.run(x, num_steps=100, progress=False)
+    else:
+        fitted = Importance(normal_normal, num_particles=2000, rng_seed=0)
+    data = fitted.to_arviz(x, num_samples=60)
+    assert data.posterior["mu"].shape == (1, 60)
+    mu = float(data.posterior["mu"].values[0, 11])
+    expected = -0.5 * (np.asarray(X) - mu) ** 2 - 0.5 * math.log(2 * math.pi)
+    np.testing.assert_allclose(data.log_likelihood["x"].values[0, 11], expected, rtol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isfinite(az.loo(data).elpd_loo)
