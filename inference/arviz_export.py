@@ -50,16 +50,16 @@ def replayed_log_likelihood(strategy, args, kwargs, by_chain):
     backend, ops, model = strategy.backend, strategy.ops, strategy.model
     with backend.preserved_rng(), backend.no_grad():
         trace = backend.run(model, args, kwargs)
-    observed = {n: ops.to_numpy(s.value) for n, s in trace.sites.items() if s.observed}
-    missing = sorted(n for n in trace.latent if n not in by_chain)
-    if missing:
-        warnings.warn(f"{type(strategy).__name__}.to_arviz: latent sites {missing} have no draws "
-                      "(summed out by enumeration, or not in the guide's draws), so the pointwise "
-                      "log-likelihood (for arviz.loo) is left out", RuntimeWarning, stacklevel=4)
-        return observed, None
-    chains, draws = next(iter(by_chain.values())).shape[:2]
-    log_lik = {n: [] for n in observed}
-    with backend.preserved_rng(), backend.no_grad():
+        observed = {n: ops.to_numpy(s.value) for n, s in trace.sites.items() if s.observed}
+        missing = sorted(n for n in trace.latent if n not in by_chain)
+        if missing:
+            warnings.warn(f"{type(strategy).__name__}.to_arviz: latent sites {missing} have no "
+                          "draws (summed out by enumeration, or not in the guide's draws), so the "
+                          "pointwise log-likelihood (for arviz.loo) is left out", RuntimeWarning,
+                          stacklevel=4)
+            return observed, None
+        chains, draws = next(iter(by_chain.values())).shape[:2]
+        log_lik = {n: [] for n in observed}
         for c in range(chains):
             for d in range(draws):
                 values = {n: ops.asarray(by_chain[n][c, d]) for n in trace.latent}

@@ -22,6 +22,7 @@ import numpy as np
 
 from ppl.errors import SiteError
 
+from .arguments import count
 from .arviz_export import inference_data, replayed_log_likelihood
 from .diagnostics import summary
 from .program import plate_nesting
@@ -84,10 +85,9 @@ class MCMC(Strategy):
         super().__init__(model, rng_seed)
         if kernel not in _KERNELS:
             raise ValueError(f"MCMC: kernel must be one of {_KERNELS}, not {kernel!r}")
-        for name, value, least in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1),
-                                   ("num_chains", num_chains, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"MCMC: {name} must be an integer >= {least}, got {value!r}")
+        num_warmup = count("MCMC", "num_warmup", num_warmup, minimum=0)
+        num_samples = count("MCMC", "num_samples", num_samples)
+        num_chains = count("MCMC", "num_chains", num_chains)
         if not 0 < target_accept_prob < 1:
             raise ValueError(f"MCMC: target_accept_prob must lie in (0, 1), got {target_accept_prob!r}")
         self.kernel = kernel

@@ -117,13 +117,13 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
         return Estimate(posterior.expectation(fn), 0.0,
                         distribution if discrete is not False else None, "exact")
     result = Importance(program, guide, num_particles=num_particles, param_values=params).run(*args, **kwargs)
-    values = _host(fn(result.trace)).reshape(-1)
+    values = result.ops.to_numpy(fn(result.trace)).reshape(-1)
     if values.size == 1:  # the same in every particle (e.g. fixed by the evidence)
         values = np.broadcast_to(values, (num_particles,))
     if values.size != num_particles:
         raise ValueError("importance: the target must be one number per particle (a site "
                          "outside plates)")
-    weights = _host(result.normalized_weights).astype(np.float64)
+    weights = result.ops.to_numpy(result.normalized_weights).astype(np.float64)
     values = values.astype(np.float64)
     mean = float((weights * values).sum())
     ess = result.effective_sample_size
@@ -136,13 +136,6 @@ def estimate(program, fn, *args, method="exact", num_particles=10_000, discrete=
     answer = Estimate(mean, sd / math.sqrt(ess), distribution, method, ess)
     answer.params = params
     return answer
-
-
-def _host(x):
-    """An array (torch or JAX, on any device) as a NumPy array."""
-    if torch.is_tensor(x):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 def _site_value(target):
@@ -240,7 +233,7 @@ def _require_binary(model, outcome, args, kwargs):
             isinstance(support, type(constraints.integer_interval(0, 1)))
             and support.lower_bound == 0 and support.upper_bound == 1)
     elif outcome in trace.deterministics:
-        value = _host(trace.deterministics[outcome])
+        value = backend.ops.to_numpy(trace.deterministics[outcome])
         binary = bool(((value == 0) | (value == 1)).all())
     else:
         raise SiteError(f"the program has no site {outcome!r}", site=outcome)

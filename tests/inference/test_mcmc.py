@@ -69,10 +69,10 @@ def test_divergences_are_counted_and_warned_of(on_backend):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"kernel": "gibbs"}, "kernel must be one of"),
-    ({"num_samples": 0}, "num_samples must be an integer >= 1"),
-    ({"num_chains": 0}, "num_chains must be an integer >= 1"),
-    ({"num_warmup": -1}, "num_warmup must be an integer >= 0"),
-    ({"num_samples": 10.5}, "num_samples must be an integer"),
+    ({"num_samples": 0}, "num_samples must be a positive integer"),
+    ({"num_chains": 0}, "num_chains must be a positive integer"),
+    ({"num_warmup": -1}, "num_warmup must be a non-negative integer"),
+    ({"num_samples": 10.5}, "num_samples must be a positive integer"),
     ({"target_accept_prob": 1.5}, "target_accept_prob must lie in"),
 ])
 def test_bad_arguments_are_named(kwargs, match):
