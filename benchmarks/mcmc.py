@@ -7,7 +7,7 @@ user's script does) and in effective draws per second.
 
 Both sides run one chain of ``num_warmup + num_samples`` steps from their own seeds, after
 one untimed run of the peer (the process's first use of JAX or TorchScript); the
-ESS is the smallest bulk ESS over the sites (``inference.diagnostics``, the same code for
+ESS is the smallest bulk ESS over the sites (``inference.mcmc.diagnostics``, the same code for
 both sides), so "ESS/s" compares how fast each yields usable draws.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import ppl
 import ppl.distributions as dist
 from inference import MCMC
-from inference.diagnostics import ess_bulk
+from inference.mcmc.diagnostics import ess_bulk
 
 from .common import markdown_table
 

@@ -75,7 +75,7 @@ class Strategy:
         """``num_samples`` draws of :meth:`posterior` as ArviZ's ``InferenceData`` (one
         chain), with each observed site's pointwise log-likelihood (every draw replayed
         through the model; ``arviz.loo`` reads it) and the observed data."""
-        from .arviz_export import inference_data, replayed_log_likelihood
+        from .mcmc.arviz_export import inference_data, replayed_log_likelihood
 
         draws = self.posterior(*args, num_samples=num_samples, **kwargs)
         by_chain = {n: self.ops.to_numpy(v)[None] for n, v in draws.items()}

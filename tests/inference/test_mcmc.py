@@ -10,8 +10,8 @@ import pytest
 import ppl
 import ppl.distributions as dist
 from inference import MCMC
-from inference.diagnostics import ess_bulk, ess_tail, r_hat, split_chains
-from inference.diagnostics import _ess as ess_of_chains
+from inference.mcmc.diagnostics import ess_bulk, ess_tail, r_hat, split_chains
+from inference.mcmc.diagnostics import _ess as ess_of_chains
 
 X = [0.9, 1.3, 1.1, 0.7, 2.1, -0.2]
 POSTERIOR_MEAN, POSTERIOR_SD = sum(X) / (1 + len(X)), math.sqrt(1 / (1 + len(X)))

@@ -22,11 +22,11 @@ import numpy as np
 
 from ppl.errors import SiteError
 
-from .arguments import count
+from ..arguments import count
 from .arviz_export import inference_data, replayed_log_likelihood
 from .diagnostics import summary
-from .program import plate_nesting
-from .strategy import Strategy, entering
+from ..program import plate_nesting
+from ..strategy import Strategy, entering
 
 _KERNELS = ("nuts", "hmc")
 
@@ -50,7 +50,7 @@ class MCMCResult:
 
     def summary(self):
         """site -> {mean, sd, r_hat, ess_bulk, ess_tail} (rank-normalised split R-hat, bulk
-        and tail effective sample sizes: :mod:`inference.diagnostics`)."""
+        and tail effective sample sizes: :mod:`inference.mcmc.diagnostics`)."""
         if self._summary is None:
             self._summary = summary(self.by_chain)
         return self._summary
