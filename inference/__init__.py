@@ -17,7 +17,7 @@ from .causal import (
 )
 from .gflownet import ActionMLPPolicy, ActionSpace, GFlowNetEM
 from .importance import Importance, ImportanceResult
-from .mcmc import MCMC, MCMCResult
+from .mcmc import MCMC, SMC, MCMCResult, SMCResult
 from .optim import SGD, Adam, AdamW
 from .vi import (ELBO, IWAE, RWS, VI, VIS, Enum, Estimator, Gumbel, Objective, Renyi, Reparam, Score,
                  register_estimator)
@@ -46,6 +46,8 @@ __all__ = [
     "NonFiniteError",
     "Objective",
     "Renyi",
+    "SMC",
+    "SMCResult",
     "Reparam",
     "Score",
     "adjustment_formula",

@@ -212,6 +212,18 @@ class _Ops:
         return jnp.take_along_axis(x, index, axis=axis)
 
     @staticmethod
+    def amax(x):
+        return jnp.max(x)
+
+    @staticmethod
+    def searchsorted(sorted_sequence, values):
+        return jnp.searchsorted(sorted_sequence, values, side="right")
+
+    @staticmethod
+    def sample_n(fn, num, key=None):
+        return fn.sample(key, (num,))
+
+    @staticmethod
     def top_k_indices(x, k):
         """The indices of the ``k`` largest entries along axis 0, largest first."""
         return jnp.moveaxis(jax.lax.top_k(jnp.moveaxis(x, 0, -1), k)[1], -1, 0)

@@ -221,6 +221,17 @@ class _Ops:
         return torch.take_along_dim(x, index, axis)
 
     @staticmethod
+    def searchsorted(sorted_sequence, values):
+        """For each value, how many entries of the ascending ``sorted_sequence`` are <= it."""
+        return torch.searchsorted(sorted_sequence, values, right=True)
+
+    @staticmethod
+    def sample_n(fn, num, key=None):
+        """``num`` independent draws of ``fn``, stacked on a new leading axis (torch's
+        generator; ``key`` is for JAX)."""
+        return fn.sample((num,))
+
+    @staticmethod
     def top_k_indices(x, k):
         """The indices of the ``k`` largest entries along axis 0, largest first."""
         return x.topk(k, dim=0).indices

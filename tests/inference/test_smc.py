@@ -1,0 +1,190 @@
+"""SMC against exact answers (the Kalman filter, the forward algorithm), its standard error
+against the spread of independent sweeps, the ancestry of its paths, the resampling
+schemes, and the programs and arguments it refuses by name."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import ppl
+import ppl.distributions as dist
+from inference import SMC
+from inference.mcmc.resampling import ancestors, copy_ranks
+from models.state_space import (forward_algorithm, hmm_data, hmm_model, kalman_filter,
+                                linear_gaussian_data, linear_gaussian_model)
+
+
+def test_evidence_and_filtered_mean_against_the_kalman_filter(on_backend):
+    ys = linear_gaussian_data(25, seed=4)
+    log_z, means, variances = kalman_filter(ys)
+    result = SMC(linear_gaussian_model, num_particles=2000, rng_seed=1).run(ys)
+    assert result.resampled_at, "an informative chain of 25 steps resamples"
+    assert abs(result.log_evidence - log_z) < 3 * result.log_evidence_stderr, (result.log_evidence, log_z)
+    # the weighted last state is the filtering distribution N(means[-1], variances[-1])
+    se = math.sqrt(variances[-1] / result.effective_sample_size)
+    assert abs(float(result.mean("z_24")) - means[-1]) < 4 * se
+
+
+def test_hmm_evidence_and_filtering_against_the_forward_algorithm(on_backend):
+    ys = hmm_data(25, seed=5)
+    log_z, filtered = forward_algorithm(ys)
+    result = SMC(hmm_model, num_particles=2000, rng_seed=2).run(ys)
+    assert abs(result.log_evidence - log_z) < 3 * result.log_evidence_stderr, (result.log_evidence, log_z)
+    weights = np.asarray(result.normalized_weights)
+    last = np.asarray(result.samples["z_24"])
+    for k in range(3):
+        estimate = weights[last == k].sum()
+        se = math.sqrt(filtered[k] * (1 - filtered[k]) / result.effective_sample_size)
+        assert abs(estimate - filtered[k]) < 4 * se + 1e-3, (k, estimate, filtered[k])
+
+
+def test_the_standard_error_matches_the_spread_of_independent_sweeps():
+    # 150 sweeps of 200 particles: Z_hat is unbiased (its mean within 3 standard errors of
+    # Z), and the sweeps' own standard error (Lee-Whiteley, from the genealogy) is the
+    # spread of their log evidence: the sample sd of 150 draws has a relative standard error
+    # 1/sqrt(2 * 149) = 0.058, so a ratio outside [0.8, 1.25] is a wrong estimator
+    ys = hmm_data(20, seed=3)
+    exact = forward_algorithm(ys)[0]
+    smc = SMC(hmm_model, num_particles=200, rng_seed=0)
+    sweeps = [smc.step(ys) for _ in range(150)]
+    log_z = np.array([s.log_evidence for s in sweeps])
+    ratio = np.exp(log_z - exact)
+    assert abs(ratio.mean() - 1) < 3 * ratio.std(ddof=1) / math.sqrt(len(ratio)), ratio.mean()
+    reported = math.sqrt(np.mean([s.log_evidence_stderr ** 2 for s in sweeps]))
+    assert 0.8 < reported / log_z.std(ddof=1) < 1.25, (reported, log_z.std(ddof=1))
+
+
+def test_a_single_systematic_sweep_has_no_standard_error_and_pooled_sweeps_do(on_backend):
+    ys = hmm_data(10, seed=6)
+    smc = SMC(hmm_model, num_particles=300, resampling="systematic", rng_seed=0)
+    one = smc.run(ys)
+    with pytest.raises(ValueError, match="multinomial"):
+        one.log_evidence_stderr
+    pooled = smc.run(ys, num_steps=8)
+    assert abs(pooled.log_evidence - forward_algorithm(ys)[0]) < 4 * pooled.log_evidence_stderr
+    assert pooled.num_particles == 8 * 300
+
+
+def _sticky_chain(ys):
+    z = ppl.sample("z_0", dist.Normal(0.0, 3.0))
+    for t in range(1, len(ys)):
+        z = ppl.sample(f"z_{t}", dist.Normal(z, 0.01))
+        ppl.deterministic(f"twice_{t}", 2 * z)
+        ppl.sample(f"y_{t}", dist.Normal(z, 1.0), obs=ys[t])
+
+
+def test_each_particle_s_path_keeps_its_ancestry(on_backend):
+    # steps of sd 0.01 after a wide start: a value not re-indexed by its ancestry would
+    # sit next to another particle's path, about 3 away, not 0.01 (and a deterministic
+    # site, 2 z, must follow its own path too)
+    ys = ppl.get_backend().ops.asarray(np.full(12, 1.5, dtype=np.float32))
+    result = SMC(_sticky_chain, num_particles=500, ess_threshold=1.0, rng_seed=3).run(ys)
+    assert len(result.resampled_at) >= 5
+    path = np.stack([np.asarray(result.samples[f"z_{t}"]) for t in range(12)], 1)
+    assert np.abs(np.diff(path, axis=1)).max() < 0.08
+    twice = np.stack([np.asarray(result.samples[f"twice_{t}"]) for t in range(1, 12)], 1)
+    np.testing.assert_allclose(twice, 2 * path[:, 1:], rtol=1e-5, atol=1e-5)
+
+
+def test_copies_of_one_ancestor_draw_afresh():
+    # every particle resampled from one ancestor (the others' evidence impossible): its
+    # 64 children must not share one draw of the next step
+    def model(flag):
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        ppl.factor("pick", torch.where(z == z.max(), 0.0, -math.inf))
+        return ppl.sample("w", dist.Normal(z, 1.0))
+    result = SMC(model, num_particles=64, rng_seed=0).run(0)
+    assert result.resampled_at == ["w"]
+    assert len(set(np.asarray(result.samples["z"]).tolist())) == 1
+    assert len(set(np.asarray(result.samples["w"]).tolist())) == 64
+
+
+@pytest.mark.parametrize("scheme", ["systematic", "stratified", "multinomial"])
+def test_each_scheme_copies_a_particle_k_times_its_weight_on_average(scheme):
+    ops = ppl.get_backend("torch").ops
+    weights = torch.tensor([0.05, 0.35, 0.1, 0.3, 0.2])
+    counts = np.stack([np.bincount(ancestors(ops, weights, scheme).numpy(), minlength=5)
+                       for _ in range(4000)])
+    expected = 5 * weights.numpy()
+    se = np.sqrt(expected * (1 - weights.numpy()) / 4000)  # the multinomial's: the largest
+    assert np.all(np.abs(counts.mean(0) - expected) < 4 * se), counts.mean(0)
+    if scheme == "systematic":  # floor or ceil of K w, never further
+        assert np.all(counts >= np.floor(expected)) and np.all(counts <= np.ceil(expected))
+
+
+def test_copy_ranks_number_the_copies_of_each_ancestor():
+    ops = ppl.get_backend("torch").ops
+    assert copy_ranks(ops, torch.tensor([0, 0, 2, 3, 3, 3])).tolist() == [0, 1, 0, 0, 1, 2]
+
+
+def _static_parameter(ys):
+    drift = ppl.sample("drift", dist.Normal(0.0, 1.0))
+    z = 0.0
+    for t in range(len(ys)):
+        z = ppl.sample(f"z_{t}", dist.Normal(z + drift, 1.0))
+        ppl.sample(f"y_{t}", dist.Normal(z, 1.0), obs=ys[t])
+
+
+def _second_order(ys):
+    before, z = 0.0, 0.0
+    for t in range(len(ys)):
+        before, z = z, ppl.sample(f"z_{t}", dist.Normal(0.5 * z + 0.3 * before, 1.0))
+        ppl.sample(f"y_{t}", dist.Normal(z, 1.0), obs=ys[t])
+
+
+@pytest.mark.parametrize("model, site, parent", [(_static_parameter, "z_2", "drift"),
+                                                  (_second_order, "z_2", "z_0")])
+def test_a_site_reading_a_value_from_before_a_resampling_point_is_named(on_backend, model, site, parent):
+    ys = ppl.get_backend().ops.asarray(np.ones(4, dtype=np.float32))
+    with pytest.raises(ppl.errors.SiteError, match=f"site '{site}' reads '{parent}'"):
+        SMC(model, num_particles=10, rng_seed=0).run(ys)
+    result = SMC(model, num_particles=10, ess_threshold=0, rng_seed=0).run(ys)  # no resampling
+    assert result.resampled_at == []
+
+
+def test_a_branch_on_a_particle_s_value_is_named():
+    def model():
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        if z > 0:
+            ppl.sample("a", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+    with pytest.raises(ppl.errors.ShapeError, match="after site 'z'.*same sites"):
+        SMC(model, num_particles=10).run()
+
+
+def test_impossible_evidence_is_named(on_backend):
+    ops = ppl.get_backend().ops
+
+    def model():
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        ppl.factor("far", ops.where(z > 50.0, 0.0, -math.inf))
+        ppl.sample("w", dist.Normal(z, 1.0))
+    with pytest.raises(ppl.errors.NonFiniteError, match="after site 'far'.*weight zero"):
+        SMC(model, num_particles=50, rng_seed=0).run()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"num_particles": 0}, "num_particles must be a positive integer"),
+    ({"num_particles": 2.5}, "num_particles must be a positive integer"),
+    ({"ess_threshold": 1.5}, r"ess_threshold must be a number in \[0, 1\]"),
+    ({"ess_threshold": True}, r"ess_threshold must be a number in \[0, 1\]"),
+    ({"resampling": "residual"}, "resampling must be one of"),
+    ({"max_plate_nesting": -1}, "max_plate_nesting must be a non-negative integer"),
+])
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SMC(linear_gaussian_model, **kwargs)
+
+
+def test_posterior_and_arviz_export():
+    pytest.importorskip("arviz")
+    ys = linear_gaussian_data(5, seed=7)
+    smc = SMC(linear_gaussian_model, num_particles=400, rng_seed=0)
+    draws = smc.posterior(ys, num_samples=300)
+    assert sorted(draws) == [f"z_{t}" for t in range(5)] and tuple(draws["z_4"].shape) == (300,)
+    with pytest.raises(ValueError, match="num_samples must be a positive integer"):
+        smc.posterior(ys, num_samples=0)
+    data = smc.to_arviz(ys, num_samples=200)
+    assert data.posterior["z_4"].shape == (1, 200)
+    assert set(data.log_likelihood.data_vars) == {f"y_{t}" for t in range(5)}
