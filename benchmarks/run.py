@@ -28,6 +28,7 @@ from . import (
     jax_vae_step,
     mcmc,
     mixture_em,
+    smc,
     state_swap,
     subsample,
     vae_step,
@@ -38,7 +39,8 @@ MODULES = {"vae_step": vae_step, "importance": importance, "causal": causal,
            "gflownet": gflownet, "mixture_em": mixture_em, "grammar": grammar,
            "discrete_vae": discrete_vae, "enumeration": enumeration, "subsample": subsample,
            "importance_memory": importance_memory, "jax_vae_step": jax_vae_step,
-           "jax_gflownet": jax_gflownet, "jax_queries": jax_queries, "state_swap": state_swap, "mcmc": mcmc}
+           "jax_gflownet": jax_gflownet, "jax_queries": jax_queries, "state_swap": state_swap, "mcmc": mcmc,
+           "smc": smc}
 BENCHMARKS = {name: (module_name, fn) for module_name, module in MODULES.items()
               for name, fn in module.BENCHMARKS.items()}
 

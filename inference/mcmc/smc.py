@@ -29,6 +29,8 @@ from the particles' time-0 ancestors.
 
 import math
 
+import numpy as np
+
 from ppl.errors import NonFiniteError, SiteError
 from ppl.site_handler import SiteHandler
 from ppl.validation import check_observations
@@ -78,6 +80,7 @@ class SMC(Strategy):
         self.max_plate_nesting = max_plate_nesting
         self.param_values = param_values
         self._checked = None  # (the arguments' signature, the sites in program order)
+        self._indexable = {}
 
     def step(self, *args, **kwargs):
         """One sweep of ``num_particles`` particles: an :class:`SMCResult`."""
@@ -151,6 +154,7 @@ class _Sweep(SiteHandler):
     def __init__(self, smc, num, key):
         self.ops, self.backend, self.P, self.K = smc.ops, smc.backend, smc._plates, num
         self.scheme, self.threshold, self.key = smc.resampling, smc.ess_threshold, key
+        self.indexable = smc._indexable  # distribution kind -> whether ops.index_batch serves it
         self.log_w = 0.0
         self.log_z = 0.0
         self.evidence = {}  # observed sites since the last latent one
@@ -210,17 +214,39 @@ class _Sweep(SiteHandler):
         distribution (the copies of one ancestor independently)."""
         ops, K = self.ops, self.K
         index = ancestors(ops, ops.exp(self.log_w - self.lse), self.scheme, self._next_key())
-        ranks = copy_ranks(ops, index)
-        copies = int(ops.item(ops.amax(ranks))) + 1
         fn = msg["fn"]
         axis = len(fn.batch_shape) - (self.P + 1)  # the particle axis of a value
-        draws = ops.moveaxis(ops.sample_n(fn, copies, self._next_key()), axis + 1, 1)
-        msg["value"] = ops.moveaxis(draws[ranks, index], 0, axis)
+        indexed = self._indexed(fn, index, axis)
+        if indexed is not None:
+            msg["value"] = ops.sample_n(indexed, 1, self._next_key())[0]
+        else:  # as many draws of the whole batch as the most copied ancestor has copies
+            ranks = copy_ranks(ops, index)
+            copies = int(ops.item(ops.amax(ranks))) + 1
+            draws = ops.moveaxis(ops.sample_n(fn, copies, self._next_key()), axis + 1, 1)
+            msg["value"] = ops.moveaxis(draws[ranks, index], 0, axis)
         self.log_z += self.lse - math.log(K)
         self.eve = index if self.eve is None else self.eve[index]
         self.lineage.append(index)
         self.log_w = ops.zeros((K,), self.log_w)
         self.resampled_at.append(msg["name"])
+
+    def _indexed(self, fn, index, axis):
+        """``fn`` taken at the ancestors (``ops.index_batch``), where that gives, for a kind
+        of distribution checked once, the log densities of ``fn`` at those particles."""
+        kind = _kind(fn)
+        if self.indexable.get(kind) is False:
+            return None
+        indexed = self.ops.index_batch(fn, index, axis)
+        if indexed is not None and kind not in self.indexable:
+            ops = self.ops
+            probe = ops.sample_n(fn, 1, self._next_key())[0]
+            expected = ops.moveaxis(ops.moveaxis(fn.log_prob(probe), axis, 0)[index], 0, axis)
+            taken = ops.moveaxis(ops.moveaxis(probe, axis, 0)[index], 0, axis)
+            self.indexable[kind] = bool(np.allclose(ops.to_numpy(indexed.log_prob(taken)),
+                                                    ops.to_numpy(expected), rtol=1e-5, atol=1e-5))
+            if not self.indexable[kind]:
+                return None
+        return indexed
 
     def result(self):
         ops, K = self.ops, self.K
@@ -243,6 +269,15 @@ class _Sweep(SiteHandler):
         relative = (relative_variance(ops, log_w, eve, len(self.lineage))
                     if self.scheme == "multinomial" and K > 1 else None)
         return SMCResult(ops, log_w, samples, log_evidence, relative, self.resampled_at)
+
+
+def _kind(fn):
+    """A distribution's classes down its chain of base distributions."""
+    kinds = []
+    while fn is not None:
+        kinds.append(type(fn))
+        fn = getattr(fn, "base_dist", None)
+    return tuple(kinds)
 
 
 class _Sites:

@@ -216,6 +216,11 @@ class _Ops:
         return jnp.max(x)
 
     @staticmethod
+    def index_batch(fn, index, axis):
+        """None: SMC draws the copies of an ancestor from the whole batch instead."""
+        return None
+
+    @staticmethod
     def searchsorted(sorted_sequence, values):
         return jnp.searchsorted(sorted_sequence, values, side="right")
 

@@ -88,17 +88,28 @@ def test_each_particle_s_path_keeps_its_ancestry(on_backend):
     np.testing.assert_allclose(twice, 2 * path[:, 1:], rtol=1e-5, atol=1e-5)
 
 
-def test_copies_of_one_ancestor_draw_afresh():
+@pytest.mark.parametrize("family", ["normal", "categorical"])
+def test_copies_of_one_ancestor_draw_afresh(on_backend, family):
     # every particle resampled from one ancestor (the others' evidence impossible): its
-    # 64 children must not share one draw of the next step
-    def model(flag):
+    # 64 children must not share one draw of the next step (torch takes the distribution
+    # at the ancestors, checked once per kind; JAX draws the whole batch once per copy)
+    ops = ppl.get_backend().ops
+
+    def model():
         z = ppl.sample("z", dist.Normal(0.0, 1.0))
-        ppl.factor("pick", torch.where(z == z.max(), 0.0, -math.inf))
-        return ppl.sample("w", dist.Normal(z, 1.0))
-    result = SMC(model, num_particles=64, rng_seed=0).run(0)
+        ppl.factor("pick", ops.where(z == ops.amax(z), 0.0, -math.inf))
+        if family == "normal":
+            return ppl.sample("w", dist.Normal(z, 1.0))
+        probs = ops.softmax(ops.stack([z, 0.0 * z + 1.0, 0.0 * z], -1), -1)
+        return ppl.sample("w", dist.Categorical(probs))
+    result = SMC(model, num_particles=64, rng_seed=0).run()
     assert result.resampled_at == ["w"]
     assert len(set(np.asarray(result.samples["z"]).tolist())) == 1
-    assert len(set(np.asarray(result.samples["w"]).tolist())) == 64
+    w = np.asarray(result.samples["w"])
+    if family == "normal":
+        assert len(set(w.tolist())) == 64
+    else:  # 64 independent draws from the ancestor's three-way Categorical: all three appear
+        assert set(w.tolist()) == {0, 1, 2}
 
 
 @pytest.mark.parametrize("scheme", ["systematic", "stratified", "multinomial"])
@@ -188,3 +199,30 @@ def test_posterior_and_arviz_export():
     data = smc.to_arviz(ys, num_samples=200)
     assert data.posterior["z_4"].shape == (1, 200)
     assert set(data.log_likelihood.data_vars) == {f"y_{t}" for t in range(5)}
+
+
+def test_a_distribution_taken_at_the_ancestors_scores_as_the_batch_taken_there():
+    ops = ppl.get_backend("torch").ops
+    index = torch.tensor([2, 2, 0, 1])
+    fns = [dist.Normal(torch.arange(4.0), 1.0),
+           dist.Categorical(torch.softmax(torch.randn(4, 3), -1)),
+           dist.Normal(torch.randn(4, 2), 1.0).to_event(1),
+           dist.Normal(torch.randn(5, 4), 1.0)]  # particles on axis 1 of the batch
+    for fn, axis in zip(fns, [0, 0, 0, 1]):
+        value = fn.sample()
+        taken = ops.index_batch(fn, index, axis)
+        expected = fn.log_prob(value).index_select(axis, index)
+        torch.testing.assert_close(taken.log_prob(value.index_select(axis, index)), expected)
+
+
+def test_an_indexing_that_does_not_score_as_the_batch_is_not_used(monkeypatch):
+    # the once-per-kind check must catch a wrong index_batch (here: the batch untaken) and
+    # fall back to drawing the whole batch per copy
+    ops = ppl.get_backend("torch").ops
+    monkeypatch.setattr(ops, "index_batch", staticmethod(lambda fn, index, axis: fn))
+    smc = SMC(_sticky_chain, num_particles=300, ess_threshold=1.0, rng_seed=3)
+    ys = torch.full((6,), 1.5)
+    result = smc.run(ys)
+    assert set(smc._indexable.values()) == {False}
+    path = np.stack([np.asarray(result.samples[f"z_{t}"]) for t in range(6)], 1)
+    assert np.abs(np.diff(path, axis=1)).max() < 0.08

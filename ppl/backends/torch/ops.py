@@ -232,6 +232,13 @@ class _Ops:
         return fn.sample((num,))
 
     @staticmethod
+    def index_batch(fn, index, axis):
+        """``fn`` with its batch taken at ``index`` along batch axis ``axis`` (a distribution
+        of the same kind), or None where its layout is not understood; callers verify it
+        once per kind (``inference/mcmc/smc.py``)."""
+        return _index_batch(fn, index, axis)
+
+    @staticmethod
     def top_k_indices(x, k):
         """The indices of the ``k`` largest entries along axis 0, largest first."""
         return x.topk(k, dim=0).indices
@@ -319,3 +326,26 @@ def device_of(fn):
         if isinstance(value, torch.distributions.Distribution):
             return device_of(value)
     return None
+
+
+def _index_batch(fn, index, axis):
+    batch = tuple(fn.batch_shape)
+    state = {}
+    for key, value in vars(fn).items():
+        if isinstance(value, torch.distributions.Distribution):
+            inner = tuple(value.batch_shape)
+            if inner[:len(batch)] == batch:  # left-aligned (Independent's base)
+                value = _index_batch(value, index, axis)
+            elif axis - (len(batch) - len(inner)) >= 0 and inner[axis - (len(batch) - len(inner))] != 1:
+                return None  # a right-aligned base that varies over the axis: not handled
+            if value is None:
+                return None
+        elif torch.is_tensor(value) and value.dim():
+            if tuple(value.shape[:len(batch)]) == batch:  # a parameter: batch, then its own dims
+                value = value.index_select(axis, index)
+            elif value.dim() >= len(batch) - axis and value.shape[axis - len(batch)] != 1:
+                return None  # broadcast from the right and varying over the axis
+        state[key] = value
+    new = object.__new__(type(fn))
+    new.__dict__.update(state)
+    return new
