@@ -25,6 +25,7 @@ from ppl.errors import SiteError
 from ..arguments import count
 from .arviz_export import inference_data, replayed_log_likelihood
 from .diagnostics import summary
+from .warm_start import warm_start
 from ..program import plate_nesting
 from ..strategy import Strategy, entering
 
@@ -98,15 +99,32 @@ class MCMC(Strategy):
         self.result = None
         self._last_call = None  # the last run's (args, kwargs), for to_arviz
 
-    @entering
-    def run(self, *args, progress=True, **kwargs):
+    def run(self, *args, progress=True, init_from=None, **kwargs):
         """Run the chains on ``args``; returns an :class:`MCMCResult` (also kept as
-        ``self.result``). Divergent transitions are counted in the result and warned of."""
-        deterministic, nesting = self._check(args, kwargs)
+        ``self.result``). Divergent transitions are counted in the result and warned of.
+
+        ``init_from``: a fitted strategy with a ``posterior`` (a ``VI``, say), for a warm
+        start: each chain starts at one of its draws, and the mass matrix (the sampler's
+        estimate of the posterior's scales, in its unconstrained space) at their variance
+        instead of the identity, so that a short warm-up suffices where the scales differ
+        by orders of magnitude."""
+        draws = None
+        if init_from is not None:
+            if not callable(getattr(init_from, "posterior", None)):
+                raise TypeError(f"MCMC.run: init_from must be a fitted strategy with a posterior "
+                                f"(a VI, say), got {type(init_from).__name__}")
+            draws = init_from.posterior(*args, num_samples=max(1000, self.num_chains), **kwargs)
+        with self.entered():
+            return self._run(args, kwargs, progress, draws)
+
+    def _run(self, args, kwargs, progress, draws):
+        deterministic, nesting, trace = self._check(args, kwargs)
         self._last_call = (args, kwargs)
         options = dict(self.options)
         if nesting is not None:
             options["max_plate_nesting"] = nesting
+        if draws is not None:
+            options["warm_start"] = warm_start(self.ops, trace, draws, self.num_chains)
         by_chain, extra = self.backend.mcmc_chains(
             self.model, args, kwargs, self.kernel, self.num_warmup, self.num_samples,
             self.num_chains, options, progress, deterministic, self.state.next_key())
@@ -117,7 +135,7 @@ class MCMC(Strategy):
             warnings.warn(f"MCMC: {self.result.num_divergences} of {total} transitions diverged "
                           "(the sampler met curvature its step size cannot follow, so the draws "
                           "may miss part of the posterior); raise target_accept_prob or "
-                          "reparameterise the model", RuntimeWarning, stacklevel=3)
+                          "reparameterise the model", RuntimeWarning, stacklevel=4)
         return self.result
 
     def _check(self, args, kwargs):
@@ -141,7 +159,7 @@ class MCMC(Strategy):
         if nesting is None and enumerated:
             nesting = plate_nesting([trace])
         shapes = {n: tuple(getattr(v, "shape", ())) for n, v in trace.deterministics.items()}
-        return shapes, nesting
+        return shapes, nesting, trace
 
     @entering
     def to_arviz(self):

@@ -216,6 +216,10 @@ class _Ops:
         return jnp.max(x)
 
     @staticmethod
+    def to_unconstrained(support, value):
+        return numpyro.distributions.transforms.biject_to(support).inv(jnp.asarray(value))
+
+    @staticmethod
     def index_batch(fn, index, axis):
         """None: SMC draws the copies of an ancestor from the whole batch instead."""
         return None

@@ -6,10 +6,11 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 import ppl
 import ppl.distributions as dist
-from inference import MCMC
+from inference import MCMC, VI
 from inference.mcmc.diagnostics import ess_bulk, ess_tail, r_hat, split_chains
 from inference.mcmc.diagnostics import _ess as ess_of_chains
 
@@ -177,3 +178,55 @@ def test_every_strategy_with_draws_exports_them_to_arviz(on_backend, strategy):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert np.isfinite(az.loo(data).elpd_loo)
+
+
+def _stretched(x):
+    # the posterior's scales differ by 10^4: a from the data (sd 0.01), b from the prior (sd 100)
+    a = ppl.sample("a", dist.Normal(0.0, 100.0))
+    ppl.sample("b", dist.Normal(0.0, 100.0))
+    ppl.sample("x", dist.Normal(a, 0.01), obs=x)
+
+
+def _fitted(x, sites=("a", "b")):
+    ops = ppl.get_backend().ops
+    fit = {"a": (0.5, 0.01), "b": (0.0, 100.0)}  # the exact posterior, as a fit would find it
+    for name in sites:
+        loc, scale = fit[name]
+        ppl.sample(name, dist.Normal(ppl.param(f"{name}_loc", ops.asarray(loc)),
+                                     ppl.param(f"{name}_scale", ops.asarray(scale),
+                                               constraint=dist.constraints.positive)))
+
+
+def test_a_warm_start_from_vi_scales_the_sampler_to_the_posterior(on_backend):
+    # started at the fit's draws with its variances as the mass matrix, a 100-step warm-up
+    # samples both scales: b's sd within 4 of its standard errors (sd / sqrt(2 ESS)) of 100
+    # and a's mean within 4 of its own; the identity's start leaves b's ESS far lower
+    x = ppl.get_backend().ops.asarray(0.5)
+    vi = VI(_stretched, _fitted, rng_seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warm = MCMC(_stretched, num_warmup=100, num_samples=300, rng_seed=0).run(
+            x, init_from=vi, progress=False)
+    stats = warm.summary()
+    assert stats["b"]["ess_bulk"] > 100, stats["b"]
+    assert abs(stats["b"]["sd"] - 100.0) < 4 * 100.0 / np.sqrt(2 * stats["b"]["ess_bulk"]), stats["b"]
+    assert abs(warm.mean("a") - 0.5) < 4 * warm.stderr("a")
+    if ppl.get_backend().name == "jax":  # (torch's cold run takes 25 s: its first step size below)
+        cold = MCMC(_stretched, num_warmup=100, num_samples=300, rng_seed=0).run(x, progress=False)
+        assert cold.summary()["b"]["ess_bulk"] < stats["b"]["ess_bulk"] / 2
+    else:  # the first step size, found with the start's mass matrix: about 1, not a's 0.01
+        first = [MCMC(_stretched, num_warmup=0, num_samples=4, rng_seed=0).run(
+            x, init_from=start, progress=False).step_size[0] for start in (vi, None)]
+        assert first[0] > 10 * first[1], first
+
+
+def test_a_warm_start_missing_a_site_or_not_a_fit_is_named():
+    x = torch.tensor(0.5)
+    def only_a(x):  # another model's fit: its draws have no b
+        a = ppl.sample("a", dist.Normal(0.0, 100.0))
+        ppl.sample("x", dist.Normal(a, 0.01), obs=x)
+    other = VI(only_a, lambda x: _fitted(x, sites=("a",)), rng_seed=0)
+    with pytest.raises(ppl.errors.SiteError, match="lack latent site 'b'"):
+        MCMC(_stretched, num_warmup=5, num_samples=5).run(x, init_from=other, progress=False)
+    with pytest.raises(TypeError, match="init_from must be a fitted strategy"):
+        MCMC(_stretched, num_warmup=5, num_samples=5).run(x, init_from={"a": 0.5}, progress=False)

@@ -4,9 +4,26 @@ processes, which need a picklable model: a closure or a lambda is not), and the
 deterministic sites recomputed from each draw (Pyro's ``get_samples`` drops them)."""
 
 import numpy as np
+import torch
 from pyro.infer import HMC, MCMC, NUTS, Predictive
+from pyro.infer.autoguide.initialization import init_to_value
 
 KERNELS = {"nuts": NUTS, "hmc": HMC}
+
+
+def _warm_kernel(kernel, inverse_mass):
+    """``kernel``'s class whose mass matrix starts at the diagonal ``inverse_mass`` (the
+    sites in sorted order, as Pyro lays them out), its first step size found with it."""
+    class Warm(kernel):
+        def _initialize_adapter(self):
+            super()._initialize_adapter()
+            sites = tuple(sorted(self.initial_params))
+            like = next(iter(self.initial_params.values()))
+            self.mass_matrix_adapter.inverse_mass_matrix = {
+                sites: torch.as_tensor(inverse_mass, dtype=like.dtype, device=like.device)}
+            if self._adapter.adapt_step_size:
+                self._adapter.reset_step_size_adaptation(self._initial_params)
+    return Warm
 
 
 def run_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains, options,
@@ -14,8 +31,16 @@ def run_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains,
     """(name -> draws ``[chains, draws, ...]`` as numpy, extra fields: ``diverging``
     ``[chains, draws]``, ``step_size`` ``[chains]``, ``acceptance_rate`` ``[chains]``)."""
     chains, diverging, step_sizes, acceptance = [], [], [], []
-    for _ in range(num_chains):
-        sampler = KERNELS[kernel](model, **options)
+    options = dict(options)
+    warm = options.pop("warm_start", None)
+    kernel_class = KERNELS[kernel]
+    if warm is not None and warm["inverse_mass"] is not None:
+        kernel_class = _warm_kernel(kernel_class, warm["inverse_mass"])
+    for chain in range(num_chains):
+        if warm is not None:
+            options["init_strategy"] = init_to_value(
+                values={n: torch.as_tensor(v) for n, v in warm["init"][chain].items()})
+        sampler = kernel_class(model, **options)
         mcmc = MCMC(sampler, num_samples=num_samples, warmup_steps=num_warmup,
                     disable_progbar=not progress)
         mcmc.run(*args, **kwargs)

@@ -232,6 +232,11 @@ class _Ops:
         return fn.sample((num,))
 
     @staticmethod
+    def to_unconstrained(support, value):
+        """``value`` mapped from ``support`` to the reals (the bijection samplers move in)."""
+        return torch.distributions.biject_to(support).inv(torch.as_tensor(value))
+
+    @staticmethod
     def index_batch(fn, index, axis):
         """``fn`` with its batch taken at ``index`` along batch axis ``axis`` (a distribution
         of the same kind), or None where its layout is not understood; callers verify it
