@@ -17,7 +17,7 @@ from .causal import (
 )
 from .gflownet import ActionMLPPolicy, ActionSpace, GFlowNetEM
 from .importance import Importance, ImportanceResult
-from .mcmc import MCMC, SMC, MCMCResult, SMCResult
+from .mcmc import MCMC, SMC, TRICE, MCMCResult, SMCResult
 from .optim import SGD, Adam, AdamW
 from .vi import (ELBO, IWAE, RWS, VI, VIS, Enum, Estimator, Gumbel, Objective, Renyi, Reparam, Score,
                  register_estimator)
@@ -48,6 +48,7 @@ __all__ = [
     "Renyi",
     "SMC",
     "SMCResult",
+    "TRICE",
     "Reparam",
     "Score",
     "adjustment_formula",

@@ -70,6 +70,7 @@ class Trace:
         self.return_value = return_value
         self.backend = backend
         self.subsamples = {}  # plate name -> the indices a subsampled plate drew
+        self.plate_sizes = {}  # plate name -> a subsampled plate's full size
 
     def replay_values(self):
         """What another program replays from this one: the latent sites' values and the

@@ -285,7 +285,7 @@ class _Sites:
 
     def __init__(self, sites):
         self.sites, self.params, self.deterministics = sites, {}, {}
-        self.subsamples, self.param_constraints = {}, {}
+        self.subsamples, self.param_constraints, self.plate_sizes = {}, {}, {}
 
 
 def _particle_axis(shape, event_dim, plates, num):

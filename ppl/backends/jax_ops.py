@@ -216,6 +216,10 @@ class _Ops:
         return jnp.max(x)
 
     @staticmethod
+    def put_rows(x, index, rows):
+        return x.at[index].set(rows.astype(x.dtype))
+
+    @staticmethod
     def to_unconstrained(support, value):
         return numpyro.distributions.transforms.biject_to(support).inv(jnp.asarray(value))
 

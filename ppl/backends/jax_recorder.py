@@ -26,6 +26,7 @@ class Recorder(Messenger):
         self.param_constraints = {}
         self.deterministics = {}
         self.subsamples = {}
+        self.plate_sizes = {}  # a subsampled plate's full size, by name
 
     def process_message(self, msg):
         if msg["type"] == "plate":
@@ -50,6 +51,7 @@ class Recorder(Messenger):
         if kind == "plate":
             if _subsampled(msg):
                 self.subsamples[name] = msg["value"]
+                self.plate_sizes[name] = msg["args"][0]
         elif kind == "sample":
             if name in self.sites:
                 raise ValueError(f"sample site {name!r} appears twice in one run; site names must be unique")
@@ -159,4 +161,5 @@ def to_trace(recorder, return_value=None):
     trace = Trace(sites, recorder.params, recorder.deterministics, return_value, BACKEND)
     trace.param_constraints = recorder.param_constraints
     trace.subsamples = recorder.subsamples
+    trace.plate_sizes = recorder.plate_sizes
     return trace

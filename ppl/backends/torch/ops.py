@@ -232,6 +232,11 @@ class _Ops:
         return fn.sample((num,))
 
     @staticmethod
+    def put_rows(x, index, rows):
+        """A copy of ``x`` with rows ``index`` (along axis 0) set to ``rows``."""
+        return x.index_copy(0, torch.as_tensor(index, device=x.device).long(), rows.to(x.dtype))
+
+    @staticmethod
     def to_unconstrained(support, value):
         """``value`` mapped from ``support`` to the reals (the bijection samplers move in)."""
         return torch.distributions.biject_to(support).inv(torch.as_tensor(value))

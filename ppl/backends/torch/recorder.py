@@ -35,6 +35,7 @@ class Recorder(Messenger):
         self.params = {}
         self.deterministics = {}
         self.subsamples = {}
+        self.plate_sizes = {}  # a subsampled plate's full size, by name
 
     def _pyro_sample(self, msg):
         if type(msg["fn"]) is SUBSAMPLE:
@@ -57,6 +58,7 @@ class Recorder(Messenger):
         if type(msg["fn"]) is SUBSAMPLE:  # a plate's own subsample site, not a random variable
             if _subsampled(msg["fn"]):
                 self.subsamples[name] = msg["value"]
+                self.plate_sizes[name] = msg["fn"].size
             return
         if msg["infer"].get("_deterministic"):
             self.deterministics[name] = msg["value"]
@@ -144,4 +146,5 @@ def to_trace(recorder, return_value=None):
 
     trace = Trace(sites, recorder.params, recorder.deterministics, return_value, BACKEND)
     trace.subsamples = recorder.subsamples
+    trace.plate_sizes = recorder.plate_sizes
     return trace
