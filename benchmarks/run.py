@@ -31,6 +31,7 @@ from . import (
     smc,
     state_swap,
     subsample,
+    trice,
     vae_step,
 )
 from .common import load_average, log, machine_description, markdown_table, resolve_device
@@ -40,7 +41,7 @@ MODULES = {"vae_step": vae_step, "importance": importance, "causal": causal,
            "discrete_vae": discrete_vae, "enumeration": enumeration, "subsample": subsample,
            "importance_memory": importance_memory, "jax_vae_step": jax_vae_step,
            "jax_gflownet": jax_gflownet, "jax_queries": jax_queries, "state_swap": state_swap, "mcmc": mcmc,
-           "smc": smc}
+           "smc": smc, "trice": trice}
 BENCHMARKS = {name: (module_name, fn) for module_name, module in MODULES.items()
               for name, fn in module.BENCHMARKS.items()}
 

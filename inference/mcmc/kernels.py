@@ -25,7 +25,7 @@ from ppl.errors import SiteError
 from ..arguments import count
 from .arviz_export import inference_data, replayed_log_likelihood
 from .diagnostics import summary
-from .warm_start import warm_start
+from .warm_start import continuation, warm_start
 from ..program import plate_nesting
 from ..strategy import Strategy, entering
 
@@ -44,6 +44,17 @@ class MCMCResult:
         self.step_size = extra.pop("step_size")
         self.extra = extra
         self._summary = None
+
+    def extended(self, later):
+        """These draws followed by ``later``'s (a continuation of the same chains)."""
+        by_chain = {n: np.concatenate([v, later.by_chain[n]], 1) for n, v in self.by_chain.items()}
+        extra = dict(later.extra)
+        for name, value in self.extra.items():  # per-draw fields: [chains, draws]
+            if np.shape(value) == self.diverging.shape and name in later.extra:
+                extra[name] = np.concatenate([value, later.extra[name]], 1)
+        extra["diverging"] = np.concatenate([self.diverging, later.diverging], 1)
+        extra["step_size"] = later.step_size
+        return MCMCResult(by_chain, extra)
 
     @property
     def num_divergences(self):
@@ -119,24 +130,80 @@ class MCMC(Strategy):
 
     def _run(self, args, kwargs, progress, draws):
         deterministic, nesting, trace = self._check(args, kwargs)
-        self._last_call = (args, kwargs)
+        options = self._options(nesting)
+        if draws is not None:
+            options["warm_start"] = warm_start(self.ops, trace, draws, self.num_chains)
+        result = self._chains(args, kwargs, self.num_warmup, self.num_samples, options, progress,
+                              deterministic)
+        self.result = result
+        return result
+
+    def resume(self, *args, num_samples=None, progress=True, **kwargs):
+        """Continue the last run's chains (or a loaded checkpoint's) for ``num_samples``
+        more draws each (default: ``num_samples``), from each chain's last draw with its
+        adapted step size and mass matrix and no warm-up; the draws are appended to
+        :attr:`result`, which is returned. A run saved with :meth:`save` and resumed in
+        another process continues the same chains (from the loading strategy's random
+        stream, so statistically, not draw for draw)."""
+        if self.result is None:
+            raise RuntimeError("MCMC.resume: nothing to continue; call run(...) or load(...) first")
+        num = self.num_samples if num_samples is None else count("MCMC.resume", "num_samples", num_samples)
+        with self.entered():
+            deterministic, nesting, trace = self._check(args, kwargs)
+            options = self._options(nesting)
+            options["warm_start"] = continuation(self.ops, trace, self.result)
+            later = self._chains(args, kwargs, 0, num, options, progress, deterministic)
+            self.result = self.result.extended(later)
+        return self.result
+
+    def _options(self, nesting):
         options = dict(self.options)
         if nesting is not None:
             options["max_plate_nesting"] = nesting
-        if draws is not None:
-            options["warm_start"] = warm_start(self.ops, trace, draws, self.num_chains)
+        return options
+
+    def _chains(self, args, kwargs, num_warmup, num_samples, options, progress, deterministic):
+        """The backend's chains; the run's arguments kept for to_arviz; divergences warned of."""
+        self._last_call = (args, kwargs)
         by_chain, extra = self.backend.mcmc_chains(
-            self.model, args, kwargs, self.kernel, self.num_warmup, self.num_samples,
-            self.num_chains, options, progress, deterministic, self.state.next_key())
-        self.result = MCMCResult(by_chain, extra)
+            self.model, args, kwargs, self.kernel, num_warmup, num_samples, self.num_chains,
+            options, progress, deterministic, self.state.next_key())
+        result = MCMCResult(by_chain, extra)
         self.step_count += 1
-        if self.result.num_divergences:
-            total = self.num_chains * self.num_samples
-            warnings.warn(f"MCMC: {self.result.num_divergences} of {total} transitions diverged "
+        if result.num_divergences:
+            total = self.num_chains * num_samples
+            warnings.warn(f"MCMC: {result.num_divergences} of {total} transitions diverged "
                           "(the sampler met curvature its step size cannot follow, so the draws "
                           "may miss part of the posterior); raise target_accept_prob or "
                           "reparameterise the model", RuntimeWarning, stacklevel=4)
-        return self.result
+        return result
+
+    # ------------------------------------------------------------- checkpoints
+    def state_dict(self):
+        state = super().state_dict()
+        result = self.result
+        state["result"] = None if result is None else {
+            "by_chain": dict(result.by_chain), "extra": dict(result.extra),
+            "diverging": result.diverging, "step_size": result.step_size}
+        return state
+
+    def check_state_dict(self, state):
+        found = super().check_state_dict(state)
+        saved = state.get("result")
+        if found or saved is None:
+            return found
+        chains = np.shape(saved["diverging"])[0]
+        if chains != self.num_chains:
+            return f"it holds {chains} chains, this MCMC runs {self.num_chains}"
+        return None
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        saved = state.get("result")
+        if saved is not None:
+            extra = dict(saved["extra"], diverging=np.asarray(saved["diverging"]),
+                         step_size=np.asarray(saved["step_size"]))
+            self.result = MCMCResult({n: np.asarray(v) for n, v in saved["by_chain"].items()}, extra)
 
     def _check(self, args, kwargs):
         """A dry run: a discrete latent site not marked for enumeration is an error naming
@@ -174,7 +241,7 @@ class MCMC(Strategy):
         chains, draws = result.diverging.shape
         stats = {"diverging": result.diverging,
                  "step_size": np.broadcast_to(result.step_size[:, None], (chains, draws))}
-        stats.update({k: v for k, v in result.extra.items() if np.ndim(v) == 2})
+        stats.update({k: v for k, v in result.extra.items() if np.shape(v) == (chains, draws)})
         observed, log_lik = replayed_log_likelihood(self, args, kwargs, result.by_chain)
         return inference_data(result.by_chain, stats, log_lik, observed)
 

@@ -20,15 +20,14 @@ matrices use. A point-mass fit (no spread) leaves the mass matrix at the identit
 
 import numpy as np
 
-from ppl.errors import ShapeError, SiteError
+from ppl.errors import ShapeError, SiteError, UnsupportedError
 
 
 def warm_start(ops, trace, draws, num_chains):
     """{"init": per chain {site: constrained value}, "init_unconstrained": the same
     unconstrained, "inverse_mass": the flat diagonal or None} for the continuous latent
     sites of ``trace`` (a dry run of the model), from ``draws`` (site -> ``[n, ...]``)."""
-    sites = sorted(name for name, site in trace.latent.items()
-                   if not getattr(site.fn.support, "is_discrete", False))
+    sites = _continuous(trace)
     unconstrained, constrained = {}, {}
     for name in sites:
         if name not in draws:
@@ -51,3 +50,26 @@ def warm_start(ops, trace, draws, num_chains):
         "init_unconstrained": [{n: unconstrained[n][i] for n in sites} for i in pick],
         "inverse_mass": variance if variance.size and np.all(variance > 0) else None,
     }
+
+
+def continuation(ops, trace, result):
+    """The start that continues ``result``'s chains: each from its last draw, with its
+    adapted step size (``step_size``: adaptation off) and diagonal mass matrix."""
+    if "inverse_mass" not in result.extra:
+        raise UnsupportedError("MCMC.resume of chains whose mass matrix is not diagonal")
+    sites = _continuous(trace)
+    chains = result.diverging.shape[0]
+    init = [{n: result.by_chain[n][c, -1] for n in sites} for c in range(chains)]
+    return {
+        "init": init,
+        "init_unconstrained": [{n: ops.to_numpy(ops.to_unconstrained(trace.latent[n].fn.support,
+                                                                     ops.asarray(v)))
+                                for n, v in start.items()} for start in init],
+        "inverse_mass": result.extra["inverse_mass"],
+        "step_size": result.step_size,
+    }
+
+
+def _continuous(trace):
+    return sorted(name for name, site in trace.latent.items()
+                  if not getattr(site.fn.support, "is_discrete", False))

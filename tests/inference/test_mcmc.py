@@ -230,3 +230,35 @@ def test_a_warm_start_missing_a_site_or_not_a_fit_is_named():
         MCMC(_stretched, num_warmup=5, num_samples=5).run(x, init_from=other, progress=False)
     with pytest.raises(TypeError, match="init_from must be a fitted strategy"):
         MCMC(_stretched, num_warmup=5, num_samples=5).run(x, init_from={"a": 0.5}, progress=False)
+
+
+def test_a_saved_run_resumes_its_chains_in_another_strategy(on_backend, tmp_path):
+    # 100 draws per chain, saved; a fresh MCMC loads them and continues 300 more from each
+    # chain's last draw with the adapted step size and mass matrix (no warm-up): the 400
+    # draws describe the conjugate posterior (mean and sd within 4 standard errors)
+    x = ppl.get_backend().ops.asarray(X)
+    first = MCMC(normal_normal, num_warmup=200, num_samples=100, num_chains=2, rng_seed=0)
+    saved = first.run(x, progress=False)
+    first.save(tmp_path / "mcmc.ckpt")
+    second = MCMC(normal_normal, num_warmup=200, num_samples=100, num_chains=2, rng_seed=1)
+    second.load(tmp_path / "mcmc.ckpt")
+    result = second.resume(x, num_samples=300, progress=False)
+    assert result.by_chain["mu"].shape == (2, 400) and result.diverging.shape == (2, 400)
+    np.testing.assert_array_equal(result.by_chain["mu"][:, :100], saved.by_chain["mu"])
+    np.testing.assert_allclose(result.step_size, saved.step_size)  # not adapted again
+    stats = result.summary()["mu"]
+    assert abs(stats["mean"] - POSTERIOR_MEAN) < 4 * result.stderr("mu")
+    assert abs(stats["sd"] - POSTERIOR_SD) < 4 * POSTERIOR_SD / math.sqrt(2 * stats["ess_bulk"])
+    np.testing.assert_allclose(result.samples["twice"], 2 * result.samples["mu"], rtol=1e-5)
+    assert second.to_arviz().posterior["mu"].shape == (2, 400)
+
+
+def test_resuming_needs_a_run_and_a_checkpoint_of_as_many_chains(tmp_path):
+    x = torch.tensor(X)
+    with pytest.raises(RuntimeError, match="nothing to continue"):
+        MCMC(normal_normal).resume(x)
+    one = MCMC(normal_normal, num_warmup=20, num_samples=10, rng_seed=0)
+    one.run(x, progress=False)
+    one.save(tmp_path / "one.ckpt")
+    with pytest.raises(ppl.errors.CheckpointError, match="1 chains, this MCMC runs 2"):
+        MCMC(normal_normal, num_chains=2).load(tmp_path / "one.ckpt")

@@ -13,7 +13,8 @@ KERNELS = {"nuts": NUTS, "hmc": HMC}
 
 def _warm_kernel(kernel, inverse_mass):
     """``kernel``'s class whose mass matrix starts at the diagonal ``inverse_mass`` (the
-    sites in sorted order, as Pyro lays them out), its first step size found with it."""
+    sites in sorted order, as Pyro lays them out), its first step size found with it
+    unless the step size is fixed."""
     class Warm(kernel):
         def _initialize_adapter(self):
             super()._initialize_adapter()
@@ -26,21 +27,41 @@ def _warm_kernel(kernel, inverse_mass):
     return Warm
 
 
+def _chain_kernel(kernel, options, warm, chain):
+    """The kernel of chain ``chain`` (a warm start or a continuation applied) and its options."""
+    options = dict(options)
+    if warm is None:
+        return KERNELS[kernel], options
+    options["init_strategy"] = init_to_value(
+        values={n: torch.as_tensor(v) for n, v in warm["init"][chain].items()})
+    if "step_size" in warm:  # a continuation: the adapted kernel, adaptation off
+        options.update(step_size=float(warm["step_size"][chain]), adapt_step_size=False,
+                       adapt_mass_matrix=False)
+    mass = warm["inverse_mass"]
+    if mass is None:
+        return KERNELS[kernel], options
+    return _warm_kernel(KERNELS[kernel], mass[chain] if np.ndim(mass) == 2 else mass), options
+
+
+def _diagonal(sampler):
+    """The adapted diagonal inverse mass matrix (sorted sites, flattened), or None."""
+    blocks = sampler.inverse_mass_matrix
+    if len(blocks) != 1 or next(iter(blocks.values())).dim() != 1:
+        return None
+    return next(iter(blocks.values())).detach().cpu().numpy()
+
+
 def run_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains, options,
                progress, deterministic):
     """(name -> draws ``[chains, draws, ...]`` as numpy, extra fields: ``diverging``
-    ``[chains, draws]``, ``step_size`` ``[chains]``, ``acceptance_rate`` ``[chains]``)."""
-    chains, diverging, step_sizes, acceptance = [], [], [], []
+    ``[chains, draws]``, ``step_size`` ``[chains]``, ``acceptance_rate`` ``[chains]``,
+    ``inverse_mass`` ``[chains, size]``)."""
+    chains, diverging, step_sizes, acceptance, masses = [], [], [], [], []
     options = dict(options)
     warm = options.pop("warm_start", None)
-    kernel_class = KERNELS[kernel]
-    if warm is not None and warm["inverse_mass"] is not None:
-        kernel_class = _warm_kernel(kernel_class, warm["inverse_mass"])
     for chain in range(num_chains):
-        if warm is not None:
-            options["init_strategy"] = init_to_value(
-                values={n: torch.as_tensor(v) for n, v in warm["init"][chain].items()})
-        sampler = kernel_class(model, **options)
+        kernel_class, chain_options = _chain_kernel(kernel, options, warm, chain)
+        sampler = kernel_class(model, **chain_options)
         mcmc = MCMC(sampler, num_samples=num_samples, warmup_steps=num_warmup,
                     disable_progbar=not progress)
         mcmc.run(*args, **kwargs)
@@ -57,8 +78,10 @@ def run_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains,
         diverging.append(flags)
         acceptance.append(float(stats["acceptance rate"]["chain 0"]))
         step_sizes.append(float(sampler.step_size))
+        masses.append(_diagonal(sampler))
     samples = {n: np.stack([c[n] for c in chains]) for n in chains[0]}
     extra = {"diverging": np.stack(diverging), "step_size": np.array(step_sizes),
              "acceptance_rate": np.array(acceptance)}
+    if all(m is not None for m in masses):
+        extra["inverse_mass"] = np.stack(masses)
     return samples, extra
-
