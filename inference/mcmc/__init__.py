@@ -6,7 +6,8 @@ kernels, SMC, TRICE (MCMC-EM), the chains' convergence diagnostics, and ArviZ ex
 
 from .diagnostics import summary
 from .kernels import MCMC, MCMCResult
-from .smc import SMC, SMCResult
+from .smc import SMC
+from .smc_result import SMCResult
 from .trice import TRICE
 
 __all__ = ["MCMC", "MCMCResult", "SMC", "SMCResult", "TRICE", "summary"]

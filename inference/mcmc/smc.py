@@ -27,12 +27,7 @@ p(x) on its natural scale); its standard error is Lee and Whiteley's (2018) esti
 from the particles' time-0 ancestors.
 """
 
-import math
-
-import numpy as np
-
-from ppl.errors import NonFiniteError, SiteError
-from ppl.site_handler import SiteHandler
+from ppl.errors import SiteError
 from ppl.validation import check_observations
 
 from ..arguments import count
@@ -40,10 +35,11 @@ from ..particles import is_program_failure
 from ..program import check_nesting_argument, checked_nesting
 from ..strategy import Strategy
 from ..trainer import run_steps
-from ..weights import WeightLayout, total_log_weight
-from .resampling import ancestors, check_scheme, copy_ranks
+from .resampling import check_scheme
 from .smc_checks import Order, check_markov_reads, not_one_structure
-from .smc_result import SMCResult, pooled, relative_variance
+from .smc_proposal import check_proposal, draw_proposal
+from .smc_result import pooled
+from .smc_sweep import Sweep
 
 
 class SMC(Strategy):
@@ -53,6 +49,10 @@ class SMC(Strategy):
         model: a program written with ``ppl`` (or the backend's own) primitives whose
             particles broadcast over a plate left of its own plates.
         num_particles: K, the particles of one sweep.
+        proposal: None (each latent site from the model: a bootstrap filter) or a guide
+            whose sites each read the data alone (a mean-field guide, as ``AutoNormal``):
+            drawn for every particle before the sweep, weighted by log p - log q
+            (:mod:`inference.mcmc.smc_proposal`; pass its parameters in ``param_values``).
         resampling: ``"multinomial"`` (default: the scheme whose genealogy gives one sweep's
             standard error), ``"systematic"`` (less variance; pool sweeps for an error
             bar) or ``"stratified"``.
@@ -66,8 +66,8 @@ class SMC(Strategy):
     resamples the pooled particles; ``evaluate`` is the log evidence.
     """
 
-    def __init__(self, model, num_particles=1000, *, resampling="multinomial", ess_threshold=0.5,
-                 max_plate_nesting=None, rng_seed=None, param_values=None):
+    def __init__(self, model, num_particles=1000, *, proposal=None, resampling="multinomial",
+                 ess_threshold=0.5, max_plate_nesting=None, rng_seed=None, param_values=None):
         num_particles = count("SMC", "num_particles", num_particles)
         check_nesting_argument("SMC", max_plate_nesting)
         if isinstance(ess_threshold, bool) or not isinstance(ess_threshold, (int, float)) \
@@ -79,6 +79,7 @@ class SMC(Strategy):
         self.ess_threshold = float(ess_threshold)
         self.max_plate_nesting = max_plate_nesting
         self.param_values = param_values
+        self.proposal = proposal
         self._checked = None  # (the arguments' signature, the sites in program order)
         self._indexable = {}
 
@@ -128,11 +129,17 @@ class SMC(Strategy):
         self._plates = checked_nesting("SMC", self.max_plate_nesting, [trace])
         if self.ess_threshold > 0:
             check_markov_reads(order.names, self.backend.dependencies(self.model, args, kwargs), trace)
+        if self.proposal is not None:
+            check_proposal(self.backend, self.proposal, args, kwargs, self.param_values,
+                           self.state.next_key(), trace)
         return list(trace.sites)
 
     def _sweep(self, args, kwargs):
         K = self.num_particles
-        sweep = _Sweep(self, K, self.state.next_key())
+        guide = None if self.proposal is None else draw_proposal(
+            self.backend, self.ops, self.proposal, args, kwargs, K, self._plates, self.param_values,
+            self.state.next_key())
+        sweep = Sweep(self, K, self.state.next_key(), guide)
         try:
             trace = self.backend.run(sweep(self.model), args, kwargs, particles=(K, -(self._plates + 1)),
                                      rng=self.state.next_key(), params=self.param_values)
@@ -145,165 +152,6 @@ class SMC(Strategy):
                             f"(first run: {self._checked[1]}, now: {list(trace.sites)}); SMC needs one "
                             "structure, the same in every particle and every run")
         return sweep.result()
-
-
-class _Sweep(SiteHandler):
-    """One sweep's bookkeeping, as a handler on the vectorised run: the weights, where to
-    resample, each recorded value's ancestry."""
-
-    def __init__(self, smc, num, key):
-        self.ops, self.backend, self.P, self.K = smc.ops, smc.backend, smc._plates, num
-        self.scheme, self.threshold, self.key = smc.resampling, smc.ess_threshold, key
-        self.indexable = smc._indexable  # distribution kind -> whether ops.index_batch serves it
-        self.log_w = 0.0
-        self.log_z = 0.0
-        self.evidence = {}  # observed sites since the last latent one
-        self.lineage = []  # each resampling's ancestor indices
-        self.recorded = {}  # name -> (msg or value, particle axis, resamplings before it)
-        self.eve = None
-        self.resampled_at = []
-
-    def process_sample(self, msg):
-        if msg["is_observed"] or (msg.get("infer") or {}).get("_deterministic"):
-            return
-        if self.evidence:
-            self._weigh()
-            if self._ess() < self.threshold * self.K:
-                self._resample(msg)
-
-    def postprocess_sample(self, msg):
-        fn = msg["fn"]
-        if (msg.get("infer") or {}).get("_deterministic"):  # torch's deterministic sites
-            self.process_deterministic({"name": msg["name"], "value": msg["value"],
-                                        "event_dim": len(fn.event_shape)})
-        elif msg["is_observed"]:
-            self.evidence[msg["name"]] = msg
-        else:
-            self.recorded[msg["name"]] = (msg, len(fn.batch_shape) - (self.P + 1), len(self.lineage))
-
-    def process_deterministic(self, msg):
-        value = msg["value"]
-        axis = _particle_axis(getattr(value, "shape", ()), msg.get("event_dim"), self.P, self.K)
-        self.recorded[msg["name"]] = (value, axis, len(self.lineage))
-
-    def _next_key(self):
-        if self.key is None:
-            return None
-        self.key, key = self.backend.split_rng(self.key)
-        return key
-
-    def _weigh(self):
-        view = self.backend.to_trace(_Sites(self.evidence))
-        self.log_w = self.log_w + total_log_weight(self.ops, WeightLayout(self.P, True), view.sites.values())
-        self.log_w = self.ops.broadcast_to(self.log_w, (self.K,))
-        self.last_evidence = list(self.evidence)
-        self.evidence = {}
-
-    def _ess(self):
-        ops = self.ops
-        self.lse = ops.item(ops.logsumexp(self.log_w, 0))
-        if not math.isfinite(self.lse):
-            raise NonFiniteError(f"SMC: after site {self.last_evidence[-1]!r} every one of the {self.K} "
-                                 "particles has weight zero (or one is infinite): the evidence has "
-                                 "probability zero under every particle; draw more particles or check "
-                                 "the observations against the model")
-        return math.exp(2 * self.lse - ops.item(ops.logsumexp(2 * self.log_w, 0)))
-
-    def _resample(self, msg):
-        """Resample, and draw ``msg``'s site for each new particle from its ancestor's
-        distribution (the copies of one ancestor independently)."""
-        ops, K = self.ops, self.K
-        index = ancestors(ops, ops.exp(self.log_w - self.lse), self.scheme, self._next_key())
-        fn = msg["fn"]
-        axis = len(fn.batch_shape) - (self.P + 1)  # the particle axis of a value
-        indexed = self._indexed(fn, index, axis)
-        if indexed is not None:
-            msg["value"] = ops.sample_n(indexed, 1, self._next_key())[0]
-        else:  # as many draws of the whole batch as the most copied ancestor has copies
-            ranks = copy_ranks(ops, index)
-            copies = int(ops.item(ops.amax(ranks))) + 1
-            draws = ops.moveaxis(ops.sample_n(fn, copies, self._next_key()), axis + 1, 1)
-            msg["value"] = ops.moveaxis(draws[ranks, index], 0, axis)
-        self.log_z += self.lse - math.log(K)
-        self.eve = index if self.eve is None else self.eve[index]
-        self.lineage.append(index)
-        self.log_w = ops.zeros((K,), self.log_w)
-        self.resampled_at.append(msg["name"])
-
-    def _indexed(self, fn, index, axis):
-        """``fn`` taken at the ancestors (``ops.index_batch``), where that gives, for a kind
-        of distribution checked once, the log densities of ``fn`` at those particles."""
-        kind = _kind(fn)
-        if self.indexable.get(kind) is False:
-            return None
-        indexed = self.ops.index_batch(fn, index, axis)
-        if indexed is not None and kind not in self.indexable:
-            ops = self.ops
-            probe = ops.sample_n(fn, 1, self._next_key())[0]
-            expected = ops.moveaxis(ops.moveaxis(fn.log_prob(probe), axis, 0)[index], 0, axis)
-            taken = ops.moveaxis(ops.moveaxis(probe, axis, 0)[index], 0, axis)
-            self.indexable[kind] = bool(np.allclose(ops.to_numpy(indexed.log_prob(taken)),
-                                                    ops.to_numpy(expected), rtol=1e-5, atol=1e-5))
-            if not self.indexable[kind]:
-                return None
-        return indexed
-
-    def result(self):
-        ops, K = self.ops, self.K
-        if self.evidence:
-            self._weigh()
-        log_w = self.log_w if not isinstance(self.log_w, float) else None
-        # composed[r]: where the particles' values recorded after r resamplings end up
-        composed = [None] * (len(self.lineage) + 1)
-        for r in range(len(self.lineage) - 1, -1, -1):
-            later = composed[r + 1]
-            composed[r] = self.lineage[r] if later is None else self.lineage[r][later]
-        samples = {}
-        for name, (source, axis, r) in self.recorded.items():
-            value = source["value"] if isinstance(source, dict) else source
-            samples[name] = _to_front(ops, value, axis, composed[r], K)
-        if log_w is None:  # nothing observed: every weight 1
-            log_w = ops.zeros((K,), next(iter(samples.values())) if samples else ops.asarray([0.0]))
-        eve = self.eve if self.eve is not None else ops.arange(K)
-        log_evidence = self.log_z + ops.item(ops.logsumexp(log_w, 0)) - math.log(K)
-        relative = (relative_variance(ops, log_w, eve, len(self.lineage))
-                    if self.scheme == "multinomial" and K > 1 else None)
-        return SMCResult(ops, log_w, samples, log_evidence, relative, self.resampled_at)
-
-
-def _kind(fn):
-    """A distribution's classes down its chain of base distributions."""
-    kinds = []
-    while fn is not None:
-        kinds.append(type(fn))
-        fn = getattr(fn, "base_dist", None)
-    return tuple(kinds)
-
-
-class _Sites:
-    """The fields of a Recorder that ``backend.to_trace`` reads, for a few messages."""
-
-    def __init__(self, sites):
-        self.sites, self.params, self.deterministics = sites, {}, {}
-        self.subsamples, self.param_constraints, self.plate_sizes = {}, {}, {}
-
-
-def _particle_axis(shape, event_dim, plates, num):
-    """Where the particle axis of a deterministic value lies (None: it does not vary)."""
-    for event in ((event_dim,) if event_dim is not None else ()) + (0,):
-        axis = len(shape) - event - (plates + 1)
-        if 0 <= axis < len(shape) and shape[axis] == num:
-            return axis
-    return None
-
-
-def _to_front(ops, value, axis, index, num):
-    """``value`` laid out ``[num, ...]``, its particles taken at ``index`` (None: as they are)."""
-    if axis is None:
-        value = ops.asarray(value)
-        return ops.broadcast_to(value, (num,) + tuple(value.shape))
-    value = ops.moveaxis(value, axis, 0)
-    return value if index is None else value[index]
 
 
 def _signature(ops, args, kwargs):

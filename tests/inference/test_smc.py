@@ -226,3 +226,41 @@ def test_an_indexing_that_does_not_score_as_the_batch_is_not_used(monkeypatch):
     assert set(smc._indexable.values()) == {False}
     path = np.stack([np.asarray(result.samples[f"z_{t}"]) for t in range(6)], 1)
     assert np.abs(np.diff(path, axis=1)).max() < 0.08
+
+
+def _near_the_data(ys):
+    # each state proposed near its observation (the filter's mean is about 0.8 y), independently
+    for t in range(len(ys)):
+        ppl.sample(f"z_{t}", dist.Normal(0.8 * ys[t], 0.7))
+
+
+@pytest.mark.parametrize("taken", [True, False])
+def test_a_guide_proposal_against_the_kalman_filter(on_backend, taken, monkeypatch):
+    # resampling after every observation, so that every step's proposal is scored under its
+    # ancestor's distribution: taken at the ancestors (torch's index_batch) or, without it,
+    # by placing each copy rank's proposals at their ancestors' rows (JAX's way)
+    if not taken:
+        if ppl.get_backend().name == "jax":
+            pytest.skip("JAX never takes the distribution at the ancestors")
+        monkeypatch.setattr(ppl.get_backend().ops, "index_batch", staticmethod(lambda fn, index, axis: None))
+    ys = linear_gaussian_data(20, seed=8)
+    log_z = kalman_filter(ys)[0]
+    guided = SMC(linear_gaussian_model, 1000, proposal=_near_the_data, ess_threshold=1.0, rng_seed=0).run(ys)
+    assert len(guided.resampled_at) == 19
+    assert abs(guided.log_evidence - log_z) < 3 * guided.log_evidence_stderr, (guided.log_evidence, log_z)
+
+
+def test_a_guide_whose_sites_depend_on_each_other_or_miss_one_is_named(on_backend):
+    ys = linear_gaussian_data(3, seed=0)
+
+    def chained(ys):
+        z = 0.0
+        for t in range(len(ys)):
+            z = ppl.sample(f"z_{t}", dist.Normal(z, 1.0))
+
+    def partial(ys):
+        ppl.sample("z_0", dist.Normal(0.0, 1.0))
+    with pytest.raises(ppl.errors.SiteError, match="proposal's site 'z_1' depends on its site 'z_0'"):
+        SMC(linear_gaussian_model, 10, proposal=chained).run(ys)
+    with pytest.raises(ppl.errors.SiteError, match="proposal has no site 'z_1'"):
+        SMC(linear_gaussian_model, 10, proposal=partial).run(ys)
