@@ -12,6 +12,7 @@ the posterior over rationales are known: the oracles for TRICE (Phan, Hoffman et
     -1.3863
 """
 
+import functools
 import itertools
 import math
 
@@ -40,12 +41,18 @@ def initial_logits(num_inputs, scale=0.5, seed=0):
     return {name: rng.normal(0.0, scale, shape) for name, shape in shapes(num_inputs).items()}
 
 
+@functools.lru_cache(maxsize=8)
+def _starting_arrays(num_inputs, backend):
+    """initial_logits as the backend's arrays, made once (the program runs twice a step)."""
+    return {name: asarray(value, backend) for name, value in initial_logits(num_inputs).items()}
+
+
 def rationale_model(x, y, batch_size=None, num_inputs=None):
     """Three tokens ``z1, z2, z3`` per input, each given the ones before; the answer check
     ``(z1 + z2 + z3) mod 4 == y``."""
     ops = ppl.get_backend().ops
-    start = initial_logits(num_inputs or len(x))
-    first, second, third = (ppl.param(name, asarray(start[name])) for name in ("first", "second", "third"))
+    start = _starting_arrays(num_inputs or len(x), ppl.get_backend().name)
+    first, second, third = (ppl.param(name, start[name]) for name in ("first", "second", "third"))
     with ppl.plate("data", len(x), subsample_size=batch_size) as index:
         xi = x[index]
         z1 = ppl.sample("z1", dist.Categorical(logits=first[xi]))
