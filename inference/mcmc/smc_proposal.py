@@ -9,19 +9,15 @@ another of its sites is refused by name. At a resampling point the model's distr
 belongs to the ancestors: its log density at each new particle's proposal is the
 ancestor's (:func:`ancestral_log_prob`).
 
-    >>> import torch, ppl, ppl.distributions as dist
+    >>> import ppl, ppl.distributions as dist
     >>> from inference import SMC
-    >>> def chain(ys):
-    ...     z = torch.tensor(0.0)
-    ...     for t, y in enumerate(ys):
-    ...         z = ppl.sample(f"z_{t}", dist.Normal(0.9 * z, 1.0))
-    ...         ppl.sample(f"y_{t}", dist.Normal(z, 0.5), obs=y)
+    >>> from models.state_space import kalman_filter, linear_gaussian_data, linear_gaussian_model
     >>> def near_the_data(ys):   # each state near its observation, independently
-    ...     for t, y in enumerate(ys):
-    ...         ppl.sample(f"z_{t}", dist.Normal(y, 0.6))
-    >>> ys = torch.tensor([0.3, -0.2, 1.1])
-    >>> result = SMC(chain, 2000, proposal=near_the_data, rng_seed=0).run(ys)
-    >>> abs(result.log_evidence - -3.8322) < 4 * result.log_evidence_stderr  # the Kalman filter's
+    ...     for t in range(len(ys)):
+    ...         ppl.sample(f"z_{t}", dist.Normal(0.8 * ys[t], 0.7))
+    >>> ys = linear_gaussian_data(10, seed=1)
+    >>> result = SMC(linear_gaussian_model, 2000, proposal=near_the_data, rng_seed=0).run(ys)
+    >>> abs(result.log_evidence - kalman_filter(ys)[0]) < 4 * result.log_evidence_stderr
     True
 """
 

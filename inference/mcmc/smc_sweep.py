@@ -160,7 +160,7 @@ class Sweep(SiteHandler):
             value = source["value"] if isinstance(source, dict) else source
             samples[name] = _to_front(ops, value, axis, composed[r], K)
         if log_w is None:  # nothing observed: every weight 1
-            log_w = ops.zeros((K,), next(iter(samples.values())) if samples else ops.asarray([0.0]))
+            log_w = ops.zeros((K,), ops.asarray([0.0]))
         eve = self.eve if self.eve is not None else ops.arange(K)
         log_evidence = self.log_z + ops.item(ops.logsumexp(log_w, 0)) - math.log(K)
         relative = (relative_variance(ops, log_w, eve, len(self.lineage))

@@ -139,10 +139,11 @@ class TRICE(Strategy):
         next memory)."""
         backend, ops = self.backend, self.ops
         memory, valid = aux
-        keys = [None] * 4 if key is None else [*backend.split_rng(key), None, None]
+        keys = [None] * 4  # the proposal's, the memory run's, the acceptance's, the terms'
         if key is not None:
-            keys[1], keys[2] = backend.split_rng(keys[1])
-            keys[2], keys[3] = backend.split_rng(keys[2])
+            keys[0], rest = backend.split_rng(key)
+            keys[1], rest = backend.split_rng(rest)
+            keys[2], keys[3] = backend.split_rng(rest)
         proposal = backend.run(self.model, args, kwargs, params=params, rng=keys[0])
         name = self._plate[0]
         index = proposal.subsamples.get(name)
