@@ -49,26 +49,37 @@ class TRICE(Strategy):
         model: a program whose latent and observed sites all lie in one data plate (its
             ``subsample_size``, if any, is the minibatch).
         optimizer: ``inference.optim`` spec (default ``Adam()``).
-        control_variate: subtract the leave-one-out control variate (default True).
+        proposal: None (proposals from the current model, as the paper's) or a guide
+            program over the same latent sites and data plate (an independence proposal
+            q(z | x, y); the general Metropolis-Hastings ratio then includes p(z) / q(z)).
+        control_variate: subtract the leave-one-out control variate (None: with proposals
+            from the model, which it needs to be zero in mean).
         num_gradient_terms: keep only this many of the 2M weighted gradient terms, chosen
             by systematic resampling in proportion to their weights' sizes (unbiased; None
             keeps all).
         max_plate_nesting, rng_seed, params: as for ``VI``.
     """
 
-    def __init__(self, model, optimizer=None, *, control_variate=True, num_gradient_terms=None,
-                 max_plate_nesting=None, rng_seed=None, params=None):
+    def __init__(self, model, optimizer=None, *, proposal=None, control_variate=None,
+                 num_gradient_terms=None, max_plate_nesting=None, rng_seed=None, params=None):
         check_nesting_argument("TRICE", max_plate_nesting)
         if num_gradient_terms is not None:
             num_gradient_terms = count("TRICE", "num_gradient_terms", num_gradient_terms)
+        if control_variate is None:
+            control_variate = proposal is None
         if not isinstance(control_variate, bool):
-            raise ValueError(f"TRICE: control_variate must be True or False, got {control_variate!r}")
+            raise ValueError(f"TRICE: control_variate must be True, False or None, got {control_variate!r}")
+        if control_variate and proposal is not None:
+            raise ValueError("TRICE: the control variate is the proposal's score under the model, zero in "
+                             "mean only for proposals from the model; with proposal= pass "
+                             "control_variate=False (or leave it None)")
         super().__init__(model, rng_seed)
+        self.proposal = proposal
         self.control_variate = control_variate
         self.num_gradient_terms = num_gradient_terms
         self.max_plate_nesting = max_plate_nesting
         self.engine = make_engine(self.backend.name, optimizer if optimizer is not None else Adam(),
-                                  self.state, owners=(model,), initial=params)
+                                  self.state, owners=(model, proposal), initial=params)
         self._aux = None  # (memory: site -> [N, ...], valid: [N])
         self._ready = False
 
@@ -93,6 +104,9 @@ class TRICE(Strategy):
                 raise SiteError(f"TRICE: site {site.name!r} lies outside the data plate {plate.name!r}; "
                                 "every latent and observed site must belong to a data point",
                                 site=site.name)
+        traces = [trace]
+        if self.proposal is not None:
+            traces.append(self._check_proposal(args, kwargs, params, trace, plate))
         if not any(site.observed for site in trace.sites.values()):
             raise SiteError("TRICE: the model observes nothing, so no proposal can be checked against "
                             "an answer; give each data point an observed site (obs=) or a ppl.factor")
@@ -105,8 +119,27 @@ class TRICE(Strategy):
                 rows = self._rows(site.value, site.name)
                 memory[site.name] = self.ops.zeros((size,) + tuple(rows.shape[1:]), rows)
             self._aux = (memory, self.ops.zeros((size,), self.ops.asarray([True])))
-        self.engine.discover([trace], create_optimizer=False)
+        self.engine.discover(traces, create_optimizer=False)
         self._ready = True
+
+    def _check_proposal(self, args, kwargs, params, model_trace, plate):
+        """The guide proposes every latent site of the model, in the same data plate."""
+        with self.backend.preserved_rng(), self.backend.no_grad():
+            guide = self.backend.run(self.proposal, args, kwargs, params=params,
+                                     rng=self.engine.loss_inputs()[1])
+        for name, site in model_trace.latent.items():
+            if name not in guide.latent:
+                raise SiteError(f"TRICE: the proposal has no site {name!r}; it must propose every "
+                                "latent site of the model", site=name)
+            if plate.name not in {p.name for p in guide.latent[name].plates}:
+                raise SiteError(f"TRICE: the proposal's site {name!r} lies outside plate "
+                                f"{plate.name!r}; propose each data point's latents in the model's "
+                                "data plate", site=name)
+        extra = sorted(set(guide.latent) - set(model_trace.latent))
+        if extra:
+            raise SiteError(f"TRICE: the proposal's site {extra[0]!r} is not a latent site of the "
+                            "model", site=extra[0])
+        return guide
 
     def _rows(self, value, name):
         """A site's value with its data-plate axis first."""
@@ -139,27 +172,38 @@ class TRICE(Strategy):
         next memory)."""
         backend, ops = self.backend, self.ops
         memory, valid = aux
-        keys = [None] * 4  # the proposal's, the memory run's, the acceptance's, the terms'
+        keys = [None] * 6  # proposal, memory run, acceptance, terms, the guide's two runs
         if key is not None:
-            keys[0], rest = backend.split_rng(key)
-            keys[1], rest = backend.split_rng(rest)
-            keys[2], keys[3] = backend.split_rng(rest)
-        proposal = backend.run(self.model, args, kwargs, params=params, rng=keys[0])
+            for k in range(5):
+                keys[k], key = backend.split_rng(key)
+            keys[5] = key
         name = self._plate[0]
-        index = proposal.subsamples.get(name)
+        if self.proposal is None:
+            proposal = backend.run(self.model, args, kwargs, params=params, rng=keys[0])
+            drawn = proposal
+        else:  # the guide draws; the model scores its values
+            drawn = backend.run(self.proposal, args, kwargs, params=params, rng=keys[4])
+        index = drawn.subsamples.get(name)
         if index is None:
             index = ops.arange(valid.shape[0])
         was_valid = valid[index]
-        proposed = {site: ops.stop_gradient(self._rows(proposal.sites[site].value, site)) for site in memory}
+        proposed = {site: ops.stop_gradient(self._rows(drawn.sites[site].value, site)) for site in memory}
+        if self.proposal is not None:
+            proposal = backend.run(self.model, args, kwargs, replay=self._replay(proposed, index, drawn),
+                                   params=params, rng=keys[0])
         held = {site: _where_rows(ops, was_valid, memory[site][index], proposed[site]) for site in memory}
-        replay = {site: self._unrows(rows, site) for site, rows in held.items()}
-        if name in proposal.subsamples:
-            replay[name] = index
-        kept = backend.run(self.model, args, kwargs, replay=replay, params=params, rng=keys[1])
+        kept = backend.run(self.model, args, kwargs, replay=self._replay(held, index, drawn),
+                           params=params, rng=keys[1])
         prior_new, lik_new = self._per_element(proposal)
         prior_old, lik_old = self._per_element(kept)
         log_u = ops.log(ops.uniform(tuple(was_valid.shape), prior_new, keys[2]))
-        gain = ops.stop_gradient(lik_new - lik_old)
+        gain = lik_new - lik_old
+        if self.proposal is not None:  # independence MH: p(z~, y) q(z) / (p(z, y) q(z~))
+            guide_old = backend.run(self.proposal, args, kwargs, replay=self._replay(held, index, drawn),
+                                    params=params, rng=keys[5])
+            log_q_new, log_q_old = self._per_element(drawn)[0], self._per_element(guide_old)[0]
+            gain = gain + prior_new - prior_old - log_q_new + log_q_old
+        gain = ops.stop_gradient(gain)
         accept = ops.where(was_valid, log_u < gain, True)  # no valid memory: take the proposal
         now_valid = ops.where(accept, lik_new > -math.inf, was_valid)
         new_memory = {site: ops.put_rows(memory[site], index,
@@ -187,13 +231,21 @@ class TRICE(Strategy):
         value = ops.stop_gradient(ops.sum(joint) / M)
         return surrogate, value, (proposal, kept), {}, (new_memory, new_valid)
 
+    def _replay(self, rows, index, drawn):
+        """What a run replays: each site's rows in its own layout, and the plate's indices."""
+        replay = {site: self._unrows(value, site) for site, value in rows.items()}
+        if self._plate[0] in drawn.subsamples:
+            replay[self._plate[0]] = index
+        return replay
+
     def _per_element(self, trace):
         """(log p(z_i | x_i), log p(y_i | z_i, x_i)) per data-plate element, each ``[M]``."""
         layout = WeightLayout(self._plates, False, (self._plate,))
         latent = [s for s in trace.sites.values() if not s.observed]
         observed = [s for s in trace.sites.values() if s.observed]
-        return tuple(self.ops.reshape(total_log_weight(self.ops, layout, group), (-1,))
-                     for group in (latent, observed))
+        sums = (total_log_weight(self.ops, layout, group) for group in (latent, observed))
+        return tuple(total if isinstance(total, float) else self.ops.reshape(total, (-1,))
+                     for total in sums)  # a float 0 where a group has no site (a guide's observed)
 
     # ------------------------------------------------------------ what it has
     @property

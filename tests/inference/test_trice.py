@@ -16,6 +16,17 @@ from models.rationales import (ANSWERS, RATIONALES, initial_logits, mean_log_lik
 NAMES = ("first", "second", "third")
 
 
+def _hinted(x, y, batch_size=None):
+    # an independence proposal that knows the answer: z3 completes the sum with probability
+    # 0.7; z1 leans to 0, so that q differs between right rationales (its ratio matters)
+    with ppl.plate("data", len(x), subsample_size=batch_size) as index:
+        z1 = ppl.sample("z1", dist.Categorical(torch.tensor([0.7, 0.1, 0.1, 0.1])))
+        z2 = ppl.sample("z2", dist.Categorical(torch.full((4,), 0.25)))
+        right = (y[index] - z1 - z2) % 4
+        probs = 0.1 + 0.6 * torch.nn.functional.one_hot(right, 4).float()
+        ppl.sample("z3", dist.Categorical(probs))
+
+
 def _estimates(params, x, y, repeats, seed, **options):
     """``repeats`` gradient estimates at stationarity: each from a memory drawn from the exact
     posterior, one step of SGD(lr=1) from ``params`` (its move is the estimate)."""
@@ -48,7 +59,7 @@ def _exact_mean_log_likelihood(theta, y):
     return torch.logsumexp(log_p.masked_fill(wrong, -float("inf")), 1).mean()
 
 
-@pytest.mark.parametrize("options", [{}, {"num_gradient_terms": 6}])
+@pytest.mark.parametrize("options", [{}, {"num_gradient_terms": 6}, {"proposal": _hinted}])
 def test_the_gradient_is_unbiased_at_stationarity(options):
     # 400 estimates, each from a memory drawn from the exact posterior: their mean along the
     # exact gradient and along five random directions lies within 4 standard errors of the
@@ -177,9 +188,19 @@ def test_an_observation_that_cannot_be_scored_is_named():
         TRICE(model).step(torch.tensor([1.0, -2.0, 0.5]))
 
 
+def test_a_proposal_missing_a_site_is_named():
+    def partial(x, y):
+        with ppl.plate("data", len(x)):
+            ppl.sample("z1", dist.Categorical(torch.full((4,), 0.25)))
+    x, y = toy_data()
+    with pytest.raises(ppl.errors.SiteError, match="proposal has no site 'z2'"):
+        TRICE(rationale_model, proposal=partial).step(x, y)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"num_gradient_terms": 0}, "num_gradient_terms must be a positive integer"),
-    ({"control_variate": "yes"}, "control_variate must be True or False"),
+    ({"control_variate": "yes"}, "control_variate must be True, False or None"),
+    ({"control_variate": True, "proposal": lambda x, y: None}, "zero in mean only for proposals from the model"),
     ({"max_plate_nesting": -1}, "max_plate_nesting must be a non-negative integer"),
 ])
 def test_bad_arguments_are_named(kwargs, match):
