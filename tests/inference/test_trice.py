@@ -200,7 +200,8 @@ def test_a_proposal_missing_a_site_is_named():
 @pytest.mark.parametrize("kwargs, match", [
     ({"num_gradient_terms": 0}, "num_gradient_terms must be a positive integer"),
     ({"control_variate": "yes"}, "control_variate must be True, False or None"),
-    ({"control_variate": True, "proposal": lambda x, y: None}, "zero in mean only for proposals from the model"),
+    ({"control_variate": True, "proposal": lambda x, y: None},
+     "zero in mean only for proposals from the model"),
     ({"max_plate_nesting": -1}, "max_plate_nesting must be a non-negative integer"),
 ])
 def test_bad_arguments_are_named(kwargs, match):
