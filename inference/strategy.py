@@ -71,17 +71,19 @@ class Strategy:
         """``num_samples`` posterior draws: site name -> array ``[num_samples, ...]``."""
         raise UnsupportedError(f"{type(self).__name__}.posterior")
 
-    def to_arviz(self, *args, num_samples=1000, **kwargs):
-        """``num_samples`` draws of :meth:`posterior` as ArviZ's ``InferenceData`` (one
-        chain), with each observed site's pointwise log-likelihood (every draw replayed
-        through the model; ``arviz.loo`` reads it) and the observed data."""
-        from .mcmc.arviz_export import inference_data, replayed_log_likelihood
+    def to_arviz(self, *args, num_samples=1000, kind="InferenceData", **kwargs):
+        """``num_samples`` draws of :meth:`posterior` as ArviZ's ``InferenceData`` (or, with
+        ``kind="DataTree"``, the ``DataTree`` of ArviZ 1.x), one chain, with each observed
+        site's pointwise log-likelihood (every draw replayed through the model; the LOO
+        functions read it) and the observed data."""
+        from .mcmc.arviz_export import check_kind, inference_data, replayed_log_likelihood
 
+        check_kind(f"{type(self).__name__}.to_arviz", kind)
         draws = self.posterior(*args, num_samples=num_samples, **kwargs)
         by_chain = {n: self.ops.to_numpy(v)[None] for n, v in draws.items()}
         with self.entered():
             observed, log_lik = replayed_log_likelihood(self, args, kwargs, by_chain)
-        return inference_data(by_chain, {}, log_lik, observed)
+        return inference_data(by_chain, {}, log_lik, observed, kind=kind)
 
     def run(self, *args, num_steps=1000, progress=True, **kwargs):
         """``num_steps`` calls of :meth:`step` with progress output; returns their losses

@@ -1,14 +1,19 @@
-"""ArviZ's ``InferenceData`` from a strategy's draws, built with ArviZ's own ``from_dict``
-(ArviZ 0.2x: its 1.x series, whose ``DataTree`` replaces ``InferenceData``, needs Python
-3.12). Groups: ``posterior`` (site -> ``[chain, draw, ...]``), ``sample_stats``,
-``log_likelihood`` (each observed site's log density per element and draw: what
-``arviz.loo`` and ``arviz.waic`` read) and ``observed_data``.
+"""ArviZ's data objects from a strategy's draws, built with ArviZ's own ``from_dict``:
+``InferenceData`` (``kind="InferenceData"``, ArviZ 0.2x's ``arviz.from_dict``; ``arviz.loo``
+and ``arviz.summary`` read it) or xarray's ``DataTree`` (``kind="DataTree"``, the object
+of ArviZ 1.x, by ``arviz_base.from_dict``; ``arviz_stats.loo`` and ``arviz_stats.summary``
+read it, as ``arviz.loo`` does in ArviZ 1.x). Groups: ``posterior`` (site -> ``[chain,
+draw, ...]``), ``sample_stats``, ``log_likelihood`` (each observed site's log density per
+element and draw: what the LOO and WAIC functions read) and ``observed_data``.
 
     >>> import numpy as np
     >>> data = inference_data({"mu": np.zeros((2, 5))}, {"diverging": np.zeros((2, 5), bool)},
     ...                       {"x": np.zeros((2, 5, 3))}, {"x": np.ones(3)})
     >>> sorted(data.groups()), data.posterior["mu"].dims
     (['log_likelihood', 'observed_data', 'posterior', 'sample_stats'], ('chain', 'draw'))
+    >>> tree = inference_data({"mu": np.zeros((2, 5))}, {}, kind="DataTree")
+    >>> type(tree).__name__, tree["posterior"]["mu"].dims
+    ('DataTree', ('chain', 'draw'))
 """
 
 import warnings
@@ -30,9 +35,20 @@ def arviz():
     return az
 
 
-def inference_data(posterior, sample_stats, log_likelihood=None, observed=None):
-    """``InferenceData`` from numpy arrays shaped ``[chain, draw, ...]`` (``observed``: the
-    data as they are)."""
+KINDS = ("InferenceData", "DataTree")
+
+
+def check_kind(owner, kind):
+    if kind not in KINDS:
+        raise ValueError(f"{owner}: kind must be one of {KINDS}, got {kind!r}")
+    return kind
+
+
+def inference_data(posterior, sample_stats, log_likelihood=None, observed=None, kind="InferenceData"):
+    """``InferenceData`` or ``DataTree`` (``kind``) from numpy arrays shaped ``[chain, draw,
+    ...]`` (``observed``: the data as they are)."""
+    if kind == "DataTree":
+        return _data_tree(posterior, sample_stats, log_likelihood, observed)
     az = arviz()
     return az.from_dict(posterior={n: np.asarray(v) for n, v in posterior.items()},
                         sample_stats={n: np.asarray(v) for n, v in sample_stats.items()},
@@ -40,6 +56,18 @@ def inference_data(posterior, sample_stats, log_likelihood=None, observed=None):
                             n: np.asarray(v) for n, v in log_likelihood.items()},
                         observed_data=None if not observed else {
                             n: np.asarray(v) for n, v in observed.items()})
+
+
+def _data_tree(posterior, sample_stats, log_likelihood, observed):
+    try:
+        import arviz_base
+    except ImportError as error:
+        raise UnsupportedError("to_arviz(kind='DataTree') (arviz-base is not installed)",
+                               hint="pip install 'arviz-base>=0.8' 'arviz-stats>=0.8'") from error
+    groups = {"posterior": posterior, "sample_stats": sample_stats,
+              "log_likelihood": log_likelihood, "observed_data": observed}
+    return arviz_base.from_dict({name: {n: np.asarray(v) for n, v in group.items()}
+                                 for name, group in groups.items() if group})
 
 
 def replayed_log_likelihood(strategy, args, kwargs, by_chain):

@@ -23,7 +23,7 @@ import numpy as np
 from ppl.errors import SiteError
 
 from ..arguments import count
-from .arviz_export import inference_data, replayed_log_likelihood
+from .arviz_export import check_kind, inference_data, replayed_log_likelihood
 from .diagnostics import summary
 from .warm_start import continuation, warm_start
 from ..program import plate_nesting
@@ -229,12 +229,14 @@ class MCMC(Strategy):
         return shapes, nesting, trace
 
     @entering
-    def to_arviz(self):
+    def to_arviz(self, kind="InferenceData"):
         """The last run as ArviZ's ``InferenceData``: posterior draws by chain, sample
         statistics (divergences, step sizes), the pointwise log-likelihood of every
         observed site (each draw replayed through the model: ``arviz.loo`` reads it) and
         the observed data. With sites summed out by enumeration, the log-likelihood group
-        is left out (a replay would draw them), with a warning naming them."""
+        is left out (a replay would draw them), with a warning naming them. ``kind``:
+        ``"InferenceData"`` (ArviZ 0.2x) or ``"DataTree"`` (ArviZ 1.x's object)."""
+        check_kind("MCMC.to_arviz", kind)
         if self.result is None:
             raise RuntimeError("MCMC.to_arviz: call run(...) first")
         result, (args, kwargs) = self.result, self._last_call
@@ -243,7 +245,7 @@ class MCMC(Strategy):
                  "step_size": np.broadcast_to(result.step_size[:, None], (chains, draws))}
         stats.update({k: v for k, v in result.extra.items() if np.shape(v) == (chains, draws)})
         observed, log_lik = replayed_log_likelihood(self, args, kwargs, result.by_chain)
-        return inference_data(result.by_chain, stats, log_lik, observed)
+        return inference_data(result.by_chain, stats, log_lik, observed, kind=kind)
 
     def posterior(self, *args, num_samples=None, **kwargs):
         """The last run's draws, the chains pooled (site -> ``[draws, ...]``); with

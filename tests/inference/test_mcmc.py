@@ -138,6 +138,29 @@ def test_to_arviz_gives_draws_statistics_and_the_pointwise_log_likelihood(on_bac
     assert set(az.summary(data, var_names=["mu"]).columns) >= {"mean", "r_hat", "ess_bulk"}
 
 
+def test_to_arviz_gives_arviz_1_s_data_tree(on_backend):
+    # kind="DataTree": the same groups and values as xarray's DataTree (ArviZ 1.x's object),
+    # read by arviz_stats' loo and summary (arviz.loo and arviz.summary in ArviZ 1.x)
+    azs = pytest.importorskip("arviz_stats")
+    x = ppl.get_backend().ops.asarray(X)
+    mcmc = MCMC(normal_normal, num_warmup=100, num_samples=50, num_chains=2, rng_seed=0)
+    result = mcmc.run(x, progress=False)
+    tree = mcmc.to_arviz(kind="DataTree")
+    assert type(tree).__name__ == "DataTree"
+    assert set(tree.children) == {"posterior", "sample_stats", "log_likelihood", "observed_data"}
+    assert tree["posterior"]["mu"].dims[:2] == ("chain", "draw")
+    np.testing.assert_allclose(tree["posterior"]["mu"].values, result.by_chain["mu"])
+    mu = result.by_chain["mu"][0, 3]
+    expected = -0.5 * (np.asarray(X) - mu) ** 2 - 0.5 * math.log(2 * math.pi)
+    np.testing.assert_allclose(tree["log_likelihood"]["x"].values[0, 3], expected, rtol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isfinite(azs.loo(tree).elpd)
+    assert "r_hat" in azs.summary(tree, var_names=["mu"]).columns
+    with pytest.raises(ValueError, match="kind must be one of"):
+        mcmc.to_arviz(kind="dict")
+
+
 def test_the_diagnostics_agree_with_arviz_s_on_the_same_draws():
     """The same estimators as ArviZ's (Vehtari et al. 2021), written independently: on the
     same chains they agree to float rounding (measured: 4e-7 relative at most)."""
