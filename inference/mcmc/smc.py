@@ -24,7 +24,9 @@ reads a value from before it (a static parameter, a second-order lag) is refused
 
 The evidence estimate is sum over resampling epochs of log mean weight (unbiased for
 p(x) on its natural scale); its standard error is Lee and Whiteley's (2018) estimator
-from the particles' time-0 ancestors.
+from the particles' time-0 ancestors. MCMC rejuvenation moves (resample-move) are not
+offered: they change values drawn before a resampling point, which the program's single
+run has already consumed (the same limit that refuses static parameters).
 """
 
 from ppl.errors import SiteError
