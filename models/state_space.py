@@ -1,5 +1,6 @@
 """State-space models with exact answers: a linear-Gaussian chain (the Kalman filter) and a
-discrete hidden Markov model (the forward algorithm).
+discrete hidden Markov model (the forward algorithm); the chain's smoothing distribution
+by the Rauch-Tung-Striebel smoother.
 
 Each model is written once with the ``ppl`` primitives, one step per ``ppl.markov``
 iteration, so that it runs on both backends and under every strategy that draws (SMC,
@@ -75,6 +76,19 @@ def kalman_filter(ys, a=A, q=Q, r=R):
         means.append(mean)
         variances.append(var)
     return log_evidence, np.array(means), np.array(variances)
+
+
+def kalman_smoother(ys, a=A, q=Q, r=R):
+    """(the smoothed means, the smoothed variances) of every z_t given all of ys, by the
+    Rauch-Tung-Striebel recursion over the Kalman filter's output."""
+    _, means, variances = kalman_filter(ys, a, q, r)
+    smooth_mean, smooth_var = means.copy(), variances.copy()
+    for t in range(len(means) - 2, -1, -1):
+        predicted = a * a * variances[t] + q * q
+        gain = variances[t] * a / predicted
+        smooth_mean[t] = means[t] + gain * (smooth_mean[t + 1] - a * means[t])
+        smooth_var[t] = variances[t] + gain * gain * (smooth_var[t + 1] - predicted)
+    return smooth_mean, smooth_var
 
 
 def hmm_model(ys, initial=None, transition=None, locs=None, scale=SCALE):

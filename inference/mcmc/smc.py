@@ -24,9 +24,9 @@ reads a value from before it (a static parameter, a second-order lag) is refused
 
 The evidence estimate is sum over resampling epochs of log mean weight (unbiased for
 p(x) on its natural scale); its standard error is Lee and Whiteley's (2018) estimator
-from the particles' time-0 ancestors. MCMC rejuvenation moves (resample-move) are not
-offered: they change values drawn before a resampling point, which the program's single
-run has already consumed (the same limit that refuses static parameters).
+from the particles' time-0 ancestors. Rejuvenation moves run after the sweep, on the
+whole program (:mod:`inference.mcmc.smc_moves`): within the sweep a move would change
+values that the program's single run has already consumed.
 """
 
 from ppl.errors import SiteError
@@ -39,6 +39,7 @@ from ..strategy import Strategy
 from ..trainer import run_steps
 from .resampling import check_scheme
 from .smc_checks import Order, check_markov_reads, not_one_structure
+from .smc_moves import rejuvenated
 from .smc_proposal import check_proposal, draw_proposal
 from .smc_result import pooled
 from .smc_sweep import Sweep
@@ -60,6 +61,10 @@ class SMC(Strategy):
             bar) or ``"stratified"``.
         ess_threshold: resample where the effective sample size falls below this fraction
             of K (1: after every observation; 0: never, which is importance sampling).
+        rejuvenation_steps: after the sweep, resample the particles and move every latent
+            site this many times by Metropolis-Hastings under the full posterior
+            (:mod:`inference.mcmc.smc_moves`: diverse paths, two program runs per site and
+            step; 0, the default, keeps the weighted particles).
         max_plate_nesting: the program's plate dimensions (found by a dry run if omitted).
         rng_seed: an integer gives the strategy a random stream of its own.
         param_values: values for the program's ``param`` sites (e.g. ``vi.params``).
@@ -69,7 +74,8 @@ class SMC(Strategy):
     """
 
     def __init__(self, model, num_particles=1000, *, proposal=None, resampling="multinomial",
-                 ess_threshold=0.5, max_plate_nesting=None, rng_seed=None, param_values=None):
+                 ess_threshold=0.5, rejuvenation_steps=0, max_plate_nesting=None, rng_seed=None,
+                 param_values=None):
         num_particles = count("SMC", "num_particles", num_particles)
         check_nesting_argument("SMC", max_plate_nesting)
         if isinstance(ess_threshold, bool) or not isinstance(ess_threshold, (int, float)) \
@@ -79,6 +85,7 @@ class SMC(Strategy):
         self.num_particles = num_particles
         self.resampling = check_scheme("SMC", resampling)
         self.ess_threshold = float(ess_threshold)
+        self.rejuvenation_steps = count("SMC", "rejuvenation_steps", rejuvenation_steps, minimum=0)
         self.max_plate_nesting = max_plate_nesting
         self.param_values = param_values
         self.proposal = proposal
@@ -153,7 +160,10 @@ class SMC(Strategy):
             raise SiteError(f"SMC: the program's sites changed between runs with the same arguments "
                             f"(first run: {self._checked[1]}, now: {list(trace.sites)}); SMC needs one "
                             "structure, the same in every particle and every run")
-        return sweep.result()
+        result = sweep.result()
+        if self.rejuvenation_steps:
+            result = rejuvenated(self, result, sweep, args, kwargs)
+        return result
 
 
 def _signature(ops, args, kwargs):

@@ -156,9 +156,12 @@ class Sweep(SiteHandler):
             later = composed[r + 1]
             composed[r] = self.lineage[r] if later is None else self.lineage[r][later]
         samples = {}
+        self.final = {}  # latent site -> (its values with their ancestry, in the run's layout, axis)
         for name, (source, axis, r) in self.recorded.items():
             value = source["value"] if isinstance(source, dict) else source
             samples[name] = _to_front(ops, value, axis, composed[r], K)
+            if isinstance(source, dict):
+                self.final[name] = (ops.moveaxis(samples[name], 0, axis), axis)
         if log_w is None:  # nothing observed: every weight 1
             log_w = ops.zeros((K,), ops.asarray([0.0]))
         eve = self.eve if self.eve is not None else ops.arange(K)
