@@ -14,8 +14,9 @@ def run_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains,
                progress, deterministic, key):  # NumPyro keeps deterministic sites itself
     """(name -> draws ``[chains, draws, ...]`` as numpy, extra fields: ``diverging``
     ``[chains, draws]``, ``step_size`` ``[chains]``, ``num_steps`` ``[chains, draws]``,
-    ``inverse_mass`` ``[chains, size]``). A continuation (``warm_start`` with step sizes)
-    runs chain after chain, each with its own adapted kernel."""
+    ``inverse_mass`` ``[chains, size]``, with NUTS ``tree_depth`` ``[chains, draws]``). A
+    continuation (``warm_start`` with step sizes) runs chain after chain, each with its own
+    adapted kernel."""
     options = {k: v for k, v in options.items()  # NumPyro finds the nesting itself
                if k not in ("jit_compile", "ignore_jit_warnings", "max_plate_nesting")}
     warm = options.pop("warm_start", None)
@@ -53,6 +54,8 @@ def _run(model, args, kwargs, kernel, num_warmup, num_samples, num_chains, optio
     extra = {"diverging": np.asarray(fields["diverging"]).astype(bool),
              "step_size": np.asarray(fields["adapt_state.step_size"])[:, -1],
              "num_steps": np.asarray(fields["num_steps"])}
+    if kernel == "nuts":  # the doublings: a tree of j doublings takes 2^(j-1) to 2^j - 1 steps
+        extra["tree_depth"] = np.floor(np.log2(np.maximum(extra["num_steps"], 1))).astype(int) + 1
     mass = mcmc.last_state.adapt_state.inverse_mass_matrix  # {every site, sorted: diagonal}
     if isinstance(mass, dict) and len(mass) == 1:
         mass = next(iter(mass.values()))

@@ -285,3 +285,22 @@ def test_resuming_needs_a_run_and_a_checkpoint_of_as_many_chains(tmp_path):
     one.save(tmp_path / "one.ckpt")
     with pytest.raises(ppl.errors.CheckpointError, match="1 chains, this MCMC runs 2"):
         MCMC(normal_normal, num_chains=2).load(tmp_path / "one.ckpt")
+
+
+def test_nuts_reports_each_transition_s_tree_depth(on_backend):
+    # the number of doublings per draw (Stan's and ArviZ's tree depth), at most 10: on the
+    # stretched posterior after 30 warm-up steps from the identity mass matrix the
+    # trajectories run long (mean depth about 4 to 5), started from the fit's scales they stay
+    # short (about 1.5 to 2); JAX's depth follows from its steps: a tree of j doublings
+    # takes 2^(j-1) to 2^j - 1 leapfrog steps
+    x = ppl.get_backend().ops.asarray(0.5)
+    vi = VI(_stretched, _fitted, rng_seed=0)
+    runs = [MCMC(_stretched, num_warmup=30, num_samples=8, rng_seed=0).run(
+        x, init_from=start, progress=False) for start in (None, vi)]
+    depths = [run.extra["tree_depth"] for run in runs]
+    assert depths[0].shape == (1, 8) and min(d.min() for d in depths) >= 1
+    assert max(d.max() for d in depths) <= 10
+    assert depths[0].mean() > 2 * depths[1].mean(), depths
+    if ppl.get_backend().name == "jax":
+        steps, depth = runs[0].extra["num_steps"], depths[0]
+        assert np.all((2 ** (depth - 1) <= steps) & (steps <= 2 ** depth - 1))

@@ -8,9 +8,6 @@ import torch
 from pyro.infer import HMC, MCMC, NUTS, Predictive
 from pyro.infer.autoguide.initialization import init_to_value
 
-KERNELS = {"nuts": NUTS, "hmc": HMC}
-
-
 def _warm_kernel(kernel, inverse_mass):
     """``kernel``'s class whose mass matrix starts at the diagonal ``inverse_mass`` (the
     sites in sorted order, as Pyro lays them out), its first step size found with it
@@ -25,6 +22,32 @@ def _warm_kernel(kernel, inverse_mass):
             if self._adapter.adapt_step_size:
                 self._adapter.reset_step_size_adaptation(self._initial_params)
     return Warm
+
+
+class _CountedNUTS(NUTS):
+    """Pyro's NUTS, noting each transition's tree depth (its number of doublings, as Stan
+    and ArviZ count it): Pyro keeps it in a local variable."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tree_depths, self._nested, self._doublings = [], 0, 0
+
+    def sample(self, params):
+        self._doublings = 0
+        out = super().sample(params)
+        self.tree_depths.append(self._doublings)
+        return out
+
+    def _build_tree(self, *args):
+        self._nested += 1
+        self._doublings += self._nested == 1  # a doubling, not its recursion
+        try:
+            return super()._build_tree(*args)
+        finally:
+            self._nested -= 1
+
+
+KERNELS = {"nuts": _CountedNUTS, "hmc": HMC}
 
 
 def _chain_kernel(kernel, options, warm, chain):
@@ -55,8 +78,8 @@ def run_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains,
                progress, deterministic):
     """(name -> draws ``[chains, draws, ...]`` as numpy, extra fields: ``diverging``
     ``[chains, draws]``, ``step_size`` ``[chains]``, ``acceptance_rate`` ``[chains]``,
-    ``inverse_mass`` ``[chains, size]``)."""
-    chains, diverging, step_sizes, acceptance, masses = [], [], [], [], []
+    ``inverse_mass`` ``[chains, size]``, with NUTS ``tree_depth`` ``[chains, draws]``)."""
+    chains, diverging, step_sizes, acceptance, masses, depths = [], [], [], [], [], []
     options = dict(options)
     warm = options.pop("warm_start", None)
     for chain in range(num_chains):
@@ -79,9 +102,13 @@ def run_chains(model, args, kwargs, kernel, num_warmup, num_samples, num_chains,
         acceptance.append(float(stats["acceptance rate"]["chain 0"]))
         step_sizes.append(float(sampler.step_size))
         masses.append(_diagonal(sampler))
+        if kernel == "nuts":
+            depths.append(sampler.tree_depths[-num_samples:])
     samples = {n: np.stack([c[n] for c in chains]) for n in chains[0]}
     extra = {"diverging": np.stack(diverging), "step_size": np.array(step_sizes),
              "acceptance_rate": np.array(acceptance)}
     if all(m is not None for m in masses):
         extra["inverse_mass"] = np.stack(masses)
+    if depths:
+        extra["tree_depth"] = np.array(depths)
     return samples, extra
