@@ -77,7 +77,7 @@ mcmc = MCMC(eight_schools, num_warmup=200 if FAST else 1000, num_samples=200 if 
             num_chains=2, rng_seed=0)
 result = mcmc.run(SIGMA, Y, progress=False)
 
-smc = SMC(eight_schools, num_particles=5000 if FAST else 50000, rng_seed=0).run(SIGMA, Y)
+smc = SMC(eight_schools, num_particles=2000 if FAST else 50000, rng_seed=0).run(SIGMA, Y)
 
 # %%
 rows = []
@@ -145,7 +145,7 @@ with warnings.catch_warnings():
 # %%
 ys = hmm_data(50, seed=0)
 exact_log_z, exact_filtered = forward_algorithm(ys)
-hmm_smc = SMC(hmm_model, num_particles=2000 if FAST else 20000, rng_seed=0)
+hmm_smc = SMC(hmm_model, num_particles=1000 if FAST else 20000, rng_seed=0)
 hmm = hmm_smc.run(ys)
 weights = hmm.normalized_weights.numpy()
 last = hmm.samples["z_49"].numpy()
@@ -155,5 +155,5 @@ print("p(z_49 | y): SMC", np.round([weights[last == k].sum() for k in range(3)],
       "exact", np.round(exact_filtered, 3))
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    hmm_data_set = hmm_smc.to_arviz(ys, num_samples=500)
+    hmm_data_set = hmm_smc.to_arviz(ys, num_samples=100 if FAST else 1000)
     print(az.summary(hmm_data_set, var_names=["z_0", "z_25", "z_49"], kind="stats"))
