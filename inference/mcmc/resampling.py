@@ -38,3 +38,8 @@ def copy_ranks(ops, sorted_ancestors):
     """For each new particle, how many earlier ones share its (sorted) ancestor: 0, 1, 2..."""
     first = ops.searchsorted(sorted_ancestors, sorted_ancestors - 1)  # where each run starts
     return ops.astype(ops.arange(sorted_ancestors.shape[0]), first) - first
+
+
+def taken(ops, value, index, axis):
+    """``value``'s entries at ``index`` along ``axis`` (its particles at their ancestors)."""
+    return ops.moveaxis(ops.moveaxis(value, axis, 0)[index], 0, axis)

@@ -23,8 +23,9 @@ evidence estimate is the sweep's, untouched.
 """
 
 from ..weights import WeightLayout, total_log_weight
-from .resampling import ancestors
+from .resampling import ancestors, taken
 from .smc_result import SMCResult
+from .smc_sweep import to_front
 
 
 def rejuvenated(smc, result, sweep, args, kwargs):
@@ -34,7 +35,7 @@ def rejuvenated(smc, result, sweep, args, kwargs):
     ops, backend, K = smc.ops, smc.backend, result.num_particles
     final = sweep.final
     index = ancestors(ops, result.normalized_weights, smc.resampling, smc.state.next_key())
-    values = {name: _taken(ops, value, index, axis) for name, (value, axis) in final.items()}
+    values = {name: taken(ops, value, index, axis) for name, (value, axis) in final.items()}
     particles = (K, -(smc._plates + 1))
     layout = WeightLayout(smc._plates, True)
     for _ in range(smc.rejuvenation_steps):
@@ -53,11 +54,9 @@ def rejuvenated(smc, result, sweep, args, kwargs):
             values[site] = moved
     run = backend.run(smc.model, args, kwargs, replay=values, particles=particles,
                       rng=smc.state.next_key(), params=smc.param_values)
-    samples = {n: ops.moveaxis(v, final[n][1], 0) for n, v in values.items()}
+    samples = {n: to_front(ops, v, final[n][1], None, K) for n, v in values.items()}
     for name, value in run.deterministics.items():
-        axis = sweep.recorded[name][1]
-        samples[name] = (ops.moveaxis(value, axis, 0) if axis is not None
-                         else ops.broadcast_to(ops.asarray(value), (K,) + tuple(ops.asarray(value).shape)))
+        samples[name] = to_front(ops, value, sweep.recorded[name][1], None, K)
     return SMCResult(ops, ops.zeros((K,), result.log_weights), samples, result.log_evidence,
                      result._relative_variance, result.resampled_at)
 
@@ -65,8 +64,4 @@ def rejuvenated(smc, result, sweep, args, kwargs):
 def _log_joint_without(ops, layout, trace, site, num):
     total = total_log_weight(ops, layout, [s for n, s in trace.sites.items() if n != site])
     return ops.broadcast_to(ops.asarray(total), (num,))
-
-
-def _taken(ops, value, index, axis):
-    return ops.moveaxis(ops.moveaxis(value, axis, 0)[index], 0, axis)
 

@@ -57,7 +57,7 @@ def draw_proposal(backend, ops, proposal, args, kwargs, num, plates, params, rng
             for name, site in trace.latent.items()}
 
 
-def ancestral_log_prob(ops, msg, value, index, axis, indexed, plates):
+def ancestral_log_prob(ops, msg, value, index, axis, indexed):
     """Each new particle j's log density of ``value``'s row j under its ancestor ``index[j]``'s
     distribution (``msg["fn"]``, a batch over the old particles), summed over the plates:
     ``[K]``. ``indexed``: the distribution taken at the ancestors, when the backend can take

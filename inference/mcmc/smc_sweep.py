@@ -20,7 +20,7 @@ from ppl.errors import NonFiniteError
 from ppl.site_handler import SiteHandler
 
 from ..weights import WeightLayout, total_log_weight
-from .resampling import ancestors, copy_ranks
+from .resampling import ancestors, copy_ranks, taken
 from .smc_proposal import ancestral_log_prob
 from .smc_result import SMCResult, relative_variance
 
@@ -111,7 +111,7 @@ class Sweep(SiteHandler):
         if self.guide is not None:  # each new particle's own proposal, scored by its ancestor
             value, log_q = self.guide[msg["name"]]
             msg["value"] = value
-            drawn = ancestral_log_prob(ops, msg, value, index, axis, indexed, self.P) - log_q
+            drawn = ancestral_log_prob(ops, msg, value, index, axis, indexed) - log_q
         elif indexed is not None:
             msg["value"] = ops.sample_n(indexed, 1, self._next_key())[0]
         else:  # as many draws of the whole batch as the most copied ancestor has copies
@@ -137,10 +137,9 @@ class Sweep(SiteHandler):
         if indexed is not None and kind not in self.indexable:
             ops = self.ops
             probe = ops.sample_n(fn, 1, self._next_key())[0]
-            expected = ops.moveaxis(ops.moveaxis(fn.log_prob(probe), axis, 0)[index], 0, axis)
-            taken = ops.moveaxis(ops.moveaxis(probe, axis, 0)[index], 0, axis)
-            self.indexable[kind] = bool(np.allclose(ops.to_numpy(indexed.log_prob(taken)),
-                                                    ops.to_numpy(expected), rtol=1e-5, atol=1e-5))
+            expected = ops.to_numpy(taken(ops, fn.log_prob(probe), index, axis))
+            scored = ops.to_numpy(indexed.log_prob(taken(ops, probe, index, axis)))
+            self.indexable[kind] = bool(np.allclose(scored, expected, rtol=1e-5, atol=1e-5))
             if not self.indexable[kind]:
                 return None
         return indexed
@@ -159,7 +158,7 @@ class Sweep(SiteHandler):
         self.final = {}  # latent site -> (its values with their ancestry, in the run's layout, axis)
         for name, (source, axis, r) in self.recorded.items():
             value = source["value"] if isinstance(source, dict) else source
-            samples[name] = _to_front(ops, value, axis, composed[r], K)
+            samples[name] = to_front(ops, value, axis, composed[r], K)
             if isinstance(source, dict):
                 self.final[name] = (ops.moveaxis(samples[name], 0, axis), axis)
         if log_w is None:  # nothing observed: every weight 1
@@ -197,7 +196,7 @@ def _particle_axis(shape, event_dim, plates, num):
     return None
 
 
-def _to_front(ops, value, axis, index, num):
+def to_front(ops, value, axis, index, num):
     """``value`` laid out ``[num, ...]``, its particles taken at ``index`` (None: as they are)."""
     if axis is None:
         value = ops.asarray(value)

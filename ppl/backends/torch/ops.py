@@ -245,7 +245,7 @@ class _Ops:
     def index_batch(fn, index, axis):
         """``fn`` with its batch taken at ``index`` along batch axis ``axis`` (a distribution
         of the same kind), or None where its layout is not understood; callers verify it
-        once per kind (``inference/mcmc/smc.py``)."""
+        once per kind (``inference/mcmc/smc_sweep.py``)."""
         return _index_batch(fn, index, axis)
 
     @staticmethod
