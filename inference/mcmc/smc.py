@@ -63,7 +63,7 @@ class SMC(Strategy):
             of K (1: after every observation; 0: never, which is importance sampling).
         rejuvenation_steps: after the sweep, resample the particles and move every latent
             site this many times by Metropolis-Hastings under the full posterior
-            (:mod:`inference.mcmc.smc_moves`: diverse paths, two program runs per site and
+            (:mod:`inference.mcmc.smc_moves`: diverse paths, one program run per site and
             step; 0, the default, keeps the weighted particles).
         max_plate_nesting: the program's plate dimensions (found by a dry run if omitted).
         rng_seed: an integer gives the strategy a random stream of its own.

@@ -4,10 +4,11 @@ resampled by their weights, then every latent site of every particle takes
 
 A move of site s proposes a fresh draw from the model's own conditional p(z_s | its
 parents), so the acceptance ratio is the joint density of every other site, new against
-old: each move is one vectorised run of the program replaying every other site's value.
+old: each move is one vectorised run of the program replaying every other site's value
+(the current state's log densities are kept, site by site, and updated where accepted).
 The moves leave the posterior invariant; they restore the diversity of the early
 steps' values, which resampling leaves with few distinct ancestors (the smoothing
-distribution of z_0, say), at the cost of two program runs per site and step. The
+distribution of z_0, say), at the cost of one program run per site and step. The
 evidence estimate is the sweep's, untouched.
 
     >>> import ppl
@@ -38,22 +39,23 @@ def rejuvenated(smc, result, sweep, args, kwargs):
     values = {name: taken(ops, value, index, axis) for name, (value, axis) in final.items()}
     particles = (K, -(smc._plates + 1))
     layout = WeightLayout(smc._plates, True)
+
+    def replayed(replay):
+        return backend.run(smc.model, args, kwargs, replay=replay, particles=particles,
+                           rng=smc.state.next_key(), params=smc.param_values)
+
+    current = _per_site(ops, layout, replayed(values), K)  # the state's log densities, by site
     for _ in range(smc.rejuvenation_steps):
         for site, (_, axis) in final.items():
-            old = backend.run(smc.model, args, kwargs, replay=values, particles=particles,
-                              rng=smc.state.next_key(), params=smc.param_values)
-            others = {n: v for n, v in values.items() if n != site}
-            new = backend.run(smc.model, args, kwargs, replay=others, particles=particles,
-                              rng=smc.state.next_key(), params=smc.param_values)
-            gain = (_log_joint_without(ops, layout, new, site, K) -
-                    _log_joint_without(ops, layout, old, site, K))
+            new = replayed({n: v for n, v in values.items() if n != site})
+            proposed = _per_site(ops, layout, new, K)
+            gain = sum(proposed[n] - current[n] for n in current if n != site)
             accept = ops.log(ops.uniform((K,), gain, smc.state.next_key())) < gain
             shape = [1] * ops.ndim(values[site])
             shape[axis] = K
-            moved = ops.where(ops.reshape(accept, tuple(shape)), new.sites[site].value, values[site])
-            values[site] = moved
-    run = backend.run(smc.model, args, kwargs, replay=values, particles=particles,
-                      rng=smc.state.next_key(), params=smc.param_values)
+            values[site] = ops.where(ops.reshape(accept, tuple(shape)), new.sites[site].value, values[site])
+            current = {n: ops.where(accept, proposed[n], lp) for n, lp in current.items()}
+    run = replayed(values)
     samples = {n: to_front(ops, v, final[n][1], None, K) for n, v in values.items()}
     for name, value in run.deterministics.items():
         samples[name] = to_front(ops, value, sweep.recorded[name][1], None, K)
@@ -61,7 +63,8 @@ def rejuvenated(smc, result, sweep, args, kwargs):
                      result._relative_variance, result.resampled_at)
 
 
-def _log_joint_without(ops, layout, trace, site, num):
-    total = total_log_weight(ops, layout, [s for n, s in trace.sites.items() if n != site])
-    return ops.broadcast_to(ops.asarray(total), (num,))
+def _per_site(ops, layout, trace, num):
+    """Each site's log density per particle, summed over its plates: site -> ``[num]``."""
+    return {name: ops.broadcast_to(ops.asarray(total_log_weight(ops, layout, [site])), (num,))
+            for name, site in trace.sites.items()}
 
