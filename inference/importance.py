@@ -24,7 +24,7 @@ from .program import (bytes_per_particle, check_nesting_argument, checked_nestin
                       log_density_shapes, particle_broadcast_problem)
 from .particles import check_mode, fell_back, is_program_failure, particles_arg, vectorisation_error
 from .strategy import Strategy
-from .trainer import run_steps
+from .trainer import run_batches
 from .weights import WeightLayout, total_log_weight
 
 
@@ -377,16 +377,8 @@ class Importance(Strategy):
 
     def run(self, *args, num_steps=1, progress=False, **kwargs):
         """Pool ``num_steps`` batches of particles into one :class:`ImportanceResult`."""
-        results = []
-
-        def one_batch(*a, **k):
-            results.append(self.step(*a, **k))
-            return -results[-1].log_evidence if progress else None
-
-        run_steps(one_batch, args, kwargs, num_steps, progress, "importance")
-        if not results:
-            raise ValueError("Importance.run: num_steps must be at least 1 (no particles were drawn)")
-        return _merge(self.ops, results)
+        return _merge(self.ops, run_batches("Importance", self.step, args, kwargs, num_steps,
+                                            progress, "importance"))
 
     def evaluate(self, *args, num_steps=1, **kwargs):
         """Estimate of log p(x)."""

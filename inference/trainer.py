@@ -34,6 +34,22 @@ def run_steps(step, args, kwargs, num_steps, progress=True, label="loss"):
     return losses
 
 
+def run_batches(owner, step, args, kwargs, num_steps, progress, label):
+    """The results of ``num_steps`` calls of ``step``, each a batch of weighted particles
+    with a ``log_evidence`` (shown negated as the progress's loss), for ``owner`` to pool;
+    a ValueError naming ``owner`` when there are none."""
+    results = []
+
+    def one_batch(*a, **k):
+        results.append(step(*a, **k))
+        return -results[-1].log_evidence if progress else None
+
+    run_steps(one_batch, args, kwargs, num_steps, progress, label)
+    if not results:
+        raise ValueError(f"{owner}.run: num_steps must be at least 1 (no particles were drawn)")
+    return results
+
+
 def _interactive():
     """A notebook (tqdm.auto chose its widget) or a terminal on stderr."""
     if any(cls.__module__ == "tqdm.notebook" for cls in tqdm.__mro__):

@@ -36,7 +36,7 @@ from ..arguments import count
 from ..particles import is_program_failure
 from ..program import check_nesting_argument, checked_nesting
 from ..strategy import Strategy
-from ..trainer import run_steps
+from ..trainer import run_batches
 from .resampling import check_scheme
 from .smc_checks import Order, check_markov_reads, not_one_structure
 from .smc_moves import rejuvenated
@@ -105,16 +105,7 @@ class SMC(Strategy):
 
     def run(self, *args, num_steps=1, progress=False, **kwargs):
         """Pool ``num_steps`` independent sweeps into one :class:`SMCResult`."""
-        results = []
-
-        def one_sweep(*a, **k):
-            results.append(self.step(*a, **k))
-            return -results[-1].log_evidence
-
-        run_steps(one_sweep, args, kwargs, num_steps, progress, "smc")
-        if not results:
-            raise ValueError("SMC.run: num_steps must be at least 1 (no particles were drawn)")
-        return pooled(self.ops, results)
+        return pooled(self.ops, run_batches("SMC", self.step, args, kwargs, num_steps, progress, "smc"))
 
     def evaluate(self, *args, num_steps=1, **kwargs):
         """Estimate of log p(x)."""
