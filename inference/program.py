@@ -66,6 +66,19 @@ def check_shape(name, guide_site, model_fn, role="guide"):
                          f"{tuple(model_fn.event_shape)})", site=name)
 
 
+def check_proposes_latents(owner, guide_tr, model_tr):
+    """A proposal (a guide run as a strategy's proposal) draws every latent site of the model
+    and no other: otherwise a SiteError naming the first site that differs."""
+    for name in model_tr.latent:
+        if name not in guide_tr.latent:
+            raise SiteError(f"{owner}: the proposal has no site {name!r}; it must propose every "
+                            "latent site of the model", site=name)
+    for name in guide_tr.latent:
+        if name not in model_tr.latent:
+            raise SiteError(f"{owner}: the proposal's site {name!r} is not a latent site of the "
+                            f"model (its latent sites: {sorted(model_tr.latent)})", site=name)
+
+
 def check_nesting_argument(owner, value):
     """``max_plate_nesting`` is None (found by the dry run) or a non-negative integer."""
     if value is not None and (not is_integer(value) or value < 0):

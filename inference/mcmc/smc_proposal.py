@@ -23,6 +23,7 @@ ancestor's (:func:`ancestral_log_prob`).
 
 from ppl.errors import SiteError
 
+from ..program import check_proposes_latents
 from ..weights import WeightLayout, total_log_weight
 from .resampling import copy_ranks
 
@@ -31,14 +32,7 @@ def check_proposal(backend, proposal, args, kwargs, params, rng, model_trace):
     """The guide must propose every latent site of the model and no other, each site from
     the data alone (no other guide site among its parents)."""
     guide = backend.run(proposal, args, kwargs, params=params, rng=rng)
-    for name in model_trace.latent:
-        if name not in guide.latent:
-            raise SiteError(f"SMC: the proposal has no site {name!r}; it must propose every latent "
-                            "site of the model", site=name)
-    for name in guide.latent:
-        if name not in model_trace.latent:
-            raise SiteError(f"SMC: the proposal's site {name!r} is not a latent site of the model "
-                            f"(its latent sites: {sorted(model_trace.latent)})", site=name)
+    check_proposes_latents("SMC", guide, model_trace)
     parents = backend.dependencies(proposal, args, kwargs)
     for name in guide.latent:
         drawn = sorted(p for p in parents.get(name, ()) if p in guide.latent)

@@ -37,7 +37,7 @@ from ..arguments import count
 from ..engines import make_engine
 from ..interrupts import deferred_interrupts
 from ..optim import Adam
-from ..program import check_nesting_argument, checked_nesting, common_plate
+from ..program import check_nesting_argument, check_proposes_latents, checked_nesting, common_plate
 from ..strategy import Strategy
 from ..weights import WeightLayout, total_log_weight
 
@@ -127,18 +127,12 @@ class TRICE(Strategy):
         with self.backend.preserved_rng(), self.backend.no_grad():
             guide = self.backend.run(self.proposal, args, kwargs, params=params,
                                      rng=self.engine.loss_inputs()[1])
-        for name, site in model_trace.latent.items():
-            if name not in guide.latent:
-                raise SiteError(f"TRICE: the proposal has no site {name!r}; it must propose every "
-                                "latent site of the model", site=name)
+        check_proposes_latents("TRICE", guide, model_trace)
+        for name in model_trace.latent:
             if plate.name not in {p.name for p in guide.latent[name].plates}:
                 raise SiteError(f"TRICE: the proposal's site {name!r} lies outside plate "
                                 f"{plate.name!r}; propose each data point's latents in the model's "
                                 "data plate", site=name)
-        extra = sorted(set(guide.latent) - set(model_trace.latent))
-        if extra:
-            raise SiteError(f"TRICE: the proposal's site {extra[0]!r} is not a latent site of the "
-                            "model", site=extra[0])
         return guide
 
     def _rows(self, value, name):

@@ -266,6 +266,12 @@ def test_a_guide_whose_sites_depend_on_each_other_or_miss_one_is_named(on_backen
     with pytest.raises(ppl.errors.SiteError, match="proposal has no site 'z_1'"):
         SMC(linear_gaussian_model, 10, proposal=partial).run(ys)
 
+    def extra(ys):
+        _near_the_data(ys)
+        ppl.sample("w", dist.Normal(0.0, 1.0))
+    with pytest.raises(ppl.errors.SiteError, match="proposal's site 'w' is not a latent site"):
+        SMC(linear_gaussian_model, 10, proposal=extra).run(ys)
+
 
 def test_sites_that_change_between_runs_with_the_same_arguments_are_named():
     # the set-up's checks hold for the structure it saw; a later run with other sites (here
