@@ -47,9 +47,13 @@ class Sweep(SiteHandler):
     def process_sample(self, msg):
         if msg["is_observed"] or (msg.get("infer") or {}).get("_deterministic"):
             return
-        if self.evidence or self.proposed:
+        # the weights are brought up to date only where they decide a resampling (and at
+        # the end): guide-drawn sites wait until then
+        resampling = False
+        if self.last_evidence_new:
             self._weigh()
-        if self.last_evidence_new and self._ess() < self.threshold * self.K:
+            resampling = self._ess() < self.threshold * self.K
+        if resampling:
             self._resample(msg)
         elif self.guide is not None:
             msg["value"] = self.guide[msg["name"]][0]
