@@ -60,10 +60,18 @@ def check_shape(name, guide_site, model_fn, role="guide"):
     if guide_event != model_event:
         raise ShapeError(f"site {name!r}: the {role}'s distribution has {guide_event} event dims and "
                          f"the model's {model_event}; use .to_event() so that they agree", site=name)
-    if actual != expected:
+    if _without_leading_ones(actual) != _without_leading_ones(expected):
         raise ShapeError(f"site {name!r}: the {role}'s value has shape {actual} but the model's site "
                          f"expects {expected} (batch {tuple(model_fn.batch_shape)} + event "
                          f"{tuple(model_fn.event_shape)})", site=name)
+
+
+def _without_leading_ones(shape):
+    """The shape less its leading size-1 dims, which broadcast away (a counterfactual
+    program's noise site keeps the world dim as size 1; its guide need not)."""
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    return shape
 
 
 def check_proposes_latents(owner, guide_tr, model_tr):

@@ -77,20 +77,20 @@ class _Mechanism:
             self._factual_fn = self.rule.rebuild(self.base, params)
         return self._factual_fn
 
-    def check_evidence(self, value):
-        """A clear error if the evidence lies outside the factual world's support."""
-        constraints = self.distributions.constraints
-        if not self.rule.params or getattr(type(self.base), "support", None) is constraints.real:
-            return
-        support = self.factual().support
-        if support is constraints.real or constraints.is_dependent(support):
-            return
-        if not bool(self.ops.all(support.check(value))):
-            raise ValueError(f"site {self.name!r}: the evidence lies outside the support "
-                             f"{support} of the site's distribution in the factual world")
+    def check_evidence(self, value, what="evidence"):
+        """A clear error if ``value`` (the evidence, or an intervention's value: ``what``)
+        lies outside the values the site takes in the factual world."""
+        outside = self.rule.outside(self, value)
+        if outside:
+            raise ValueError(f"site {self.name!r}: the {what} lies outside {outside}")
 
     def noise_prior(self):
-        return self.rule.prior(self.base, self.noise_shape)
+        return self.as_site_event(self.rule.prior(self.base, self.noise_shape))
+
+    def as_site_event(self, noise):
+        """The noise's distribution with the dims the site reinterprets as its event (a
+        vector-valued site ``Normal(...).to_event(1)`` in a plate has vector-valued noise)."""
+        return noise.to_event(self.reinterpreted) if self.reinterpreted else noise
 
     def push(self, noise):
         """The value in every world."""
@@ -98,7 +98,8 @@ class _Mechanism:
 
     def abduct(self, value):
         """(noise distribution or value given the factual observation, is_deterministic)."""
-        return self.rule.abduct(self, value)
+        noise, deterministic = self.rule.abduct(self, value)
+        return (noise, True) if deterministic else (self.as_site_event(noise), False)
 
     def factual_log_prob(self, value):
         """log p_0(value): the evidence's likelihood in the factual world."""

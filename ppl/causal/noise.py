@@ -17,7 +17,10 @@ The rules shipped (the documented convention):
   ``u ~ U(0, 1)`` (a monotone coupling); an observation restricts ``u`` to an interval;
 - Categorical, by the Gumbel-max trick: ``x_w = argmax(logits_w + g)``, ``g ~ Gumbel(0, 1)^K``;
   an observation leaves ``g`` distributed given its argmax;
-- Delta (a mechanism written with explicit noise sample sites): no noise of its own.
+- Delta (a mechanism written with explicit noise sample sites): no noise of its own;
+- TransformedDistribution (normalising flows, LogNormal, a sigmoid of a Normal):
+  ``x_w = T_w(push_base(eps))`` through bijective transforms, whose inverse abducts ``eps``
+  (:mod:`ppl.causal.noise_transformed`).
 
 The rules are written once against the array ops of the distribution's backend
 (``backend.ops``) and registered for the families of both (Pyro's and NumPyro's classes:
@@ -88,7 +91,11 @@ def _register_loaded_backends():
                 classes = [found] if isinstance(found, type) else [
                     getattr(module, family + "Probs"), getattr(module, family + "Logits")]
                 for cls in classes:
-                    _RULES.setdefault(cls, rule)
+                    # and the class it wraps (Pyro's TransformedDistribution wraps torch's,
+                    # which torch's own LogNormal and Gumbel subclass)
+                    for same in cls.__mro__:
+                        if same.__name__ == cls.__name__:
+                            _RULES.setdefault(same, rule)
 
 
 def noise_model(base):
@@ -117,7 +124,8 @@ def backend_of_distribution(fn):
 class NoiseModel:
     """A family's noise-sharing rule. ``params``: the distribution's parameter attributes
     (to build the factual world's distribution from world 0's slice of each);
-    ``has_noise``: False for a point mass; ``threshold_noise``: the value is
+    ``has_noise``: False for a point mass; ``fixed_by_value``: an observed value fixes the
+    noise (its ``abduct`` returns a value); ``threshold_noise``: the value is
     ``1[u > threshold_w]`` of a uniform ``u``, so that exact inference can enumerate the
     interval between the worlds' thresholds in which ``u`` falls. ``self.ops(base)`` and
     ``self.distributions(base)`` are the array ops and distributions of ``base``'s backend."""
@@ -125,6 +133,7 @@ class NoiseModel:
     params = ()
     has_noise = True
     threshold_noise = False
+    fixed_by_value = False
 
     def prior(self, base, shape):
         """The noise's distribution, of shape ``shape`` (the site's, less the world dim)."""
@@ -143,6 +152,19 @@ class NoiseModel:
     def factual_log_prob(self, mechanism, value):
         """log p_0(value) in the factual world."""
         return mechanism.factual().log_prob(value)
+
+    def outside(self, mechanism, value):
+        """What ``value`` lies outside of, where the factual world cannot take it (its
+        distribution's support); None where it can, or where that is not known here."""
+        constraints = mechanism.distributions.constraints
+        if not self.params or getattr(type(mechanism.base), "support", None) is constraints.real:
+            return None
+        support = mechanism.factual().support
+        if support is constraints.real or constraints.is_dependent(support):
+            return None
+        if not bool(mechanism.ops.all(support.check(value))):
+            return f"the support {support} of the site's distribution in the factual world"
+        return None
 
     def rebuild(self, base, params):
         """A distribution of ``base``'s family with the given parameters (unvalidated)."""
@@ -164,6 +186,7 @@ class LocationScale(NoiseModel):
     """``x = loc + scale * eps``, ``eps`` from the family's standard member."""
 
     params = ("loc", "scale")
+    fixed_by_value = True
 
     def prior(self, base, shape):
         zeros = self.zeros(base, shape)
@@ -178,6 +201,8 @@ class LocationScale(NoiseModel):
 
 class InverseCdf(NoiseModel):
     """``x = icdf(u)``, ``u ~ Uniform(0, 1)``."""
+
+    fixed_by_value = True
 
     def prior(self, base, shape):
         zeros = self.zeros(base, shape)
@@ -206,6 +231,7 @@ class BernoulliNoise(InverseCdf):
 
     params = ("probs",)
     threshold_noise = True
+    fixed_by_value = False
 
     def push(self, base, noise):
         return self.ops(base).astype(noise > 1 - base.probs, base.probs)
@@ -300,3 +326,6 @@ def gumbel_given_argmax_log_prob(ops, logits, k, value):
     argmax = ops.argmax(logits + value, -1)
     chosen = ops.squeeze(ops.take_last(logits, ops.expand_dims(k, -1)), -1)
     return ops.where(argmax == k, gumbel - chosen, -math.inf)
+
+
+from . import noise_transformed  # noqa: E402,F401 (registers the TransformedDistribution rule)

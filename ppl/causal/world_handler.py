@@ -112,7 +112,7 @@ class CounterfactualMessenger(SiteHandler):
             if observed:
                 value = evidence
             else:
-                value = self._side(f"{name}__noise", mechanism.factual())
+                value = self._side(f"{name}__noise", mechanism.as_site_event(mechanism.factual()))
             noise, exogenous = value, True
         else:
             noise = self._noise(name, mechanism, evidence)
@@ -188,6 +188,11 @@ class CounterfactualMessenger(SiteHandler):
         Within one interval every world's outcome 1[u > threshold_w] is constant, so the
         interval index (with probability its length) carries all the noise that matters.
         """
+        if mechanism.reinterpreted:
+            raise SiteError(f"site {name!r}: exact counterfactuals enumerate a Bernoulli's noise "
+                            "element by element, which a vector-valued site (to_event) cannot "
+                            "have: declare its elements in a plate, or use method='importance'",
+                            site=name)
         ops, d = self.ops, self.dim
         thresholds = [1 - mechanism.base.probs]  # the worlds' own, along the world dim d
         factual_shape = list(thresholds[0].shape)
@@ -258,6 +263,8 @@ class CounterfactualMessenger(SiteHandler):
             else:
                 new = action
             new = self._fit(name, new, shape)
+            if mechanism is not None and not isinstance(action, WorldValue):
+                mechanism.check_evidence(new, f"intervention's value in world {w}")
             overrides.append((w, new))
         return overrides
 

@@ -515,16 +515,22 @@ def test_vi_method_fits_a_guide_then_corrects_it_by_importance():
 def test_a_noise_rule_registered_for_a_new_family_is_used():
     from ppl.causal import noise
 
+    def gamma_scm():
+        a = ppl.sample("a", dist.Normal(0.0, 1.0))
+        return ppl.sample("x", dist.Gamma(a.exp(), 1.0))
+
     def scm():
         a = ppl.sample("a", dist.Normal(0.0, 1.0))
         return ppl.sample("x", dist.LogNormal(a, 1.0))
 
     evidence, intervention = {"a": 0.0, "x": math.e}, {"a": 1.0}
-    with pytest.raises(ValueError, match="site 'x': LogNormal has no noise-sharing rule"):
-        ppl.trace(ppl.counterfactual_worlds(scm, evidence, intervention))()
+    with pytest.raises(ValueError, match="site 'x': Gamma has no noise-sharing rule"):
+        ppl.trace(ppl.counterfactual_worlds(gamma_scm, evidence, intervention))()
+    pushed = []
 
     class LogLocationScale(noise.NoiseModel):
-        """x = exp(loc + scale * eps), eps ~ Normal(0, 1)."""
+        """x = exp(loc + scale * eps), eps ~ Normal(0, 1) (LogNormal's own rule, as a
+        transformed Normal, gives the same; ``pushed`` shows which rule ran)."""
 
         params = ("loc", "scale")
 
@@ -532,6 +538,7 @@ def test_a_noise_rule_registered_for_a_new_family_is_used():
             return dist.Normal(torch.zeros(shape), torch.ones(shape))
 
         def push(self, base, eps):
+            pushed.append(True)
             return (base.loc + base.scale * eps).exp()
 
         def abduct(self, mechanism, value):
@@ -543,6 +550,7 @@ def test_a_noise_rule_registered_for_a_new_family_is_used():
         # abduction: eps = log(e) - 0 = 1; in the world where a = 1, x = exp(1 + 1)
         assert float(ppl.world_value(trace, "x", 1)) == pytest.approx(math.e ** 2)
         assert float(ppl.world_value(trace, "x", 0)) == pytest.approx(math.e)
+        assert pushed  # the registered rule, found before the TransformedDistribution one
     finally:
         del noise._RULES[dist.LogNormal]
 
