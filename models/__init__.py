@@ -15,6 +15,12 @@ a data generator or loader, and where one exists the exact answer to test infere
   and bottom-up tree-construction actions.
 * :mod:`models.causal`: structural causal models (front-door, Simpson's paradox,
   linear-Gaussian, a latent confounder) and discrete Bayesian networks as programs.
+* :mod:`models.state_space`, :mod:`models.rationales`: a linear-Gaussian chain and an HMM
+  with their filters; the 64-rationale toy with its exact posterior.
+* :mod:`models.morpho_digits`: the digits re-rendered by a known SCM of stroke thickness
+  and intensity (every true counterfactual image is known); :mod:`models.deep_scm`: a deep
+  SCM of them (Gaussian or conditional-flow decoder, :mod:`models.conditional_flow`);
+  :mod:`models.morpho_oracle`: networks that read the causes off an image.
 
     >>> from models import normal_normal_posterior
     >>> normal_normal_posterior([2.0], prior_loc=0.0, prior_scale=1.0, obs_scale=1.0)

@@ -27,6 +27,7 @@ import numpy as np
 CANVAS = 64  # the 8x8 digit upsampled 8 times
 SCALE = CANVAS / 28  # canvas pixels per Morpho-MNIST (28x28) pixel
 RESOLUTIONS = (8, 16)
+SPLITS = ("train", "test", "all")
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,17 +95,44 @@ def counterfactual_intensity(thickness, intensity, new_thickness):
     return intensity_of(new_thickness, noise)
 
 
+def true_counterfactual(data, interventions, resolution=None):
+    """The exact counterfactual of rendered ``data`` (a :func:`morpho_digits` dict) under
+    ``interventions`` on ``"thickness"`` and/or ``"intensity"`` (values, per-image arrays, or
+    functions of the factual value): ``{"images", "thickness", "intensity"}``. The intensity
+    follows an intervened thickness with its noise held, unless it is intervened on too."""
+    unknown = sorted(set(interventions) - {"thickness", "intensity"})
+    if unknown:
+        raise ValueError(f"true_counterfactual: the SCM has no site {unknown[0]!r} to intervene on "
+                         "(its causes are 'thickness' and 'intensity')")
+    resolution = resolution or data["images"].shape[-1]
+    t, i = np.asarray(data["thickness"], dtype=np.float64), np.asarray(data["intensity"], dtype=np.float64)
+
+    def value(name, factual):
+        action = interventions[name]
+        new = action(factual) if callable(action) else action
+        return np.broadcast_to(new, factual.shape).astype(np.float64)
+
+    new_t = value("thickness", t) if "thickness" in interventions else t
+    new_i = (value("intensity", i) if "intensity" in interventions
+             else counterfactual_intensity(t, i, new_t))
+    return {"images": render(data["base"], new_t, new_i, resolution), "thickness": new_t,
+            "intensity": new_i}
+
+
 def morpho_digits(num, seed=0, resolution=8, confounded=True, split="train", train_share=0.8):
     """``num`` images drawn from the SCM: a dict of ``images`` ``[num, R, R]``, their
     ``thickness``, ``intensity`` and intensity ``noise``, the ``base`` digit index and its
     ``label``. ``confounded=False`` draws the intensity from an independent thickness (t
     independent of i: the render that oracle networks are trained on). ``split``: base
-    digits from the first ``train_share`` of the bundled set (``"train"``) or the rest."""
-    if split not in ("train", "test"):
-        raise ValueError(f"morpho_digits: split must be 'train' or 'test', got {split!r}")
+    digits from the first ``train_share`` of the bundled set (``"train"``), the rest
+    (``"test"``) or all of them (``"all"``: an oracle, an instrument rather than a model
+    under test, may know every digit)."""
+    if split not in SPLITS:
+        raise ValueError(f"morpho_digits: split must be one of {SPLITS}, got {split!r}")
     images, labels = base_digits()
     cut = int(round(train_share * len(images)))
-    pool = np.arange(cut) if split == "train" else np.arange(cut, len(images))
+    pool = {"train": np.arange(cut), "test": np.arange(cut, len(images)),
+            "all": np.arange(len(images))}[split]
     rng = np.random.default_rng(seed)
     base = rng.choice(pool, num)
     thickness = 0.5 + rng.gamma(10.0, 1 / 5.0, num)

@@ -4,7 +4,9 @@ PNS) and adjustment formulas on data, by exact elimination, importance sampling 
     >>> from inference.causal import interventional, counterfactual, average_treatment_effect
 """
 
+from .draws import CounterfactualDraws, counterfactual_draws
 from .mediation import natural_direct_effect, natural_indirect_effect
+from .soundness import SoundnessReport, counterfactual_soundness
 from .queries import (
     METHODS,
     Estimate,
@@ -18,7 +20,8 @@ from .queries import (
     probability_of_sufficiency,
 )
 
-__all__ = ["METHODS", "Estimate", "adjustment_formula", "average_treatment_effect", "counterfactual",
-           "estimate", "interventional", "natural_direct_effect", "natural_indirect_effect",
-           "probability_of_necessity",
+__all__ = ["METHODS", "CounterfactualDraws", "Estimate", "SoundnessReport", "adjustment_formula",
+           "average_treatment_effect", "counterfactual", "counterfactual_draws",
+           "counterfactual_soundness", "estimate", "interventional", "natural_direct_effect",
+           "natural_indirect_effect", "probability_of_necessity",
            "probability_of_necessity_and_sufficiency", "probability_of_sufficiency"]

@@ -62,7 +62,7 @@ def test_train_and_test_draw_from_disjoint_base_digits():
     (lambda: render([0], 2.0, 100.0, resolution=12), "resolution must be one of"),
     (lambda: render([0], -1.0, 100.0), "thickness must be positive"),
     (lambda: render([0], 2.0, 300.0), r"intensity must lie in \[0, 255\]"),
-    (lambda: morpho_digits(5, split="validation"), "split must be 'train' or 'test'"),
+    (lambda: morpho_digits(5, split="validation"), "split must be one of \\('train', 'test', 'all'\\)"),
 ])
 def test_bad_inputs_are_named(call, match):
     with pytest.raises(ValueError, match=match):
