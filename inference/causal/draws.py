@@ -31,7 +31,6 @@ import contextlib
 
 import numpy as np
 
-
 from ppl.backend import backend_of
 from ppl.causal import world_value
 from ppl.causal.worlds import world_dim
