@@ -129,12 +129,15 @@ class FlowDecoder(GaussianDecoder):
 class CounterfactualImages:
     """A counterfactual answer per image: the ``images``' posterior mean and ``sd`` (0-255,
     ``[n, R, R]``), the counterfactual ``thickness`` and ``intensity`` (means), the
-    ``draws`` ``[n, S, R, R]`` when kept, and the abduction used."""
+    ``draws`` ``[n, S, R, R]`` when kept, the abduction used, and each image's
+    ``effective_sample_size`` (of the draws: its query's, one for every image with the guide)."""
 
-    def __init__(self, images, sd, thickness, intensity, abduction, draws=None):
+    def __init__(self, images, sd, thickness, intensity, abduction, draws=None,
+                 effective_sample_size=None):
         self.images, self.sd = images, sd
         self.thickness, self.intensity = thickness, intensity
         self.abduction, self.draws = abduction, draws
+        self.effective_sample_size = effective_sample_size
 
     def __repr__(self):
         return f"CounterfactualImages({self.images.shape[0]} images, abduction={self.abduction!r})"
@@ -294,7 +297,8 @@ class DeepSCM(nn.Module):
         draws = None
         if keep_draws:
             draws = np.concatenate([np.moveaxis(image(d.values["image"]), 0, 1) for d in parts])
-        return CounterfactualImages(mean, sd, thickness, intensity, abduction, draws)
+        ess = np.concatenate([np.full(len(d.mean("thickness")), d.effective_sample_size) for d in parts])
+        return CounterfactualImages(mean, sd, thickness, intensity, abduction, draws, ess)
 
 
 def _rows(value, unit, device):

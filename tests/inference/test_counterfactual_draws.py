@@ -68,6 +68,20 @@ def test_multi_worlds_share_one_abduction(on_backend):
     np.testing.assert_allclose(first.values["y"] - second.values["y"], 2.0, atol=1e-5)
 
 
+def test_degenerate_weights_are_warned_of(on_backend):
+    """Thirty units in one query: the weights over the whole program collapse."""
+    D, ops = ppl.get_backend().distributions, ppl.get_backend().ops
+
+    def batch(y):
+        with ppl.plate("units", 30):
+            x = ppl.sample("x", D.Normal(0.0, 1.0))
+            ppl.sample("y", D.Normal(x, 0.1), obs=y)
+
+    y = ops.asarray(np.linspace(-2, 2, 30).astype(np.float32))
+    with pytest.warns(RuntimeWarning, match="effective sample size is .* one query per unit"):
+        counterfactual_draws(batch, {}, {"x": 0.0}, "y", y, num_particles=200, rng_seed=0)
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="abduction must be one of"):
         counterfactual_draws(_scm(), EVIDENCE, {"x": 2.0}, "y", abduction="vi")

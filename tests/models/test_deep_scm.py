@@ -104,6 +104,12 @@ def test_draws_are_kept_on_request(trained):
                                     keep_draws=True)
     assert answer.draws.shape == (3, 6, 8, 8)
     np.testing.assert_allclose(answer.draws.mean(1), answer.images, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(answer.effective_sample_size, 6.0)  # the guide's draws: equal weights
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a few images may rest on few particles
+        weighted = trained.counterfactual(_subset(TEST, slice(0, 3)), {"thickness": 4.0},
+                                          abduction="importance", num_particles=32)
+    assert np.all((weighted.effective_sample_size >= 1) & (weighted.effective_sample_size <= 32))
 
 
 class _GammaDecoder(GaussianDecoder):
