@@ -166,3 +166,13 @@ def test_on_cuda(decoder):
         np.testing.assert_allclose(null.images, data["images"], atol=1e-3)
     moved = scm.counterfactual(data, {"thickness": lambda t: t + 1.0}, num_samples=8)
     assert isinstance(moved.images, np.ndarray) and image_l1(moved.images, data["images"]).min() > 0
+
+
+def test_any_vi_objective_trains_it():
+    from inference import IWAE
+
+    scm = DeepSCM(z_dim=2, hidden=16)
+    scm.fit(_subset(TRAIN, slice(0, 100)), num_epochs=2, objective=IWAE(3), progress=False)
+    assert len(scm.epoch_losses) == 2 and np.isfinite(scm.epoch_losses).all()
+    data = _subset(TEST, slice(0, 3))
+    np.testing.assert_allclose(scm.counterfactual(data, {}, num_samples=4).images, data["images"], atol=1e-3)
