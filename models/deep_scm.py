@@ -240,8 +240,9 @@ class DeepSCM(nn.Module):
         order = np.random.default_rng(seed)
 
         def step(rows):
-            pixels = images[rows] + order.uniform(0, dequantize, images[rows].shape).astype(np.float32)
-            return vi.step(pixels, t[rows], i[rows])
+            batch = images[rows]
+            return vi.step(batch + order.uniform(0, dequantize, batch.shape).astype(np.float32),
+                           t[rows], i[rows])
 
         def epoch():
             batches = np.array_split(order.permutation(len(images)), max(1, len(images) // batch_size))
@@ -292,12 +293,13 @@ class DeepSCM(nn.Module):
         image = lambda a: 255.0 * a.reshape(a.shape[:-1] + (r, r))  # noqa: E731
         mean = np.concatenate([image(d.mean("image")) for d in parts])
         sd = np.concatenate([image(d.sd("image")) for d in parts])
-        thickness = np.concatenate([d.mean("thickness") for d in parts])
+        per_part = [d.mean("thickness") for d in parts]
+        thickness = np.concatenate(per_part)
         intensity = np.concatenate([d.mean("intensity") for d in parts])
         draws = None
         if keep_draws:
             draws = np.concatenate([np.moveaxis(image(d.values["image"]), 0, 1) for d in parts])
-        ess = np.concatenate([np.full(len(d.mean("thickness")), d.effective_sample_size) for d in parts])
+        ess = np.concatenate([np.full(len(t), d.effective_sample_size) for t, d in zip(per_part, parts)])
         return CounterfactualImages(mean, sd, thickness, intensity, abduction, draws, ess)
 
 

@@ -101,18 +101,17 @@ def counterfactual_draws(model, evidence, interventions, sites, *args, abduction
             weights = (np.full(count, 1.0 / count) if abduction == "guide" else
                        result.ops.to_numpy(result.normalized_weights).astype(np.float64))
     count = len(weights)
-    ess = 1.0 / np.sum(weights ** 2)
+    answers = [CounterfactualDraws({site: _world_draws(trace, site, w, count) for site in sites},
+                                   weights, abduction)
+               for w in ([world] if isinstance(world, int) else world)]
+    ess = answers[0].effective_sample_size
     if abduction == "importance" and ess < min(10.0, count / 10):
         warnings.warn(f"counterfactual_draws: the importance weights' effective sample size is "
                       f"{ess:.1f} of {count} particles, so the answer rests on a few draws; weights "
                       "are over the whole program, so ask one query per unit (one image), and use a "
                       "proposal closer to the posterior (a fitted guide) or more particles",
                       RuntimeWarning, stacklevel=2)
-    if isinstance(world, int):
-        return CounterfactualDraws({site: _world_draws(trace, site, world, count) for site in sites},
-                                   weights, abduction)
-    return [CounterfactualDraws({site: _world_draws(trace, site, w, count) for site in sites},
-                                weights, abduction) for w in world]
+    return answers[0] if isinstance(world, int) else answers
 
 
 def _mcmc_trace(program, args, kwargs, num_warmup, num_samples, rng_seed):
